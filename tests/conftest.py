@@ -1,0 +1,24 @@
+"""Shared fixtures: paths to the repo and to the shared real data (never copied here)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+SHARED_DIR = Path(os.environ.get("COLLECTWISE_SHARED_DIR", REPO_ROOT.parent / "shared"))
+UCI_CSV = SHARED_DIR / "data" / "uci_credit_default" / "credit_default_dev.csv"
+
+
+@pytest.fixture(scope="session")
+def repo_root() -> Path:
+    return REPO_ROOT
+
+
+@pytest.fixture(scope="session")
+def uci_csv() -> Path:
+    if not UCI_CSV.exists():
+        pytest.fail(f"the shared UCI file is missing: {UCI_CSV}")
+    return UCI_CSV
