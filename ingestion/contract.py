@@ -108,7 +108,8 @@ STATEMENTS = Table(
         # A statement is known on its date, so it has no separate recording time.
         Column("statement_date", TIMESTAMP),
         Column("balance", FLOAT, description="negative for a credit balance"),
-        Column("minimum_due", FLOAT, min_value=0.0),
+        # Null when the source does not report it (the UCI file has no minimum due).
+        Column("minimum_due", FLOAT, nullable=True, min_value=0.0),
         Column("days_past_due", INT, min_value=0),
     ),
     event_time="statement_date",
