@@ -1,0 +1,70 @@
+# Collectwise developer commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+UV_VERSION := 0.13.9
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(VENV))/bin:$(PATH)
+export REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
+PYTEST_ARGS ?=
+
+.PHONY: help setup lock demo demo-redis demo-uci pipeline online test lint format bench stop clean
+
+help: ## List the commands
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
+	  awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-12s\033[0m %s\n", $$1, $$2}'
+
+$(STAMP): requirements.lock pyproject.toml
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install -q "uv==$(UV_VERSION)"
+	@test -x $(PY) || uv venv -q --python 3.11 $(VENV)
+	uv pip sync -q --python $(PY) requirements.lock
+	uv pip install -q --python $(PY) --no-deps -e .
+	@touch $(STAMP)
+
+setup: $(STAMP) ## Create .venv and install the pinned environment
+
+lock: ## Re-resolve requirements.lock from pyproject.toml (after changing dependencies)
+	uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+
+pipeline: setup ## Run the DVC pipeline (generate -> validate -> build-features -> feast-apply -> materialize)
+	dvc repro
+
+online: setup ## Print the online features of a few accounts
+	collectwise online-features --sample 3
+
+demo: setup ## Set up, run the pipeline on the synthetic default and print online features
+	dvc repro materialize
+	collectwise online-features --sample 3
+
+demo-redis: setup ## The demo with the Redis online store (REDIS_CONNECTION_STRING, default 127.0.0.1:6379)
+	dvc repro feast-apply
+	FEAST_FS_YAML_FILE_PATH=feature_store.redis.yaml collectwise materialize
+	FEAST_FS_YAML_FILE_PATH=feature_store.redis.yaml collectwise online-features --sample 3
+
+demo-uci: setup ## The pipeline on the real UCI data (data_uci/) and its online features
+	dvc repro uci-materialize
+	set -a && source profiles/uci.env && set +a && collectwise online-features --sample 3
+
+test: setup ## Run the test suite (needs Redis and PostgreSQL on 127.0.0.1)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: setup ## ruff (lint and format check) and mypy
+	ruff check .
+	ruff format --check .
+	mypy feature_repo ingestion training serving monitoring admin_app collectwise
+
+format: setup ## Apply ruff's formatting and safe fixes
+	ruff format .
+	ruff check --fix .
+
+bench: setup ## Run the benchmarks; JSON and tables in benchmarks/results/
+	$(PY) -m benchmarks.run_all
+
+stop: ## Stop background services started by the demo
+	@shopt -s nullglob; for f in .run/*.pid; do \
+	  kill "$$(cat $$f)" 2>/dev/null && echo "stopped $$(basename $$f .pid)"; rm -f "$$f"; done; true
+
+clean: stop ## Remove generated data and reports (keeps .venv)
+	rm -rf data data_uci reports .pytest_cache

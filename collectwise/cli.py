@@ -1,0 +1,206 @@
+"""The `collectwise` console script: one command per pipeline step.
+
+Each command is a thin shell over a pure core in another package; heavy imports (Feast,
+DuckDB) happen inside the command so `collectwise --help` stays fast. Paths are arguments
+with defaults from the settings, and equal the deps / outs of dvc.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ingestion.settings import get_settings
+
+app = typer.Typer(
+    name="collectwise",
+    help="Collectwise: debt-collection risk on a Feast feature store.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+log = logging.getLogger("collectwise")
+
+PathOpt = Annotated[Path | None, typer.Option(help="defaults to the active data directory")]
+
+
+def _configure_logging(level: str) -> None:
+    from rich.logging import RichHandler  # noqa: PLC0415
+
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
+        force=True,
+    )
+    # Feast and ibis are chatty at INFO; their warnings still show.
+    for noisy in ("feast", "ibis", "urllib3", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+@app.callback()
+def main_callback(
+    log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "",
+) -> None:
+    _configure_logging(log_level or get_settings().log_level)
+
+
+@contextmanager
+def _clear_errors(*errors: type[BaseException]) -> Iterator[None]:
+    """Turn a domain error into one clear line and exit code 1, without a traceback."""
+    try:
+        yield
+    except errors as exc:
+        log.error("%s: %s", type(exc).__name__, exc)
+        raise typer.Exit(code=1) from exc
+
+
+def _summary(title: str, summary: Any) -> None:
+    data = asdict(summary) if is_dataclass(summary) and not isinstance(summary, type) else summary
+    log.info("%s\n%s", title, json.dumps(data, indent=2, default=str))
+
+
+@app.command()
+def generate(
+    accounts: Annotated[int, typer.Option(min=1, help="number of accounts")] = 20_000,
+    months: Annotated[int, typer.Option(min=2, max=120, help="months of history")] = 24,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 42,
+    out: PathOpt = None,
+    scenario: Annotated[str, typer.Option(help="none | income_shock | channel_shift")] = "none",
+    drift_months: Annotated[int, typer.Option(min=1, help="months the scenario covers")] = 3,
+    default_rate: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.25,
+    start: Annotated[str, typer.Option(help="first month, YYYY-MM-DD")] = "2024-11-01",
+) -> None:
+    """Write a synthetic collections dataset in the raw contract."""
+    from ingestion.synthetic import SyntheticConfig  # noqa: PLC0415
+    from ingestion.synthetic import generate as run  # noqa: PLC0415
+
+    if scenario not in ("none", "income_shock", "channel_shift"):
+        raise typer.BadParameter(f"unknown scenario '{scenario}'", param_hint="--scenario")
+    config = SyntheticConfig(
+        accounts=accounts,
+        months=months,
+        seed=seed,
+        start=datetime.fromisoformat(start).replace(tzinfo=UTC),
+        default_rate=default_rate,
+        scenario=scenario,  # type: ignore[arg-type]
+        drift_months=drift_months,
+    )
+    _summary("generated", run(config, out or get_settings().raw_dir))
+
+
+@app.command()
+def validate(
+    raw: PathOpt = None,
+    out: PathOpt = None,
+    quarantine: PathOpt = None,
+    reports: Annotated[Path, typer.Option(help="where the quality report goes")] = Path(
+        "reports/quality"
+    ),
+    max_bad_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+) -> None:
+    """Check raw tables against the contract; quarantine bad rows; write a quality report."""
+    from ingestion.validate import ValidationFailed, validate_raw  # noqa: PLC0415
+
+    s = get_settings()
+    with _clear_errors(ValidationFailed, FileNotFoundError):
+        summary = validate_raw(
+            raw or s.raw_dir,
+            out or s.validated_dir,
+            quarantine or s.quarantine_dir,
+            reports,
+            max_bad_share=max_bad_share,
+        )
+    _summary("validated", summary)
+
+
+@app.command("ingest-uci")
+def ingest_uci(
+    csv: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="UCI-format CSV")],
+    out: Annotated[Path, typer.Option(help="raw directory to write")] = Path("data_uci/raw"),
+    quarantine: Annotated[Path, typer.Option(help="where rejected input rows go")] = Path(
+        "data_uci/quarantine"
+    ),
+) -> None:
+    """Map a UCI "default of credit card clients" file onto the raw contract."""
+    from ingestion.uci import UciFormatError  # noqa: PLC0415
+    from ingestion.uci import ingest_uci as run  # noqa: PLC0415
+
+    with _clear_errors(UciFormatError):
+        summary = run(csv, out, quarantine)
+    _summary("ingested", summary)
+
+
+@app.command("build-features")
+def build_features(
+    raw: PathOpt = None,
+    out: PathOpt = None,
+    label_grace_days: Annotated[int, typer.Option(min=0, help="late-recording grace")] = 21,
+) -> None:
+    """Compute the feature tables and matured labels from validated raw tables."""
+    from ingestion.features import FeatureBuildError  # noqa: PLC0415
+    from ingestion.features import build_features as run  # noqa: PLC0415
+
+    s = get_settings()
+    with _clear_errors(FeatureBuildError):
+        summary = run(raw or s.validated_dir, out or s.features_dir, label_grace_days)
+    _summary("features built", summary)
+
+
+@app.command()
+def materialize(features: PathOpt = None) -> None:
+    """Load the newest snapshot of every online feature view into the online store."""
+    from ingestion.store import features_as_of, materialize_latest, open_store  # noqa: PLC0415
+
+    s = get_settings()
+    with _clear_errors(FileNotFoundError):
+        as_of = features_as_of(features or s.features_dir)
+    store = open_store(s.repo_root, s.feature_store_yaml)
+    start, end = materialize_latest(store, as_of)
+    _summary("materialised", {"start": start, "end": end, "profile": s.feature_store_yaml.name})
+
+
+@app.command("online-features")
+def online_features(
+    account: Annotated[list[str] | None, typer.Option(help="account id (repeatable)")] = None,
+    sample: Annotated[int, typer.Option(min=1, help="accounts to pick when none given")] = 3,
+) -> None:
+    """Print the online feature vectors of a few accounts (collection_risk_v1)."""
+    import pandas as pd  # noqa: PLC0415
+
+    from ingestion.store import online_feature_vectors, open_store  # noqa: PLC0415
+
+    s = get_settings()
+    ids = account or _sample_accounts(s.features_dir, sample)
+    store = open_store(s.repo_root, s.feature_store_yaml)
+    frame = online_feature_vectors(store, ids)
+    missing = [a for a, c in zip(frame["account_id"], frame["customer_id"], strict=True) if not c]
+    with pd.option_context("display.max_rows", 200, "display.max_colwidth", 60):
+        typer.echo(frame.set_index("account_id").T.to_string())
+    if missing:
+        log.error("no online features for: %s", ", ".join(missing))
+        raise typer.Exit(code=1)
+
+
+def _sample_accounts(features_dir: Path, n: int) -> list[str]:
+    import duckdb  # noqa: PLC0415
+
+    path = features_dir / "account_profile.parquet"
+    query = (
+        f"SELECT account_id FROM read_parquet('{path}') "
+        f"WHERE event_timestamp = (SELECT max(event_timestamp) FROM read_parquet('{path}')) "
+        f"ORDER BY account_id LIMIT {int(n)}"
+    )
+    return [row[0] for row in duckdb.sql(query).fetchall()]
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,92 @@
+"""Thin access to the Feast feature store: open a profile, materialise, read online vectors.
+
+Feast is imported lazily inside functions: importing it costs seconds, and the CLI should
+start fast for commands that do not need it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.views import SNAPSHOT_TTL
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+ONLINE_VIEWS = (
+    "account_payment_velocity",
+    "customer_financial_ratios",
+    "account_contact_behavior",
+    "account_profile",
+)
+
+
+def open_store(repo_root: Path, feature_store_yaml: Path) -> FeatureStore:
+    from feast import FeatureStore  # noqa: PLC0415
+
+    return FeatureStore(repo_path=str(repo_root), fs_yaml_file=Path(feature_store_yaml))
+
+
+def features_as_of(features_dir: Path) -> datetime:
+    """The snapshot time of the newest feature rows, from the builder's manifest."""
+    manifest = Path(features_dir) / "_manifest.json"
+    if not manifest.exists():
+        raise FileNotFoundError(f"{manifest} not found: run `collectwise build-features` first")
+    return datetime.fromisoformat(json.loads(manifest.read_text())["as_of"]).astimezone(UTC)
+
+
+def materialize_latest(store: FeatureStore, as_of: datetime) -> tuple[datetime, datetime]:
+    """Load the newest snapshot of every online view into the online store.
+
+    The window is one TTL wide: older rows would be stale online anyway, and Feast keeps
+    only the newest row per entity.
+    """
+    start = as_of - SNAPSHOT_TTL
+    end = as_of + timedelta(seconds=1)
+    log.info("materialising %s from %s to %s", ", ".join(ONLINE_VIEWS), start, end)
+    store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
+    return start, end
+
+
+def resolve_customers(store: FeatureStore, account_ids: Sequence[str]) -> dict[str, str | None]:
+    """Which customer holds each account, from the online account_profile view."""
+    rows = [{"account_id": a} for a in account_ids]
+    result = store.get_online_features(
+        features=["account_profile:customer_id"], entity_rows=rows
+    ).to_dict()
+    return dict(zip(result["account_id"], result["customer_id"], strict=True))
+
+
+def online_feature_vectors(
+    store: FeatureStore,
+    account_ids: Sequence[str],
+    scoring_time: datetime | None = None,
+    reported_income: float = 0.0,
+    service_name: str = COLLECTION_RISK_V1,
+) -> pd.DataFrame:
+    """The service's online feature vectors, one row per account, full feature names."""
+    customers = resolve_customers(store, account_ids)
+    when = scoring_time or datetime.now(UTC)
+    rows: list[dict[str, Any]] = [
+        {
+            "account_id": a,
+            "customer_id": customers.get(a) or "",
+            "scoring_time": when,
+            "reported_monthly_income": reported_income,
+        }
+        for a in account_ids
+    ]
+    service = store.get_feature_service(service_name)
+    return store.get_online_features(
+        features=service, entity_rows=rows, full_feature_names=True
+    ).to_df()
