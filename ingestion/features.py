@@ -149,8 +149,10 @@ def build_features(
         con.close()
     log.info(
         "built %s feature rows over %d snapshots in %.1fs (labels: %d, default rate %s)",
-        sum(v for k, v in rows.items() if k != tx.LABEL_TABLE), summary.snapshots,
-        summary.seconds, rows[tx.LABEL_TABLE],
+        sum(v for k, v in rows.items() if k != tx.LABEL_TABLE),
+        summary.snapshots,
+        summary.seconds,
+        rows[tx.LABEL_TABLE],
         f"{summary.default_rate:.3f}" if summary.default_rate is not None else "n/a",
     )
     return summary

@@ -33,25 +33,49 @@ def write_raw(raw_dir: Path, tables: dict[str, list[dict[str, object]]], as_of: 
         if rows is None and spec.name == "outcomes":
             continue
         write_part(frame(spec.name, rows or []), raw_dir, spec.name, 0)
-    (raw_dir / "_manifest.json").write_text(json.dumps({"source": "test", "as_of": ts(as_of).isoformat()}))
+    (raw_dir / "_manifest.json").write_text(
+        json.dumps({"source": "test", "as_of": ts(as_of).isoformat()})
+    )
     return raw_dir
 
 
 def one_account(**overrides: object) -> dict[str, list[dict[str, object]]]:
     """One customer with one account placed 2024-01-10 and statements from January to June."""
-    customer = {"customer_id": "C1", "monthly_income": 2000.0, "region": "north",
-                "created_at": ts("2023-06-01"), "age_band": "36-45", "sex": "female"}
-    account = {"account_id": "A1", "customer_id": "C1", "product": "credit_card",
-               "credit_limit": 5000.0, "original_amount": 3000.0, "opened_at": ts("2022-01-01"),
-               "delinquent_since": ts("2023-12-01"), "placed_at": ts("2024-01-10")}
+    customer = {
+        "customer_id": "C1",
+        "monthly_income": 2000.0,
+        "region": "north",
+        "created_at": ts("2023-06-01"),
+        "age_band": "36-45",
+        "sex": "female",
+    }
+    account = {
+        "account_id": "A1",
+        "customer_id": "C1",
+        "product": "credit_card",
+        "credit_limit": 5000.0,
+        "original_amount": 3000.0,
+        "opened_at": ts("2022-01-01"),
+        "delinquent_since": ts("2023-12-01"),
+        "placed_at": ts("2024-01-10"),
+    }
     statements = [
-        {"account_id": "A1", "statement_date": ts(f"2024-{m:02d}-25"), "balance": 3000.0 - 100 * (m - 1),
-         "minimum_due": 100.0, "days_past_due": 30 if m < 4 else 0}
+        {
+            "account_id": "A1",
+            "statement_date": ts(f"2024-{m:02d}-25"),
+            "balance": 3000.0 - 100 * (m - 1),
+            "minimum_due": 100.0,
+            "days_past_due": 30 if m < 4 else 0,
+        }
         for m in range(1, 7)
     ]
     tables: dict[str, list[dict[str, object]]] = {
-        "customers": [customer], "accounts": [account], "statements": statements,
-        "payments": [], "contacts": [], "promises": [],
+        "customers": [customer],
+        "accounts": [account],
+        "statements": statements,
+        "payments": [],
+        "contacts": [],
+        "promises": [],
     }
     tables.update(overrides)  # type: ignore[arg-type]
     return tables
