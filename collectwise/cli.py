@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
@@ -32,15 +33,13 @@ PathOpt = Annotated[Path | None, typer.Option(help="defaults to the active data 
 
 
 def _configure_logging(level: str) -> None:
-    from rich.logging import RichHandler  # noqa: PLC0415
-
+    # Plain lines (not rich's wrapped columns) so logs read the same in a terminal and in CI.
+    # basicConfig leaves existing handlers (an embedding app's, pytest's) alone.
     logging.basicConfig(
-        level=level.upper(),
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(rich_tracebacks=False, show_path=False)],
-        force=True,
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%H:%M:%S"
     )
+    logging.getLogger().setLevel(level.upper())
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
     # Feast and ibis are chatty at INFO; their warnings still show.
     for noisy in ("feast", "ibis", "urllib3", "asyncio"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -65,7 +64,7 @@ def _clear_errors(*errors: type[BaseException]) -> Iterator[None]:
 
 def _summary(title: str, summary: Any) -> None:
     data = asdict(summary) if is_dataclass(summary) and not isinstance(summary, type) else summary
-    log.info("%s\n%s", title, json.dumps(data, indent=2, default=str))
+    log.info("%s: %s", title, json.dumps(data, default=str))
 
 
 @app.command()
