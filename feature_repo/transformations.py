@@ -317,7 +317,8 @@ FROM population
 
 # Labels: default_30d = 1 when the net qualifying payment in (t, t + 30 days] is under the
 # minimum. Only payments recorded by the time the label matures count, and a label is only
-# written once it has matured (t + 30 days + grace <= as_of).
+# written once it has matured (t + 30 days + grace <= as_of). A snapshot whose balance is
+# not positive has nothing left to collect, so "will not pay" means nothing there: no label.
 DERIVED_LABELS_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE labels AS
 WITH matured AS (
@@ -325,6 +326,7 @@ WITH matured AS (
            snapshot_at + INTERVAL {LABEL_WINDOW_DAYS} DAY
                + to_days(CAST($label_grace_days AS INTEGER)) AS matured_at
     FROM population
+    WHERE balance > 0
 ),
 paid AS (
     SELECT m.account_id, m.snapshot_at,

@@ -275,6 +275,14 @@ def test_labels_mature_and_respect_reversals(tmp_path: Path) -> None:
     assert (labels["created_timestamp"] == labels["event_timestamp"] + pd.Timedelta(days=51)).all()
 
 
+def test_nothing_owed_means_no_label(tmp_path: Path) -> None:
+    tables = one_account()
+    tables["statements"][1]["balance"] = 0.0  # paid off on the February statement
+    labels = build(tmp_path, tables, as_of="2024-07-01")["labels"]
+    assert ts("2024-03-01") not in set(labels["event_timestamp"])
+    assert ts("2024-02-01") in set(labels["event_timestamp"])
+
+
 def test_payment_recorded_after_grace_does_not_count(tmp_path: Path) -> None:
     pays = [payment("P1", "2024-03-10", 100.0, recorded="2024-05-01")]  # 51+ days late
     labels = build(tmp_path, one_account(payments=pays), as_of="2024-07-01")["labels"]
