@@ -48,7 +48,8 @@ FROM bounds, range(first_t, CAST($as_of AS TIMESTAMPTZ) + INTERVAL 1 SECOND, INT
     AS r(t)
 """
 
-# The latest statement as of each snapshot decides who is in the population.
+# The latest statement as of each snapshot decides who is in the population; what is still
+# outstanding is that statement's balance less the net payments known since.
 POPULATION_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE population AS
 WITH ranked AS (
@@ -61,10 +62,23 @@ WITH ranked AS (
     JOIN statements st ON st.account_id = a.account_id
          AND st.statement_date <= s.snapshot_at
          AND st.statement_date > s.snapshot_at - INTERVAL {ACTIVE_STATEMENT_DAYS} DAY
+),
+latest AS (SELECT * FROM ranked WHERE rn = 1),
+paid_since AS (
+    SELECT l.account_id, l.snapshot_at,
+           sum(CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END) AS net_paid
+    FROM latest l
+    JOIN payments e ON e.account_id = l.account_id
+         AND e.paid_at > l.statement_date
+         AND e.paid_at < l.snapshot_at
+         AND e.recorded_at <= l.snapshot_at
+    GROUP BY l.account_id, l.snapshot_at
 )
-SELECT account_id, customer_id, credit_limit, placed_at, snapshot_at, statement_date,
-       balance, minimum_due, days_past_due
-FROM ranked WHERE rn = 1
+SELECT l.account_id, l.customer_id, l.credit_limit, l.placed_at, l.snapshot_at,
+       l.statement_date, l.balance, l.minimum_due, l.days_past_due,
+       l.balance - coalesce(ps.net_paid, 0) AS outstanding
+FROM latest l
+LEFT JOIN paid_since ps USING (account_id, snapshot_at)
 """
 
 STATEMENT_HISTORY_SQL: Final = """
@@ -147,14 +161,14 @@ SELECT
     snapshot_at AS event_timestamp,
     CASE WHEN max_recorded_at > statement_date THEN max_recorded_at ELSE statement_date END
         AS created_timestamp,
-    CAST(balance AS DOUBLE) AS debt_amount,
+    CAST(outstanding AS DOUBLE) AS debt_amount,
     CAST(CASE WHEN days_past_due > 0
               THEN days_past_due + date_diff('day', statement_date, snapshot_at)
               ELSE 0 END AS BIGINT) AS days_overdue,
     CASE WHEN days_past_due > 0
          THEN statement_date - to_days(CAST(days_past_due AS INTEGER)) END AS overdue_since,
     [m0, m1, m2, m3, m4, m5] AS payment_history,
-    greatest(least((m0 + m1 + m2) / 3.0 / greatest(balance, 1.0), 1.0), 0.0)
+    greatest(least((m0 + m1 + m2) / 3.0 / greatest(outstanding, 1.0), 1.0), 0.0)
         AS payment_velocity,
     CAST(months_paid_6m AS DOUBLE) / 6.0
         * (1.0 - least(coalesce(paid_std_6m / paid_mean_6m, 0.0), 1.0))
@@ -181,7 +195,7 @@ FINANCIAL_RATIOS_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE customer_financial_ratios AS
 WITH debts AS (
     SELECT p.customer_id, p.snapshot_at,
-           greatest(p.balance, 0.0) AS debt,
+           greatest(p.outstanding, 0.0) AS debt,
            p.minimum_due,
            p.statement_date
     FROM population p
@@ -317,8 +331,8 @@ FROM population
 
 # Labels: default_30d = 1 when the net qualifying payment in (t, t + 30 days] is under the
 # minimum. Only payments recorded by the time the label matures count, and a label is only
-# written once it has matured (t + 30 days + grace <= as_of). A snapshot whose balance is
-# not positive has nothing left to collect, so "will not pay" means nothing there: no label.
+# written once it has matured (t + 30 days + grace <= as_of). A snapshot with nothing
+# outstanding has nothing left to collect, so "will not pay" means nothing there: no label.
 DERIVED_LABELS_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE labels AS
 WITH matured AS (
@@ -326,7 +340,7 @@ WITH matured AS (
            snapshot_at + INTERVAL {LABEL_WINDOW_DAYS} DAY
                + to_days(CAST($label_grace_days AS INTEGER)) AS matured_at
     FROM population
-    WHERE balance > 0
+    WHERE outstanding > 0
 ),
 paid AS (
     SELECT m.account_id, m.snapshot_at,

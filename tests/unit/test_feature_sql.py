@@ -275,10 +275,15 @@ def test_labels_mature_and_respect_reversals(tmp_path: Path) -> None:
     assert (labels["created_timestamp"] == labels["event_timestamp"] + pd.Timedelta(days=51)).all()
 
 
-def test_nothing_owed_means_no_label(tmp_path: Path) -> None:
-    tables = one_account()
-    tables["statements"][1]["balance"] = 0.0  # paid off on the February statement
-    labels = build(tmp_path, tables, as_of="2024-07-01")["labels"]
+def test_debt_is_what_is_outstanding_at_the_snapshot(tmp_path: Path) -> None:
+    # 500 paid after the 25 Jan statement; 2,500 more after the 25 Feb one (recorded on time)
+    pays = [payment("P1", "2024-01-28", 500.0), payment("P2", "2024-02-27", 2900.0)]
+    out = build(tmp_path, one_account(payments=pays), as_of="2024-07-01")
+    v = out["account_payment_velocity"]
+    assert at(v, "2024-02-01")["debt_amount"] == 3000.0 - 500.0
+    assert at(v, "2024-03-01")["debt_amount"] == 0.0  # paid off: 2,900 - 2,900
+    # nothing outstanding, nothing to collect: no label for March
+    labels = out["labels"]
     assert ts("2024-03-01") not in set(labels["event_timestamp"])
     assert ts("2024-02-01") in set(labels["event_timestamp"])
 
