@@ -5,6 +5,10 @@ features equal their snapshot counterparts there; online they age the overdue co
 request and use an income the caller has just verified.
 """
 
+import types
+from collections.abc import Callable
+from typing import Any
+
 import pandas as pd
 from feast import Field, RequestSource
 from feast.on_demand_feature_view import OnDemandFeatureView, on_demand_feature_view
@@ -54,5 +58,16 @@ def make_request_time_view(views: Views) -> OnDemandFeatureView:
         mode="pandas",
         description="Overdue days aged to the request; debt over an income reported with it",
     )
-    view: OnDemandFeatureView = decorate(request_time_features)
+    view: OnDemandFeatureView = decorate(_fresh_copy(request_time_features))
     return view
+
+
+def _fresh_copy(fn: Callable[..., Any]) -> Callable[..., Any]:
+    # Feast's decorator rewrites the function's __module__ to "__main__" (for dill), after
+    # which its source cannot be found again; each view gets its own copy to rewrite.
+    copy = types.FunctionType(
+        fn.__code__, fn.__globals__, fn.__name__, fn.__defaults__, fn.__closure__
+    )
+    copy.__annotations__ = dict(fn.__annotations__)
+    copy.__doc__ = fn.__doc__
+    return copy

@@ -1,7 +1,9 @@
 """The raw data quality report: what validation kept, what it quarantined and why.
 
 Profiles are computed on the good rows with DuckDB over the parquet parts, so the report
-scales with the data rather than with memory. Quantiles are exact (DuckDB quantile_cont).
+scales with the data rather than with memory. Quantiles are exact up to QUANTILE_SAMPLE rows
+and come from a uniform sample of that many rows above it (exact quantiles hold every value
+in memory); counts, missing values, min, max, mean and outlier counts always use every row.
 Written as ``quality.json`` (for machines and the admin console) and ``quality.md``.
 """
 
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 QUANTILES: Final = (("p01", 0.01), ("p25", 0.25), ("median", 0.5), ("p75", 0.75), ("p99", 0.99))
 # Tukey's far-out fence: wide enough that skewed money amounts do not all look odd.
 IQR_FENCE: Final = 3.0
+QUANTILE_SAMPLE: Final = 1_000_000
 TOP_VALUES: Final = 10
 TOP_REASONS: Final = 10
 JSON_NAME: Final = "quality.json"
@@ -79,9 +82,6 @@ def _aggregate_exprs(table: Table) -> list[tuple[tuple[str, ...], str]]:
         exprs.append((("missing", col.name), f"count(*) - count({c})"))
         if col.dtype in (FLOAT, INT):
             exprs += [(("numeric", col.name, "min"), f"min({c})")]
-            exprs += [
-                (("numeric", col.name, key), f"quantile_cont({c}, {q})") for key, q in QUANTILES
-            ]
             exprs += [(("numeric", col.name, "max"), f"max({c})")]
             exprs += [(("numeric", col.name, "mean"), f"avg({c})")]
         elif col.dtype == TIMESTAMP:
@@ -97,6 +97,29 @@ def _nest(into: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
     for key in path[:-1]:
         node = node.setdefault(key, {})
     node[path[-1]] = _plain(value)
+
+
+def _add_quantiles(con: duckdb.DuckDBPyConnection, source: str, numeric: dict[str, Any]) -> None:
+    """Put p01 ... p99 between min and max of each numeric column's summary."""
+    if not numeric:
+        return
+    wanted = "[" + ", ".join(str(q) for _, q in QUANTILES) + "]"
+    exprs = ", ".join(f"quantile_cont({_ident(n)}, {wanted})" for n in numeric)
+    columns = ", ".join(_ident(n) for n in numeric)
+    row = con.execute(
+        f"SELECT {exprs} FROM (SELECT {columns} FROM {source})"
+        f" USING SAMPLE reservoir({QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
+    ).fetchone()
+    for name, values in zip(list(numeric), row or (), strict=True):
+        stats = numeric[name]
+        keys = [k for k, _ in QUANTILES]
+        quantiles = dict(zip(keys, values or [None] * len(keys), strict=True))
+        numeric[name] = {
+            "min": stats["min"],
+            **quantiles,
+            "max": stats["max"],
+            "mean": stats["mean"],
+        }
 
 
 def _add_outliers(con: duckdb.DuckDBPyConnection, source: str, numeric: dict[str, Any]) -> None:
@@ -139,7 +162,13 @@ def profile_table(con: duckdb.DuckDBPyConnection, good_dir: Path, table: Table) 
     source = f"read_parquet({_literal(rawio.table_glob(good_dir, table.name))})"
     exprs = _aggregate_exprs(table)
     row = con.execute(f"SELECT {', '.join(sql for _, sql in exprs)} FROM {source}").fetchone()
-    profile: dict[str, Any] = {"missing": {}, "numeric": {}, "timestamps": {}, "identifiers": {}}
+    profile: dict[str, Any] = {
+        "rows": 0,
+        "missing": {},
+        "numeric": {},
+        "timestamps": {},
+        "identifiers": {},
+    }
     for (path, _), value in zip(exprs, row or (), strict=True):
         _nest(profile, path, value)
     rows = profile["rows"] or 0
@@ -147,6 +176,8 @@ def profile_table(con: duckdb.DuckDBPyConnection, good_dir: Path, table: Table) 
         name: {"count": int(n), "share": n / rows if rows else 0.0}
         for name, n in profile["missing"].items()
     }
+    profile["quantiles_sampled"] = rows > QUANTILE_SAMPLE
+    _add_quantiles(con, source, profile["numeric"])
     _add_outliers(con, source, profile["numeric"])
     profile["categorical"] = _top_values(con, source, table)
     return profile
@@ -222,6 +253,10 @@ def _fmt(value: Any) -> str:
     return str(value).replace("|", "\\|")
 
 
+def _pct(share: float) -> str:
+    return f"{share:.2%}"
+
+
 def _md_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
     if not rows:
         return ["(none)", ""]
@@ -239,7 +274,11 @@ def _md_overview(report: Mapping[str, Any]) -> list[str]:
     lines.append("")
     if report.get("error"):
         lines += [f"Error: {report['error']}", ""]
-    counts = [(name, t["status"], *t["counts"].values()) for name, t in report["tables"].items()]
+    counts = [
+        (name, t["status"], c["raw"], c["good"], c["quarantined"], _pct(c["quarantined_share"]))
+        for name, t in report["tables"].items()
+        for c in [t["counts"]]
+    ]
     lines += ["## Row counts", ""]
     lines += _md_table(("table", "status", "raw", "good", "quarantined", "share"), counts)
     top = [(r["table"], r["reason"], r["rows"]) for r in report["top_quarantine_reasons"]]
@@ -249,11 +288,16 @@ def _md_overview(report: Mapping[str, Any]) -> list[str]:
 
 def _md_profile(name: str, profile: Mapping[str, Any]) -> list[str]:
     lines = [f"## {name}", "", f"{profile['rows']:,} good rows.", "", "### Missing values", ""]
-    missing = [(c, m["count"], m["share"]) for c, m in profile["missing"].items()]
+    missing = [(c, m["count"], _pct(m["share"])) for c, m in profile["missing"].items()]
     lines += _md_table(("column", "missing", "share"), missing)
     keys = ("min", *(k for k, _ in QUANTILES), "max", "mean", "outliers")
     numeric = [(c, *(s.get(k) for k in keys)) for c, s in profile["numeric"].items()]
-    lines += ["### Numeric columns", "", *_md_table(("column", *keys), numeric)]
+    sampled = (
+        f" (quantiles from {QUANTILE_SAMPLE:,} sampled rows)"
+        if profile["quantiles_sampled"]
+        else ""
+    )
+    lines += [f"### Numeric columns{sampled}", "", *_md_table(("column", *keys), numeric)]
     top = [
         (c, v["value"], v["rows"]) for c, values in profile["categorical"].items() for v in values
     ]

@@ -20,7 +20,7 @@ from typing import Final
 import pandas as pd
 import pandera.pandas as pa
 
-from ingestion.contract import STRING, Column, Table
+from ingestion.contract import ALL_TABLES, STRING, Column, Table
 
 # Ordered time pairs (earlier, later) beyond "recorded no earlier than it happened":
 # a debt is placed with collections after the account opened; a promise falls due after
@@ -76,7 +76,7 @@ def unique_keys(table: Table) -> tuple[tuple[str, ...], ...]:
 
 
 def _not_blank(series: pd.Series) -> pd.Series:
-    return series.astype("string").str.strip().str.len() > 0
+    return series.str.strip().str.len() > 0
 
 
 def column_checks(table: Table, column: Column) -> list[pa.Check]:
@@ -136,3 +136,8 @@ def row_schema(table: Table) -> pa.DataFrameSchema:
         checks=_frame_checks(table),
         name=f"{table.name}_rows",
     )
+
+
+def table_schemas() -> dict[str, pa.DataFrameSchema]:
+    """The full schema of every contract table, by table name."""
+    return {t.name: table_schema(t) for t in ALL_TABLES}

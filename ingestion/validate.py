@@ -6,8 +6,10 @@ Per table, three passes with bounded memory:
    row by row, run the row schema (ingestion.schemas.row_schema); failing rows go to the
    quarantine with their reasons, the rest are staged with their position (part, row).
 2. flag: DuckDB over the staged parts finds what no single part can show: duplicate keys
-   (the first occurrence in part and row order is kept) and foreign keys missing from the
-   parent's good rows.
+   and foreign keys missing from the parent's good rows (so a quarantined account takes its
+   payments with it). Among the rows that passed screening, the first occurrence of a key
+   in part and row order is kept: a row already quarantined for another reason does not
+   take the place of a valid one.
 3. finish: staged rows not flagged are written as the good table, flagged rows are added to
    the quarantine with their original values.
 
@@ -57,10 +59,12 @@ BATCH_ROWS: Final = 250_000
 # A column where more than this share of present values cannot be read has the wrong type:
 # that is a table-level failure, not a pile of bad rows.
 UNUSABLE_SHARE: Final = 0.5
+# DuckDB spills to disk beyond this instead of growing with the data.
+DUCKDB_MEMORY_LIMIT: Final = "2GB"
 MANIFEST: Final = "_manifest.json"
 PASSED: Final = "passed"
 FAILED: Final = "failed"
-PROBLEM_COLUMNS: Final = ("row", "order", "kind", "detail")
+ARROW_TEXT: Final = pd.StringDtype("pyarrow")
 
 
 class ValidationFailed(Exception):  # noqa: N818 (the name the pipeline agreed on)
@@ -180,7 +184,9 @@ def _readable_as(typ: pa.DataType, dtype: str) -> bool:
     """Whether values stored as arrow type `typ` can be coerced, row by row, to `dtype`."""
     if pa.types.is_dictionary(typ):
         typ = typ.value_type
-    textual = pa.types.is_string(typ) or pa.types.is_large_string(typ)
+    textual = (
+        pa.types.is_string(typ) or pa.types.is_large_string(typ) or pa.types.is_string_view(typ)
+    )
     if textual or pa.types.is_null(typ):
         return True
     if dtype in (FLOAT, INT):
@@ -197,8 +203,10 @@ def _read_schema(table: Table, path: Path) -> pa.Schema:
         raise ValidationFailed(f"{table.name}: cannot read {path}: {err}", table.name) from err
 
 
-def _preflight_part(table: Table, path: Path) -> None:
+def _preflight_part(table: Table, path: Path) -> set[str]:
+    """Raise on what makes the part unreadable; return notes worth a warning."""
     schema = _read_schema(table, path)
+    notes: set[str] = set()
     for col in table.columns:
         where = f"{table.name}.{col.name}"
         if col.name not in schema.names:
@@ -211,17 +219,21 @@ def _preflight_part(table: Table, path: Path) -> None:
                 col.name,
             )
         if pa.types.is_timestamp(typ) and typ.tz is None:
-            log.warning("%s: naive timestamps in %s, read as UTC", where, path.name)
+            notes.add(f"{where}: naive timestamps, read as UTC")
     extra = sorted(set(schema.names) - set(table.column_names))
     if extra:
-        log.warning("%s: ignoring columns not in the contract in %s: %s", table.name, path, extra)
+        notes.add(f"{table.name}: columns not in the contract are left out: {extra}")
+    return notes
 
 
 def _preflight(raw_dir: Path, tables: Sequence[Table]) -> None:
     """Fail before any heavy work on what makes a table unusable as a whole."""
+    notes: Counter[str] = Counter()
     for table in tables:
         for path in rawio.part_paths(raw_dir, table.name):
-            _preflight_part(table, path)
+            notes.update(_preflight_part(table, path))
+    for note, parts in sorted(notes.items()):
+        log.warning("%s (%d parts)", note, parts)
 
 
 # --- coercion, one column at a time ---------------------------------------------------------
@@ -229,14 +241,20 @@ def _preflight(raw_dir: Path, tables: Sequence[Table]) -> None:
 Coerced = tuple[pd.Series, pd.Series, str]
 
 
+def _numbers(raw: pd.Series) -> pd.Series:
+    # to_numeric answers nullable Float64 for arrow-backed text; plain float64 keeps NaN simple.
+    return pd.to_numeric(raw, errors="coerce").astype("float64")
+
+
 def _to_float(raw: pd.Series) -> Coerced:
-    values = pd.to_numeric(raw, errors="coerce").astype("float64")
+    values = _numbers(raw)
     return values, raw.notna() & values.isna(), "not a number"
 
 
 def _to_int(raw: pd.Series) -> Coerced:
-    numbers = pd.to_numeric(raw, errors="coerce")
-    failed = raw.notna() & (numbers.isna() | (numbers % 1 != 0))
+    numbers = _numbers(raw)
+    # Beyond 2**53 a float no longer tells which integer it was.
+    failed = raw.notna() & (numbers.isna() | (numbers % 1 != 0) | (numbers.abs() > 2**53))
     return numbers.where(~failed).astype("Int64"), failed, "not an integer"
 
 
@@ -250,7 +268,8 @@ def _to_timestamp(raw: pd.Series) -> Coerced:
 
 
 def _to_string(raw: pd.Series) -> Coerced:
-    return raw.astype("string"), pd.Series(False, index=raw.index), ""
+    # Arrow-backed text: checks on it (isin, strip) run in C, not per Python object.
+    return raw.astype(ARROW_TEXT), pd.Series(False, index=raw.index), ""
 
 
 COERCERS: Final[dict[str, Callable[[pd.Series], Coerced]]] = {
@@ -456,6 +475,7 @@ def _connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # Global duplicate checks over tens of millions of ids may not fit in memory: let it spill.
     con.execute(f"SET temp_directory = {_literal(str(spill_dir))}")
+    con.execute(f"SET memory_limit = {_literal(DUCKDB_MEMORY_LIMIT)}")
     con.execute("SET preserve_insertion_order = false")
     return con
 
@@ -489,8 +509,12 @@ def _orphan_sql(stage: str, column: str, parent: Table, parent_source: str, orde
 
 def _batches(path: Path, table: Table) -> Iterator[pd.DataFrame]:
     """A raw part in batches of contract columns, each with a 0-based RangeIndex."""
-    for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=table.column_names):
-        yield batch.to_pandas()
+    text = {pa.string(): ARROW_TEXT, pa.large_string(): ARROW_TEXT}
+    try:
+        for batch in pq.ParquetFile(path).iter_batches(BATCH_ROWS, columns=table.column_names):
+            yield batch.to_pandas(types_mapper=text.get)
+    except (OSError, pa.ArrowException) as err:
+        raise ValidationFailed(f"{table.name}: cannot read {path}: {err}", table.name) from err
 
 
 @dataclass
@@ -505,6 +529,7 @@ class _TableRun:
     counts: TableCounts
     progress: Progress
     unreadable: Counter[str] = field(default_factory=Counter)
+    examples: dict[str, list[str]] = field(default_factory=dict)
     present: Counter[str] = field(default_factory=Counter)
     staged: dict[int, list[Path]] = field(default_factory=dict)
     written_parts: int = 0
@@ -525,7 +550,6 @@ class _TableRun:
         (self.ws.staging / self.name).mkdir()
         for part_no, path in enumerate(parts):
             self._screen_part(part_no, path, task)
-        self._check_usable(pending=0, final=True)
         flagged = self._flag_global()
         self._check_usable(pending=flagged, final=True)
         for part_no, (path, size) in enumerate(zip(parts, sizes, strict=True)):
@@ -545,9 +569,10 @@ class _TableRun:
             problems = _drop_echoes(unread, _check_rows(typed, self.table))
             reasons = _reasons(problems)
             bad = reasons.index.to_numpy(dtype="int64")
-            self.sink.write(
-                _quarantine_frame(raw, self.table, bad, list(reasons), part=path, offset=offset)
-            )
+            if len(bad):
+                self.sink.write(
+                    _quarantine_frame(raw, self.table, bad, list(reasons), part=path, offset=offset)
+                )
             self.counts.quarantined += len(bad)
             self.counts.add_reasons(Counter(problems["kind"].astype(str)))
             staged.append(self._stage(typed[~typed.index.isin(bad)], part_no, offset))
@@ -558,11 +583,18 @@ class _TableRun:
 
     def _count_unreadable(self, raw: pd.DataFrame, unread: pd.DataFrame) -> None:
         self.present.update({c: int(raw[c].notna().sum()) for c in self.table.column_names})
-        for kind, rows in unread["kind"].value_counts().items():
-            self.unreadable[str(kind).split(":")[0]] += int(rows)
+        for kind, group in unread.groupby("kind"):
+            column = str(kind).split(":")[0]
+            self.unreadable[column] += len(group)
+            seen = self.examples.setdefault(column, [])
+            seen += list(group["detail"][: 3 - len(seen)])
 
     def _stage(self, good: pd.DataFrame, part_no: int, offset: int) -> Path:
-        frame = rawio.conform(good, self.table)
+        # Not rawio.conform: its Python-object strings would cost more than the staging write.
+        frame = good[self.table.column_names].copy()
+        for col in self.table.columns:
+            if col.dtype == INT:
+                frame[col.name] = frame[col.name].astype(INT)
         frame["_part"] = np.int32(part_no)
         frame["_row"] = good.index.to_numpy(dtype="int64") + offset
         path = self.ws.staging / self.name / f"p{part_no:05d}-{offset:012d}.parquet"
@@ -582,7 +614,8 @@ class _TableRun:
                 dtype = self.table.columns[self.table.column_names.index(column)].dtype
                 raise ValidationFailed(
                     f"{self.name}.{column}: {rows} of {self.present[column]} values seen cannot "
-                    f"be read as {dtype}; the column is unusable",
+                    f"be read as {dtype} (e.g. {', '.join(self.examples[column])}); "
+                    "the column is unusable",
                     self.name,
                     column,
                 )
@@ -753,6 +786,15 @@ def _log_summary(summary: ValidationSummary) -> None:
     )
 
 
+def _check_paths(raw_dir: Path, ws: _Workspace) -> None:
+    # Swapping an output directory into place removes what was there: never the raw data.
+    for target in (ws.out_dir, ws.quarantine_dir):
+        if raw_dir == target or target in raw_dir.parents:
+            raise ValueError(f"output directory {target} would replace the raw data {raw_dir}")
+    if ws.out_dir == ws.quarantine_dir:
+        raise ValueError(f"good and quarantined rows need different directories: {ws.out_dir}")
+
+
 def validate_raw(
     raw_dir: Path,
     out_dir: Path,
@@ -769,6 +811,7 @@ def validate_raw(
         raise ValueError(f"max_bad_share must lie in [0, 1], got {max_bad_share}")
     raw_dir = Path(raw_dir)
     ws = _Workspace(Path(out_dir).resolve(), Path(quarantine_dir).resolve())
+    _check_paths(raw_dir.resolve(), ws)
     counts: dict[str, TableCounts] = {}
     ws.create()
     try:

@@ -14,9 +14,11 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pandera.errors import SchemaErrors
 
 from ingestion import rawio
 from ingestion.contract import ALL_TABLES, REQUIRED_TABLES, TABLES_BY_NAME, TIMESTAMP
+from ingestion.schemas import table_schema, table_schemas
 from ingestion.validate import ValidationFailed, ValidationSummary, validate_raw
 
 pytestmark = pytest.mark.data
@@ -413,6 +415,7 @@ def test_bad_rows_are_quarantined_with_reasons(env: Env, case_name: str) -> None
     for name in frames:
         bad = bad_by_table.get(name, [])
         pd.testing.assert_frame_equal(env.good(name), expected_good(frames, name, bad))
+        table_schemas()[name].validate(env.good(name), lazy=True)
         assert sorted(raw_positions(env.quarantined(name), frames[name], name)) == sorted(bad)
     reasons = env.quarantined(case.table)["reason"]
     assert all(case.reason in r for r in reasons), list(reasons)
@@ -521,7 +524,7 @@ CORRUPTIONS: dict[str, tuple[str, object]] = {
 }
 
 
-@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     st.dictionaries(
         st.integers(min_value=0, max_value=9), st.sampled_from(sorted(CORRUPTIONS)), max_size=10
@@ -543,6 +546,25 @@ def test_counts_always_add_up(corrupted: dict[int, str]) -> None:
         assert set(env.good("payments")["payment_id"]).isdisjoint(
             env.quarantined("payments")["payment_id"]
         )
+
+
+def test_full_schema_rejects_what_validation_quarantines() -> None:
+    good = contract_typed(clean_frames()["payments"], "payments")
+    table_schema(TABLES_BY_NAME["payments"]).validate(good)
+    bad = pd.concat([good, good.iloc[[0]]], ignore_index=True)
+    bad.loc[1, "amount"] = -1.0
+    bad.loc[2, "recorded_at"] = ts("2000-01-01")
+    with pytest.raises(SchemaErrors) as err:
+        table_schema(TABLES_BY_NAME["payments"]).validate(bad, lazy=True)
+    failed = err.value.failure_cases.dropna(subset=["index"])
+    assert set(failed["index"].astype(int)) == {1, 2, 10}
+
+
+def test_output_may_not_replace_the_raw_data(env: Env) -> None:
+    write_dataset(clean_frames(), env.raw)
+    with pytest.raises(ValueError, match="raw data"):
+        validate_raw(env.raw, env.raw, env.quarantine, env.report)
+    assert rawio.has_table(env.raw, "payments")
 
 
 def test_every_contract_table_is_covered() -> None:

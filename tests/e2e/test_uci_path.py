@@ -43,7 +43,8 @@ def test_uci_file_runs_through_the_same_pipeline(uci_csv: Path, tmp_path: Path) 
     offline = applied.store.get_historical_features(
         entity_df=entities, features=applied.store.get_feature_service(COLLECTION_RISK_V1),
         full_feature_names=True, filter_by_created_timestamp=True).to_df()
-    online, offline = online.set_index("account_id"), offline.set_index("account_id").loc[online.index]
+    online = online.set_index("account_id")
+    offline = offline.set_index("account_id").loc[online.index]
     for col in (c for c in offline.columns if "__" in c):
         for account in online.index:
             assert normalise(online.at[account, col]) == normalise(offline.at[account, col]), (account, col)
