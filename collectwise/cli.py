@@ -198,7 +198,7 @@ def _sample_accounts(features_dir: Path, n: int) -> list[str]:
         f"WHERE event_timestamp = (SELECT max(event_timestamp) FROM read_parquet('{path}')) "
         f"ORDER BY account_id LIMIT {int(n)}"
     )
-    return [row[0] for row in duckdb.sql(query).fetchall()]
+    return [row[0] for row in duckdb.connect().execute(query).fetchall()]
 
 
 def main() -> None:

@@ -76,10 +76,10 @@ CUSTOMERS = Table(
         Column("customer_id", STRING, unique=True, description="the person"),
         # Unknown income is a fact of collections data (and of the UCI file): keep it null.
         Column("monthly_income", FLOAT, nullable=True, min_value=0.0),
-        Column("region", STRING, allowed=REGIONS + ("unknown",)),
+        Column("region", STRING, allowed=(*REGIONS, "unknown")),
         Column("created_at", TIMESTAMP),
         # Protected attributes: fairness reports only, never model features.
-        Column("age_band", STRING, allowed=AGE_BANDS + ("unknown",)),
+        Column("age_band", STRING, allowed=(*AGE_BANDS, "unknown")),
         Column("sex", STRING, allowed=SEXES),
     ),
     event_time="created_at",

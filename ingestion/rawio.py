@@ -14,7 +14,7 @@ from ingestion.contract import TABLES_BY_NAME, Table
 log = logging.getLogger(__name__)
 
 
-class RawTableMissing(FileNotFoundError):
+class RawTableMissingError(FileNotFoundError):
     """A required raw table has no parquet parts under the raw directory."""
 
 
@@ -63,5 +63,7 @@ def read_table(raw_dir: Path, table: str) -> pd.DataFrame:
     """Read every part of a raw table into one DataFrame (small and medium data only)."""
     paths = part_paths(raw_dir, table)
     if not paths:
-        raise RawTableMissing(f"raw table '{table}' has no parquet parts in {table_dir(raw_dir, table)}")
+        raise RawTableMissingError(
+            f"raw table '{table}' has no parquet parts in {table_dir(raw_dir, table)}"
+        )
     return pq.ParquetDataset([str(p) for p in paths]).read().to_pandas()

@@ -18,30 +18,54 @@ runner = CliRunner()
 def test_help_lists_every_pipeline_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert result.exit_code == 0
-    for command in ("generate", "validate", "ingest-uci", "build-features", "materialize", "online-features"):
+    for command in (
+        "generate",
+        "validate",
+        "ingest-uci",
+        "build-features",
+        "materialize",
+        "online-features",
+    ):
         assert command in result.output
 
 
-def test_ingest_uci_with_a_missing_column_fails_naming_it(uci_csv: Path, tmp_path: Path,
-                                                         caplog: pytest.LogCaptureFixture) -> None:
+def test_ingest_uci_with_a_missing_column_fails_naming_it(
+    uci_csv: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     frame = pd.read_csv(uci_csv, nrows=50).drop(columns=["PAY_AMT3"])
     bad = tmp_path / "bad.csv"
     frame.to_csv(bad, index=False)
-    result = runner.invoke(app, ["ingest-uci", "--csv", str(bad), "--out", str(tmp_path / "raw"),
-                                 "--quarantine", str(tmp_path / "q")])
+    result = runner.invoke(
+        app,
+        [
+            "ingest-uci",
+            "--csv",
+            str(bad),
+            "--out",
+            str(tmp_path / "raw"),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ],
+    )
     assert result.exit_code == 1
     assert "PAY_AMT3" in caplog.text
     assert not (tmp_path / "raw").exists()
 
 
-def test_build_features_without_a_cutoff_fails_clearly(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_build_features_without_a_cutoff_fails_clearly(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     (tmp_path / "raw").mkdir()
-    result = runner.invoke(app, ["build-features", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "f")])
+    result = runner.invoke(
+        app, ["build-features", "--raw", str(tmp_path / "raw"), "--out", str(tmp_path / "f")]
+    )
     assert result.exit_code == 1
     assert "as_of" in caplog.text
 
 
 def test_generate_rejects_an_unknown_scenario(tmp_path: Path) -> None:
-    result = runner.invoke(app, ["generate", "--accounts", "10", "--scenario", "meteor", "--out", str(tmp_path)])
+    result = runner.invoke(
+        app, ["generate", "--accounts", "10", "--scenario", "meteor", "--out", str(tmp_path)]
+    )
     assert result.exit_code != 0
     assert "meteor" in result.output

@@ -20,8 +20,9 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
 def test_uci_file_runs_through_the_same_pipeline(uci_csv: Path, tmp_path: Path) -> None:
     summary = ingest_uci(uci_csv, tmp_path / "raw", tmp_path / "quarantine_input")
-    validated = validate_raw(tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine",
-                             tmp_path / "reports")
+    validated = validate_raw(
+        tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine", tmp_path / "reports"
+    )
     built = build_features(tmp_path / "validated", tmp_path / "features")
 
     assert summary.clients_written == summary.rows_read == 23_877
@@ -31,22 +32,33 @@ def test_uci_file_runs_through_the_same_pipeline(uci_csv: Path, tmp_path: Path) 
     assert built.default_rate == pytest.approx(0.2193, abs=0.001)
 
     features = tmp_path / "features"
-    applied = apply_store(tmp_path / "repo", features, {"type": "sqlite", "path": str(tmp_path / "o.db")},
-                          "cwtest_uci")
+    applied = apply_store(
+        tmp_path / "repo",
+        features,
+        {"type": "sqlite", "path": str(tmp_path / "o.db")},
+        "cwtest_uci",
+    )
     as_of = features_as_of(features)
     materialize_latest(applied.store, as_of)
     profile = pd.read_parquet(features / "account_profile.parquet")
     sample = profile[profile["event_timestamp"] == as_of].head(10)
     online = online_feature_vectors(applied.store, list(sample["account_id"]), scoring_time=as_of)
     entities = sample[["account_id", "customer_id"]].assign(
-        event_timestamp=as_of, scoring_time=as_of, reported_monthly_income=0.0)
+        event_timestamp=as_of, scoring_time=as_of, reported_monthly_income=0.0
+    )
     offline = applied.store.get_historical_features(
-        entity_df=entities, features=applied.store.get_feature_service(COLLECTION_RISK_V1),
-        full_feature_names=True, filter_by_created_timestamp=True).to_df()
+        entity_df=entities,
+        features=applied.store.get_feature_service(COLLECTION_RISK_V1),
+        full_feature_names=True,
+        filter_by_created_timestamp=True,
+    ).to_df()
     online = online.set_index("account_id")
     offline = offline.set_index("account_id").loc[online.index]
     for col in (c for c in offline.columns if "__" in c):
         for account in online.index:
-            assert normalise(online.at[account, col]) == normalise(offline.at[account, col]), (account, col)
+            assert normalise(online.at[account, col]) == normalise(offline.at[account, col]), (
+                account,
+                col,
+            )
     # income is not in the UCI file: the income ratios stay null, never invented
     assert online["customer_financial_ratios__debt_to_income_ratio"].isna().all()

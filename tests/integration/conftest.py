@@ -33,7 +33,9 @@ class FeatureData:
 def feature_data(tmp_path_factory: pytest.TempPathFactory) -> FeatureData:
     """400 accounts over 12 months: generated, validated, feature tables built."""
     root = tmp_path_factory.mktemp("featuredata")
-    config = SyntheticConfig(accounts=400, months=12, seed=7, start=datetime(2025, 1, 1, tzinfo=UTC))
+    config = SyntheticConfig(
+        accounts=400, months=12, seed=7, start=datetime(2025, 1, 1, tzinfo=UTC)
+    )
     generate(config, root / "raw")
     validate_raw(root / "raw", root / "validated", root / "quarantine", root / "reports")
     build_features(root / "validated", root / "features")
@@ -61,7 +63,9 @@ class AppliedStore:
     project: str
 
 
-def apply_store(repo: Path, features_dir: Path, online: dict[str, object], project: str) -> AppliedStore:
+def apply_store(
+    repo: Path, features_dir: Path, online: dict[str, object], project: str
+) -> AppliedStore:
     store = make_store(repo, online, project)
     definitions = build_definitions(features_dir)
     store.apply(definitions.objects())
@@ -69,7 +73,9 @@ def apply_store(repo: Path, features_dir: Path, online: dict[str, object], proje
 
 
 @pytest.fixture(params=["sqlite", "redis"])
-def online_store(request: pytest.FixtureRequest, feature_data: FeatureData, tmp_path: Path) -> Iterator[AppliedStore]:
+def online_store(
+    request: pytest.FixtureRequest, feature_data: FeatureData, tmp_path: Path
+) -> Iterator[AppliedStore]:
     """The feature repo applied to a fresh online store of each kind; Redis keys cleaned up."""
     project = f"cwtest_{uuid.uuid4().hex[:10]}"
     if request.param == "sqlite":

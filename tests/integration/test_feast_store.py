@@ -26,7 +26,9 @@ def latest_accounts(data: FeatureData, n: int) -> pd.DataFrame:
     return latest.sort_values("account_id").head(n)[["account_id", "customer_id"]]
 
 
-def historical(applied: AppliedStore, entities: pd.DataFrame, features: Any, **kwargs: Any) -> pd.DataFrame:
+def historical(
+    applied: AppliedStore, entities: pd.DataFrame, features: Any, **kwargs: Any
+) -> pd.DataFrame:
     return applied.store.get_historical_features(
         entity_df=entities, features=features, full_feature_names=True, **kwargs
     ).to_df()
@@ -34,19 +36,15 @@ def historical(applied: AppliedStore, entities: pd.DataFrame, features: Any, **k
 
 def normalise(value: Any) -> Any:
     """One comparable form for values that the online and offline paths type differently."""
-    if value is None:
+    if hasattr(value, "tolist") and not isinstance(value, (int, float, str)):
+        value = value.tolist()
+    if isinstance(value, (list, tuple)):
+        return tuple(float(v) for v in value)
+    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
         return None
-    if isinstance(value, (list, tuple)) or hasattr(value, "tolist") and not isinstance(value, (int, float, str)):
-        items = value.tolist() if hasattr(value, "tolist") else value
-        if isinstance(items, list):
-            return tuple(float(v) for v in items)
-    if isinstance(value, (pd.Timestamp,)) or hasattr(value, "isoformat"):
+    if hasattr(value, "isoformat"):
         ts = pd.Timestamp(value)
-        if pd.isna(ts):
-            return None
         return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    if isinstance(value, float) and math.isnan(value):
-        return None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return float(value)
     return value
@@ -55,40 +53,61 @@ def normalise(value: Any) -> Any:
 def test_apply_registers_the_catalogue(online_store: AppliedStore) -> None:
     store = online_store.store
     views = {v.name for v in store.list_feature_views()}
-    assert {"account_payment_velocity", "customer_financial_ratios", "account_contact_behavior",
-            "account_profile"} <= views
+    assert {
+        "account_payment_velocity",
+        "customer_financial_ratios",
+        "account_contact_behavior",
+        "account_profile",
+    } <= views
     service = store.get_feature_service(COLLECTION_RISK_V1)
     names = {p.name for p in service.feature_view_projections}
-    assert names == {"account_payment_velocity", "customer_financial_ratios",
-                     "account_contact_behavior", "request_time_features"}
+    assert names == {
+        "account_payment_velocity",
+        "customer_financial_ratios",
+        "account_contact_behavior",
+        "request_time_features",
+    }
     assert {o.name for o in store.list_on_demand_feature_views()} == {"request_time_features"}
 
 
-def test_online_equals_offline_at_materialisation(online_store: AppliedStore, feature_data: FeatureData) -> None:
+def test_online_equals_offline_at_materialisation(
+    online_store: AppliedStore, feature_data: FeatureData
+) -> None:
     """For sampled accounts, the online vector equals get_historical_features at as_of."""
     materialize_latest(online_store.store, feature_data.as_of)
     accounts = latest_accounts(feature_data, 25)
     ids = list(accounts["account_id"])
     online = online_feature_vectors(online_store.store, ids, scoring_time=feature_data.as_of)
-    entities = accounts.assign(event_timestamp=feature_data.as_of, scoring_time=feature_data.as_of,
-                               reported_monthly_income=0.0)
+    entities = accounts.assign(
+        event_timestamp=feature_data.as_of,
+        scoring_time=feature_data.as_of,
+        reported_monthly_income=0.0,
+    )
     service = online_store.store.get_feature_service(COLLECTION_RISK_V1)
     offline = historical(online_store, entities, service, filter_by_created_timestamp=True)
-    online, offline = online.set_index("account_id").loc[ids], offline.set_index("account_id").loc[ids]
+    online, offline = (
+        online.set_index("account_id").loc[ids],
+        offline.set_index("account_id").loc[ids],
+    )
     feature_columns = [c for c in offline.columns if "__" in c]
     assert len(feature_columns) >= 20
     mismatches = [
         (account, col, online.at[account, col], offline.at[account, col])
-        for col in feature_columns for account in ids
+        for col in feature_columns
+        for account in ids
         if normalise(online.at[account, col]) != normalise(offline.at[account, col])
     ]
     assert not mismatches, f"{len(mismatches)} online/offline mismatches, e.g. {mismatches[:3]}"
     assert online["account_payment_velocity__debt_amount"].notna().all()
 
 
-def test_unknown_account_has_no_online_features(online_store: AppliedStore, feature_data: FeatureData) -> None:
+def test_unknown_account_has_no_online_features(
+    online_store: AppliedStore, feature_data: FeatureData
+) -> None:
     materialize_latest(online_store.store, feature_data.as_of)
-    frame = online_feature_vectors(online_store.store, ["NO-SUCH-ACCOUNT"], scoring_time=feature_data.as_of)
+    frame = online_feature_vectors(
+        online_store.store, ["NO-SUCH-ACCOUNT"], scoring_time=feature_data.as_of
+    )
     assert frame["account_payment_velocity__debt_amount"].isna().all()
 
 
@@ -99,16 +118,26 @@ def _account_with_history(data: FeatureData, snapshots: int = 4) -> tuple[str, p
     return account, velocity[velocity["account_id"] == account].sort_values("event_timestamp")
 
 
-def test_point_in_time_by_event_time_and_ttl(online_store: AppliedStore, feature_data: FeatureData) -> None:
+def test_point_in_time_by_event_time_and_ttl(
+    online_store: AppliedStore, feature_data: FeatureData
+) -> None:
     account, rows = _account_with_history(feature_data)
     second, first = rows.iloc[1], rows.iloc[0]
-    when = [second["event_timestamp"] + 10 * DAY, first["event_timestamp"] - DAY,
-            rows.iloc[-1]["event_timestamp"] + 46 * DAY]
+    when = [
+        second["event_timestamp"] + 10 * DAY,
+        first["event_timestamp"] - DAY,
+        rows.iloc[-1]["event_timestamp"] + 46 * DAY,
+    ]
     entities = pd.DataFrame({"account_id": [account] * 3, "event_timestamp": when})
-    got = historical(online_store, entities, ["account_payment_velocity:debt_amount",
-                                              "account_payment_velocity:payment_history"],
-                     filter_by_created_timestamp=True).sort_values("event_timestamp")
-    by_time = dict(zip(got["event_timestamp"], got["account_payment_velocity__debt_amount"], strict=True))
+    got = historical(
+        online_store,
+        entities,
+        ["account_payment_velocity:debt_amount", "account_payment_velocity:payment_history"],
+        filter_by_created_timestamp=True,
+    ).sort_values("event_timestamp")
+    by_time = dict(
+        zip(got["event_timestamp"], got["account_payment_velocity__debt_amount"], strict=True)
+    )
     assert by_time[when[0]] == second["debt_amount"]  # the snapshot before, not after
     assert pd.isna(by_time[when[1]])  # before the first snapshot: nothing
     assert pd.isna(by_time[when[2]])  # past the 45-day TTL: stale, so null
@@ -124,9 +153,15 @@ def test_point_in_time_by_recording_time(feature_data: FeatureData, tmp_path: Pa
     late = base.assign(event_timestamp=t2, created_timestamp=t2 + 10 * DAY, debt_amount=999.0)
     features_dir = tmp_path / "features"
     features_dir.mkdir()
-    pd.concat([on_time, restated, late]).to_parquet(features_dir / "account_payment_velocity.parquet")
-    applied = apply_store(tmp_path / "repo", features_dir,
-                          {"type": "sqlite", "path": str(tmp_path / "o.db")}, "cwtest_pit")
+    pd.concat([on_time, restated, late]).to_parquet(
+        features_dir / "account_payment_velocity.parquet"
+    )
+    applied = apply_store(
+        tmp_path / "repo",
+        features_dir,
+        {"type": "sqlite", "path": str(tmp_path / "o.db")},
+        "cwtest_pit",
+    )
     when = [t1 + DAY, t1 + 25 * DAY, t2 + DAY]
     entities = pd.DataFrame({"account_id": [account] * 3, "event_timestamp": when})
 
@@ -139,15 +174,25 @@ def test_point_in_time_by_recording_time(feature_data: FeatureData, tmp_path: Pa
     assert debts() == [555.0, 555.0, 999.0]
 
 
-def test_labels_never_appear_before_they_matured(online_store: AppliedStore, feature_data: FeatureData) -> None:
+def test_labels_never_appear_before_they_matured(
+    online_store: AppliedStore, feature_data: FeatureData
+) -> None:
     labels = pd.read_parquet(feature_data.features_dir / "labels.parquet")
     account = str(labels.groupby("account_id").size().idxmax())
     mine = labels[labels["account_id"] == account].sort_values("event_timestamp")
     when = [t + DAY for t in mine["event_timestamp"]]
     entities = pd.DataFrame({"account_id": [account] * len(when), "event_timestamp": when})
-    got = historical(online_store, entities, ["account_default_labels:default_30d"],
-                     filter_by_created_timestamp=True).sort_values("event_timestamp")
-    for entity_time, value in zip(got["event_timestamp"], got["account_default_labels__default_30d"], strict=True):
-        known = mine[(mine["event_timestamp"] <= entity_time) & (mine["created_timestamp"] <= entity_time)]
+    got = historical(
+        online_store,
+        entities,
+        ["account_default_labels:default_30d"],
+        filter_by_created_timestamp=True,
+    ).sort_values("event_timestamp")
+    for entity_time, value in zip(
+        got["event_timestamp"], got["account_default_labels__default_30d"], strict=True
+    ):
+        known = mine[
+            (mine["event_timestamp"] <= entity_time) & (mine["created_timestamp"] <= entity_time)
+        ]
         expected = known.iloc[-1]["default_30d"] if len(known) else None
         assert (pd.isna(value) and expected is None) or value == expected
