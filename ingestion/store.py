@@ -53,9 +53,21 @@ def materialize_latest(store: FeatureStore, as_of: datetime) -> tuple[datetime, 
     """
     start = as_of - SNAPSHOT_TTL
     end = as_of + timedelta(seconds=1)
+    ensure_online_tables(store)
     log.info("materialising %s from %s to %s", ", ".join(ONLINE_VIEWS), start, end)
     store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
     return start, end
+
+
+def ensure_online_tables(store: FeatureStore) -> None:
+    """(Re)create the online store's tables for the registered online views.
+
+    `feast apply` creates them, but an online store that was lost or wiped (a deleted SQLite
+    file, a flushed Redis) would otherwise make materialisation fail. Re-applying the
+    registry's own views is idempotent and changes no definition.
+    """
+    views = [store.get_feature_view(name) for name in ONLINE_VIEWS]
+    store.apply(views, partial=True)
 
 
 def resolve_customers(store: FeatureStore, account_ids: Sequence[str]) -> dict[str, str | None]:
