@@ -340,7 +340,7 @@ WITH matured AS (
            snapshot_at + INTERVAL {LABEL_WINDOW_DAYS} DAY
                + to_days(CAST($label_grace_days AS INTEGER)) AS matured_at
     FROM population
-    WHERE outstanding > 0
+    WHERE outstanding >= {MIN_QUALIFYING_PAYMENT}
 ),
 paid AS (
     SELECT m.account_id, m.snapshot_at,

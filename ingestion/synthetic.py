@@ -39,7 +39,7 @@ from ingestion import contract, rawio
 
 log = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "1.1.0"
+GENERATOR_VERSION = "1.2.0"
 
 Scenario = Literal["none", "income_shock", "channel_shift"]
 SCENARIOS: tuple[Scenario, ...] = ("none", "income_shock", "channel_shift")
@@ -871,7 +871,8 @@ def _simulate(run: _Run, stats: _Stats) -> None:
         t = np.full(n, cal.t(m))
         run.sink.add("_oracle", snap.pop, account=np.arange(n), snapshot_at=t, p=snap.p_label)
         if cal.counted(m):
-            stats.add(snap.p_label[snap.pop], paid.label[snap.pop])
+            # Only open snapshots get labels: with nothing owed there is nothing to collect.
+            stats.add(snap.p_label[snap.open], paid.label[snap.open])
 
 
 # --- calibration ---------------------------------------------------------------------------
@@ -903,7 +904,7 @@ def _solve_intercept(share: Callable[[float], float], target: float) -> float:
         a0, a1 = a1, float(np.clip(a1 - g1 * (a1 - a0) / (g1 - g0), -15.0, 15.0))
         g0, g1 = g1, _logit(share(a1)) - goal
     if abs(g1) > 0.05:
-        # Paid-off accounts still scored always default, which puts a floor under the share.
+        # Extreme targets can lie outside what the behaviour model can produce.
         log.warning("default share %.3f is out of reach; got %.3f", target, _logit_inv(g1 + goal))
     return a1
 
