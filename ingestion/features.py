@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import time
 from dataclasses import asdict, dataclass, field
@@ -66,6 +67,8 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # Month boundaries and year()/month() depend on the session time zone.
     con.execute("SET TimeZone = 'UTC'")
+    # Progress is logged per statement instead; DuckDB's bar would garble the logs.
+    con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     return con
@@ -98,10 +101,23 @@ def compute_features(
 ) -> None:
     """Run every feature statement, leaving one temp table per output in `con`."""
     params = {"as_of": as_of, "label_grace_days": label_grace_days}
-    for sql in tx.FEATURE_STATEMENTS:
-        con.execute(sql, _used_params(sql, params))
     label_sql = tx.OBSERVED_LABELS_SQL if observed_labels else tx.DERIVED_LABELS_SQL
-    con.execute(label_sql, _used_params(label_sql, params))
+    statements = (*tx.FEATURE_STATEMENTS, label_sql)
+    for step, sql in enumerate(statements, start=1):
+        started = time.perf_counter()
+        con.execute(sql, _used_params(sql, params))
+        log.info(
+            "step %d/%d %s: %.1fs",
+            step,
+            len(statements),
+            _table_name(sql),
+            time.perf_counter() - started,
+        )
+
+
+def _table_name(sql: str) -> str:
+    match = re.search(r"TEMP TABLE (\w+)", sql)
+    return match.group(1) if match else "statement"
 
 
 def _used_params(sql: str, params: dict[str, object]) -> dict[str, object]:

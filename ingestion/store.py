@@ -66,7 +66,7 @@ def ensure_online_tables(store: FeatureStore) -> None:
     file, a flushed Redis) would otherwise make materialisation fail. Re-applying the
     registry's own views is idempotent and changes no definition.
     """
-    views = [store.get_feature_view(name) for name in ONLINE_VIEWS]
+    views: list[Any] = [store.get_feature_view(name) for name in ONLINE_VIEWS]
     store.apply(views, partial=True)
 
 

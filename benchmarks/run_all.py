@@ -1,0 +1,165 @@
+"""Run every benchmark in sequence and write benchmarks/results/summary.{json,md}.
+
+Each benchmark runs in its own process, so one's memory, caches and garbage-collector
+state cannot colour the next one's figures; real path and floor still share a process
+inside each benchmark. The cached data are prepared once up front.
+
+    python -m benchmarks.run_all            # 100,000 accounts
+    python -m benchmarks.run_all --quick    # 20,000 accounts
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from benchmarks.common import (
+    BENCH_DIR,
+    DEFAULT_ACCOUNTS,
+    QUICK_ACCOUNTS,
+    REPO_ROOT,
+    RESULTS_DIR,
+    environment,
+    fmt,
+    parser,
+    prepare_data,
+    render_table,
+    setup_logging,
+)
+
+log = logging.getLogger(__name__)
+
+# (module, result file); the generator benchmark belongs to another author and runs with
+# its own defaults when present.
+OURS = (
+    ("bench_features", "features.json"),
+    ("bench_materialize", "materialize.json"),
+    ("bench_historical", "historical.json"),
+)
+GENERATOR = ("bench_generator", "generator.json")
+SUMMARY_HEADER = ("benchmark", "case", "real s", "floor s", "ratio", "aim", "met")
+
+
+@dataclass
+class Outcome:
+    module: str
+    exit_code: int
+    seconds: float
+    result_file: str | None
+    rows: list[list[Any]] = field(default_factory=list)
+
+
+def run_one(module: str, result_name: str, args: list[str]) -> Outcome:
+    result = RESULTS_DIR / result_name
+    started_wall = time.time()
+    command = [sys.executable, "-m", f"benchmarks.{module}", *args]
+    log.info("running %s", " ".join(command[1:]))
+    started = time.perf_counter()
+    code = _run_child(command)
+    seconds = time.perf_counter() - started
+    fresh = result.exists() and result.stat().st_mtime >= started_wall
+    if code != 0 or not fresh:
+        log.error("%s failed (exit %d) or wrote no fresh %s", module, code, result_name)
+    rows = summary_rows(json.loads(result.read_text())) if fresh else []
+    return Outcome(module, code, seconds, str(result) if fresh else None, rows)
+
+
+def _run_child(command: list[str]) -> int:
+    child = subprocess.Popen(command, cwd=REPO_ROOT)
+    try:
+        return child.wait()
+    except BaseException:
+        # Stopped ourselves: let the child clean up (temp dirs, Redis keys) before we go.
+        child.terminate()
+        child.wait(timeout=120)
+        raise
+
+
+def summary_rows(document: dict[str, Any]) -> list[list[Any]]:
+    """Summary lines from our comparison records, or from the generator's run records."""
+    if "comparisons" in document:
+        return [
+            [
+                c["benchmark"],
+                c["case"],
+                c["real_seconds"],
+                c["floor_seconds"],
+                f"{c['ratio']:.2f}x {c['ratio_kind']}",
+                c["aim"] or "-",
+                {True: "yes", False: "no", None: "-"}[c.get("meets_aim")],
+            ]
+            for c in document["comparisons"]
+        ]
+    return [
+        [
+            "generator",
+            f"{r.get('accounts', 0):,} accounts",
+            r.get("seconds"),
+            r.get("floor_seconds"),
+            f"{r.get('ratio_to_floor', 0.0):.2f}x real/floor seconds",
+            "-",
+            "-",
+        ]
+        for r in document.get("runs", [])
+    ]
+
+
+def plan(accounts: int, quick: bool) -> list[tuple[str, str, list[str]]]:
+    size = ["--accounts", str(accounts)]
+    runs: list[tuple[str, str, list[str]]] = []
+    if (BENCH_DIR / f"{GENERATOR[0]}.py").exists():
+        runs.append((*GENERATOR, size if quick else []))
+    for module, result in OURS:
+        extra = ["--rows", str(accounts)] if quick and module == "bench_historical" else []
+        runs.append((module, result, size + extra))
+    return runs
+
+
+def markdown(outcomes: list[Outcome], accounts: int) -> str:
+    lines = [
+        f"# Benchmarks: {accounts:,} accounts",
+        "",
+        "| " + " | ".join(SUMMARY_HEADER) + " |",
+        "|" + "---|" * len(SUMMARY_HEADER),
+    ]
+    for outcome in outcomes:
+        for row in outcome.rows:
+            lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+    lines += ["", "| module | exit | wall s |", "|---|---|---|"]
+    lines += [f"| {o.module} | {o.exit_code} | {o.seconds:.0f} |" for o in outcomes]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = parser(__doc__ or "run all benchmarks")
+    p.add_argument("--quick", action="store_true", help=f"{QUICK_ACCOUNTS:,} accounts")
+    args = p.parse_args(argv)
+    setup_logging()
+    accounts = QUICK_ACCOUNTS if args.quick else args.accounts
+    if args.quick and args.accounts != DEFAULT_ACCOUNTS:
+        log.warning("--quick overrides --accounts %s", f"{args.accounts:,}")
+    prepare_data(accounts, rebuild=args.rebuild_cache)
+    outcomes = [run_one(m, r, a) for m, r, a in plan(accounts, args.quick)]
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "accounts": accounts,
+        "quick": args.quick,
+        "environment": environment(),
+        "benchmarks": [o.__dict__ for o in outcomes],
+    }
+    (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (RESULTS_DIR / "summary.md").write_text(markdown(outcomes, accounts))
+    rows = [row for o in outcomes for row in o.rows]
+    log.info("\n%s", render_table(f"summary, {accounts:,} accounts", SUMMARY_HEADER, rows))
+    log.info("wrote %s and %s", RESULTS_DIR / "summary.json", RESULTS_DIR / "summary.md")
+    if any(o.exit_code != 0 or o.result_file is None for o in outcomes):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
