@@ -53,7 +53,7 @@ test: setup ## Run the test suite (needs Redis and PostgreSQL on 127.0.0.1)
 lint: setup ## ruff (lint and format check) and mypy
 	ruff check .
 	ruff format --check .
-	mypy feature_repo ingestion training serving monitoring admin_app collectwise
+	mypy feature_repo ingestion training serving monitoring admin_app collectwise benchmarks
 
 format: setup ## Apply ruff's formatting and safe fixes
 	ruff format .
