@@ -14,6 +14,8 @@ recording time among the inputs, so it never passes the snapshot time.
 Conventions for values (documented in feature_repo/README.md):
 - payment_history[i] is the net amount paid in the i-th calendar month before t
   (i = 0: the month just before t); net = settled minus reversed.
+- balance_history[k] / days_past_due_history[k] come from the k-th newest statement in the
+  six months before t (k = 0: the newest); 0 before the first statement.
 - ratios are finite; scores lie in [0, 1]; null only where the concept has no value
   (e.g. income unknown, no credit limit on a loan, not overdue).
 """
@@ -81,18 +83,38 @@ FROM latest l
 LEFT JOIN paid_since ps USING (account_id, snapshot_at)
 """
 
+# The last six statements before each snapshot (k = 1 is the newest); slots before the first
+# statement read 0.
 STATEMENT_HISTORY_SQL: Final = """
 CREATE OR REPLACE TEMP TABLE statement_history AS
-SELECT p.account_id, p.snapshot_at,
-       max(st.days_past_due) AS max_days_past_due_6m,
-       sum(CASE WHEN st.days_past_due > 0 THEN 1 ELSE 0 END) AS months_past_due_6m,
+WITH ranked AS (
+    SELECT p.account_id, p.snapshot_at, st.statement_date, st.balance, st.days_past_due,
+           row_number() OVER (PARTITION BY p.account_id, p.snapshot_at
+                              ORDER BY st.statement_date DESC) AS k
+    FROM population p
+    JOIN statements st ON st.account_id = p.account_id
+         AND st.statement_date <= p.snapshot_at
+         AND st.statement_date > p.snapshot_at - INTERVAL 6 MONTH
+)
+SELECT account_id, snapshot_at,
+       max(days_past_due) AS max_days_past_due_6m,
+       sum(CASE WHEN days_past_due > 0 THEN 1 ELSE 0 END) AS months_past_due_6m,
        -- arg_min picks the oldest balance in the window: the start of the trend.
-       arg_min(st.balance, st.statement_date) AS first_balance_6m
-FROM population p
-JOIN statements st ON st.account_id = p.account_id
-     AND st.statement_date <= p.snapshot_at
-     AND st.statement_date > p.snapshot_at - INTERVAL 6 MONTH
-GROUP BY p.account_id, p.snapshot_at
+       arg_min(balance, statement_date) AS first_balance_6m,
+       coalesce(max(CASE WHEN k = 1 THEN balance END), 0.0) AS b0,
+       coalesce(max(CASE WHEN k = 2 THEN balance END), 0.0) AS b1,
+       coalesce(max(CASE WHEN k = 3 THEN balance END), 0.0) AS b2,
+       coalesce(max(CASE WHEN k = 4 THEN balance END), 0.0) AS b3,
+       coalesce(max(CASE WHEN k = 5 THEN balance END), 0.0) AS b4,
+       coalesce(max(CASE WHEN k = 6 THEN balance END), 0.0) AS b5,
+       coalesce(max(CASE WHEN k = 1 THEN days_past_due END), 0) AS d0,
+       coalesce(max(CASE WHEN k = 2 THEN days_past_due END), 0) AS d1,
+       coalesce(max(CASE WHEN k = 3 THEN days_past_due END), 0) AS d2,
+       coalesce(max(CASE WHEN k = 4 THEN days_past_due END), 0) AS d3,
+       coalesce(max(CASE WHEN k = 5 THEN days_past_due END), 0) AS d4,
+       coalesce(max(CASE WHEN k = 6 THEN days_past_due END), 0) AS d5
+FROM ranked
+GROUP BY account_id, snapshot_at
 """
 
 # Net payments per calendar month before each snapshot, as known at the snapshot.
@@ -145,6 +167,7 @@ VELOCITY_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE account_payment_velocity AS
 WITH base AS (
     SELECT p.*, h.max_days_past_due_6m, h.months_past_due_6m, h.first_balance_6m,
+           h.b0, h.b1, h.b2, h.b3, h.b4, h.b5, h.d0, h.d1, h.d2, h.d3, h.d4, h.d5,
            coalesce(w.m0, 0) AS m0, coalesce(w.m1, 0) AS m1, coalesce(w.m2, 0) AS m2,
            coalesce(w.m3, 0) AS m3, coalesce(w.m4, 0) AS m4, coalesce(w.m5, 0) AS m5,
            coalesce(w.m6, 0) AS m6, coalesce(w.m7, 0) AS m7, coalesce(w.m8, 0) AS m8,
@@ -187,7 +210,12 @@ SELECT
     CAST(months_past_due_6m AS BIGINT) AS months_past_due_6m,
     (balance - first_balance_6m) / greatest(abs(first_balance_6m), 1.0) AS balance_change_6m,
     CAST(date_diff('day', coalesce(last_paid_at, placed_at), snapshot_at) AS BIGINT)
-        AS days_since_last_payment
+        AS days_since_last_payment,
+    credit_limit,
+    [b0, b1, b2, b3, b4, b5] AS balance_history,
+    [d0, d1, d2, d3, d4, d5] AS days_past_due_history,
+    -- last month's payment against the balance it was paying down
+    m0 / greatest(b1, 1.0) AS payment_to_balance_ratio
 FROM base
 """
 

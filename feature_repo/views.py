@@ -118,6 +118,22 @@ def _velocity(features_dir: Path) -> FeatureView:
                 description="relative change of the balance over 6 months",
             ),
             Field(name="days_since_last_payment", dtype=Int64),
+            Field(name="credit_limit", dtype=Float64, description="null for loans"),
+            Field(
+                name="balance_history",
+                dtype=Array(Float64),
+                description="balances of the last 6 statements, newest first",
+            ),
+            Field(
+                name="days_past_due_history",
+                dtype=Array(Int64),
+                description="days past due on the last 6 statements, newest first",
+            ),
+            Field(
+                name="payment_to_balance_ratio",
+                dtype=Float64,
+                description="last month's net payment / the balance before it",
+            ),
         ],
         source=_source(
             features_dir,

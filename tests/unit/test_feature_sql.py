@@ -86,6 +86,17 @@ def test_payment_history_sees_only_what_was_recorded(tmp_path: Path) -> None:
     assert at(v, "2024-05-01")["created_timestamp"] == ts("2024-04-25")
 
 
+def test_statement_history_and_payment_ratio(tmp_path: Path) -> None:
+    out = build(tmp_path, one_account(payments=REVERSAL_AND_LATE), as_of="2024-07-01")
+    may = at(out["account_payment_velocity"], "2024-05-01")
+    # statements of 25 April, March, February, January (newest first), then none yet
+    assert list(may["balance_history"]) == [2700.0, 2800.0, 2900.0, 3000.0, 0.0, 0.0]
+    assert list(may["days_past_due_history"]) == [0, 30, 30, 30, 0, 0]
+    assert may["credit_limit"] == 5000.0
+    # April's 150 against the balance of the statement before the newest (March: 2,800)
+    assert may["payment_to_balance_ratio"] == pytest.approx(150 / 2800)
+
+
 def test_days_overdue_and_overdue_since(tmp_path: Path) -> None:
     v = build(tmp_path, one_account(), as_of="2024-07-01")["account_payment_velocity"]
     feb = at(v, "2024-02-01")
