@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import shutil
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -86,32 +85,24 @@ def run_floor(raw_dir: Path, work: Path) -> None:
         out.unlink(missing_ok=True)
 
 
-def statement_name(sql: str) -> str:
-    """The temp table a feature statement creates, as its name in the breakdown."""
-    head = sql.split(" AS", 1)[0].split()
-    return head[-1] if head else "?"
-
-
 def breakdown(raw_dir: Path, work: Path) -> dict[str, float]:
     """Seconds per feature statement and for the parquet writes, in one extra build.
 
     Uses the builder's own steps in its order, so the parts add up to about one build.
     """
-    from feature_repo import transformations as tx  # noqa: PLC0415
-    from ingestion.features import connect, read_as_of, register_raw, write_tables  # noqa: PLC0415
+    from ingestion.features import (  # noqa: PLC0415
+        compute_features,
+        connect,
+        read_cutoffs,
+        register_raw,
+        write_tables,
+    )
 
     con = connect()
-    parts: dict[str, float] = {}
     try:
         observed = register_raw(con, raw_dir)
-        params = {"as_of": read_as_of(raw_dir), "label_grace_days": tx.DEFAULT_LABEL_GRACE_DAYS}
-        labels = tx.OBSERVED_LABELS_SQL if observed else tx.DERIVED_LABELS_SQL
-        for sql in (*tx.FEATURE_STATEMENTS, labels):
-            # DuckDB rejects named parameters that a statement does not use.
-            used = {k: v for k, v in params.items() if f"${k}" in sql}
-            started = time.perf_counter()
-            con.execute(sql, used)
-            parts[statement_name(sql)] = time.perf_counter() - started
+        as_of, labels_as_of = read_cutoffs(raw_dir)
+        parts = compute_features(con, as_of, observed, labels_as_of=labels_as_of)
         out = work / "breakdown"
         out.mkdir()
         parts["write parquet (all tables)"] = time_once(lambda: write_tables(con, out))[0]

@@ -2,7 +2,8 @@
 
 Each statement reads the validated raw tables as relations named after them (customers,
 accounts, statements, payments, contacts, promises, outcomes) and two parameters written
-as ``$as_of`` (the data cutoff) and ``$label_grace_days``. The SQL sticks to ANSI window
+as ``$as_of`` (the data cutoff: the last snapshot), ``$labels_as_of`` (when outcomes had
+been observed, normally as_of) and ``$label_grace_days``. The SQL sticks to ANSI window
 functions and CASE expressions (no ASOF JOIN, no QUALIFY, no FILTER) so the same text can
 move to Spark's offline store.
 
@@ -386,7 +387,7 @@ SELECT m.account_id, m.customer_id, m.snapshot_at AS event_timestamp,
             AS BIGINT) AS default_30d
 FROM matured m
 LEFT JOIN paid p USING (account_id, snapshot_at)
-WHERE m.matured_at <= CAST($as_of AS TIMESTAMPTZ)
+WHERE m.matured_at <= CAST($labels_as_of AS TIMESTAMPTZ)
 """
 
 # When a source system reports outcomes directly (the UCI file), they are the labels.
@@ -396,7 +397,7 @@ SELECT o.account_id, p.customer_id, o.snapshot_at AS event_timestamp,
        o.recorded_at AS created_timestamp, CAST(o.default_30d AS BIGINT) AS default_30d
 FROM outcomes o
 JOIN population p ON p.account_id = o.account_id AND p.snapshot_at = o.snapshot_at
-WHERE o.recorded_at <= CAST($as_of AS TIMESTAMPTZ)
+WHERE o.recorded_at <= CAST($labels_as_of AS TIMESTAMPTZ)
 """
 
 # Order matters: later statements read the temp tables of earlier ones.

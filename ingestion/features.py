@@ -50,17 +50,19 @@ class FeatureBuildSummary:
     seconds: float = 0.0
 
 
-def read_as_of(raw_dir: Path) -> datetime:
-    """The data cutoff: the manifest's as_of, else the newest recording time in the data."""
+def read_cutoffs(raw_dir: Path) -> tuple[datetime, datetime]:
+    """The data cutoff (as_of: nothing recorded after it, the last snapshot) and the time by
+    which outcomes were observed (labels_as_of, defaulting to as_of)."""
     manifest = Path(raw_dir) / "_manifest.json"
-    if manifest.exists():
-        value = json.loads(manifest.read_text()).get("as_of")
-        if value:
-            return datetime.fromisoformat(value).astimezone(UTC)
-    raise FeatureBuildError(
-        f"{manifest} is missing or has no 'as_of': the data cutoff must be stated, "
-        "since labels and snapshots depend on it"
-    )
+    stated = json.loads(manifest.read_text()) if manifest.exists() else {}
+    if not stated.get("as_of"):
+        raise FeatureBuildError(
+            f"{manifest} is missing or has no 'as_of': the data cutoff must be stated, "
+            "since labels and snapshots depend on it"
+        )
+    as_of = datetime.fromisoformat(stated["as_of"]).astimezone(UTC)
+    labels_as_of = stated.get("labels_as_of")
+    return as_of, datetime.fromisoformat(labels_as_of).astimezone(UTC) if labels_as_of else as_of
 
 
 def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -98,21 +100,27 @@ def compute_features(
     as_of: datetime,
     observed_labels: bool,
     label_grace_days: int = tx.DEFAULT_LABEL_GRACE_DAYS,
-) -> None:
-    """Run every feature statement, leaving one temp table per output in `con`."""
-    params = {"as_of": as_of, "label_grace_days": label_grace_days}
+    labels_as_of: datetime | None = None,
+) -> dict[str, float]:
+    """Run every feature statement, leaving one temp table per output in `con`.
+
+    Returns the seconds each statement took, by the table it creates.
+    """
+    params = {
+        "as_of": as_of,
+        "labels_as_of": labels_as_of or as_of,
+        "label_grace_days": label_grace_days,
+    }
     label_sql = tx.OBSERVED_LABELS_SQL if observed_labels else tx.DERIVED_LABELS_SQL
     statements = (*tx.FEATURE_STATEMENTS, label_sql)
+    seconds: dict[str, float] = {}
     for step, sql in enumerate(statements, start=1):
         started = time.perf_counter()
         con.execute(sql, _used_params(sql, params))
-        log.info(
-            "step %d/%d %s: %.1fs",
-            step,
-            len(statements),
-            _table_name(sql),
-            time.perf_counter() - started,
-        )
+        name = _table_name(sql)
+        seconds[name] = time.perf_counter() - started
+        log.info("step %d/%d %s: %.1fs", step, len(statements), name, seconds[name])
+    return seconds
 
 
 def _table_name(sql: str) -> str:
@@ -147,11 +155,11 @@ def build_features(
     """Compute all feature tables and labels from validated raw tables into `out_dir`."""
     started = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
-    as_of = read_as_of(raw_dir)
+    as_of, labels_as_of = read_cutoffs(raw_dir)
     con = connect(threads)
     observed = register_raw(con, raw_dir)
     log.info("building features from %s as of %s", raw_dir, as_of.isoformat())
-    compute_features(con, as_of, observed, label_grace_days)
+    compute_features(con, as_of, observed, label_grace_days, labels_as_of)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)

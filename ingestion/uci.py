@@ -32,8 +32,8 @@ payments: one settled "bank_transfer" payment per account-month with PAY_AMT > 0
 contacts, promises: none in the file; written with zero rows so the tables exist.
 outcomes: one row per account: snapshot_at 2005-10-01 UTC, default_30d = "default payment
   next month", recorded_at 2005-11-01 UTC.
-``<out_dir>/_manifest.json``: source, as_of, csv path, sha256, rows, clients, rejected,
-  row_counts, citation.
+``<out_dir>/_manifest.json``: source, as_of (the snapshot), labels_as_of, csv path, sha256,
+  rows, clients, rejected, row_counts, citation.
 
 Input handling
 --------------
@@ -114,7 +114,9 @@ STATUS_CODES: Final = tuple(range(-2, 10))
 
 WINDOW_START: Final = "2005-04-01"
 SNAPSHOT: Final = "2005-10-01"
-AS_OF: Final = "2005-11-01"
+# The file describes clients as of the snapshot; the outcomes were observed a month later.
+AS_OF: Final = SNAPSHOT
+LABELS_AS_OF: Final = "2005-11-01"
 MAX_BAD_SHARE: Final = 0.05
 QUARANTINE_FILE: Final = "uci_input.parquet"
 MANIFEST_FILE: Final = "_manifest.json"
@@ -359,7 +361,7 @@ def _outcomes(good: pd.DataFrame, keys: pd.Series) -> pd.DataFrame:
             "account_id": "UCI-" + keys,
             "snapshot_at": _utc(SNAPSHOT),
             "default_30d": good[LABEL].to_numpy(dtype="int64"),
-            "recorded_at": _utc(AS_OF),
+            "recorded_at": _utc(LABELS_AS_OF),
         }
     )
 
@@ -390,6 +392,7 @@ def _manifest(csv_path: Path, digest: str, summary: UciSummary) -> dict[str, obj
     return {
         "source": "uci",
         "as_of": _utc(AS_OF).isoformat(),
+        "labels_as_of": _utc(LABELS_AS_OF).isoformat(),
         "csv": str(csv_path),
         "sha256": digest,
         "rows": summary.rows_read,

@@ -211,7 +211,8 @@ def test_real_file_meets_contract(real: Run) -> None:
 def test_real_file_manifest(real: Run, uci_csv: Path, source: pd.DataFrame) -> None:
     manifest = json.loads((real.out / MANIFEST_FILE).read_text())
     assert manifest["source"] == "uci"
-    assert manifest["as_of"] == "2005-11-01T00:00:00+00:00"
+    assert manifest["as_of"] == "2005-10-01T00:00:00+00:00"
+    assert manifest["labels_as_of"] == "2005-11-01T00:00:00+00:00"
     assert manifest["csv"] == str(uci_csv)
     assert manifest["sha256"] == SHARED_SHA256
     assert manifest["rows"] == manifest["clients"] == len(source)
