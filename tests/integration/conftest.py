@@ -42,12 +42,14 @@ def feature_data(tmp_path_factory: pytest.TempPathFactory) -> FeatureData:
     return FeatureData(root, root / "features", features_as_of(root / "features"))
 
 
-def make_store(repo: Path, online: dict[str, object], project: str) -> FeatureStore:
+def make_store(
+    repo: Path, online: dict[str, object], project: str, registry: dict[str, object] | None = None
+) -> FeatureStore:
     repo.mkdir(parents=True, exist_ok=True)
     config = {
         "project": project,
         "provider": "local",
-        "registry": str(repo / "registry.db"),
+        "registry": registry or str(repo / "registry.db"),
         "offline_store": {"type": "duckdb"},
         "online_store": online,
         "entity_key_serialization_version": 3,
@@ -64,9 +66,13 @@ class AppliedStore:
 
 
 def apply_store(
-    repo: Path, features_dir: Path, online: dict[str, object], project: str
+    repo: Path,
+    features_dir: Path,
+    online: dict[str, object],
+    project: str,
+    registry: dict[str, object] | None = None,
 ) -> AppliedStore:
-    store = make_store(repo, online, project)
+    store = make_store(repo, online, project, registry)
     definitions = build_definitions(features_dir)
     store.apply(definitions.objects())
     return AppliedStore(store, definitions, project)

@@ -4,6 +4,7 @@ correctness for event time and recording time, and online/offline parity."""
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,7 +14,7 @@ import pytest
 
 from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.store import materialize_latest, online_feature_vectors
-from tests.integration.conftest import AppliedStore, FeatureData, apply_store
+from tests.integration.conftest import AppliedStore, FeatureData, apply_store, make_store
 
 pytestmark = pytest.mark.integration
 
@@ -196,3 +197,37 @@ def test_labels_never_appear_before_they_matured(
         ]
         expected = known.iloc[-1]["default_30d"] if len(known) else None
         assert (pd.isna(value) and expected is None) or value == expected
+
+
+def test_production_profile_sql_registry_on_postgres_and_redis(
+    feature_data: FeatureData, tmp_path: Path
+) -> None:
+    """The production shape: the registry in PostgreSQL, the online store in Redis."""
+    project = f"cwtest_pg_{uuid.uuid4().hex[:8]}"
+    registry = {
+        "registry_type": "sql",
+        "path": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
+        "cache_ttl_seconds": 0,
+    }
+    applied = apply_store(
+        tmp_path / "repo",
+        feature_data.features_dir,
+        {"type": "redis", "connection_string": "127.0.0.1:6379"},
+        project,
+        registry=registry,
+    )
+    try:
+        materialize_latest(applied.store, feature_data.as_of)
+        ids = list(latest_accounts(feature_data, 5)["account_id"])
+        online = online_feature_vectors(applied.store, ids, scoring_time=feature_data.as_of)
+        assert online["account_payment_velocity__debt_amount"].notna().all()
+        # a second client reads the same definitions from PostgreSQL
+        other = make_store(
+            tmp_path / "other",
+            {"type": "redis", "connection_string": "127.0.0.1:6379"},
+            project,
+            registry=registry,
+        )
+        assert other.get_feature_service(COLLECTION_RISK_V1).name == COLLECTION_RISK_V1
+    finally:
+        applied.store.teardown()  # removes the project's keys and its registry rows
