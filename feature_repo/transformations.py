@@ -40,6 +40,9 @@ PROMISE_GRACE_DAYS: Final = 3
 PROMISE_KEPT_SHARE: Final = 0.9
 DTI_CAP: Final = 1000.0
 
+# A payment's contribution to what was paid: a reversal row cancels its amount.
+_NET_AMOUNT: Final = "CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END"
+
 SNAPSHOTS_SQL: Final = """
 CREATE OR REPLACE TEMP TABLE snapshots AS
 WITH bounds AS (
@@ -69,7 +72,7 @@ WITH ranked AS (
 latest AS (SELECT * FROM ranked WHERE rn = 1),
 paid_since AS (
     SELECT l.account_id, l.snapshot_at,
-           sum(CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END) AS net_paid
+           sum({_NET_AMOUNT}) AS net_paid
     FROM latest l
     JOIN payments e ON e.account_id = l.account_id
          AND e.paid_at > l.statement_date
@@ -119,12 +122,12 @@ GROUP BY account_id, snapshot_at
 """
 
 # Net payments per calendar month before each snapshot, as known at the snapshot.
-PAYMENT_MONTHS_SQL: Final = """
+PAYMENT_MONTHS_SQL: Final = f"""
 CREATE OR REPLACE TEMP TABLE payment_months AS
 SELECT p.account_id, p.snapshot_at,
        (year(p.snapshot_at) - year(e.paid_at)) * 12
            + month(p.snapshot_at) - month(e.paid_at) - 1 AS month_index,
-       sum(CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END) AS net_amount,
+       sum({_NET_AMOUNT}) AS net_amount,
        max(e.recorded_at) AS max_recorded_at
 FROM population p
 JOIN payments e ON e.account_id = p.account_id
@@ -279,7 +282,7 @@ CREATE OR REPLACE TEMP TABLE promise_stats AS
 WITH judged AS (
     SELECT p.account_id, p.snapshot_at, pr.promise_id, pr.promised_amount, pr.due_date,
            pr.recorded_at,
-           coalesce(sum(CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END), 0)
+           coalesce(sum({_NET_AMOUNT}), 0)
                AS paid
     FROM population p
     JOIN promises pr ON pr.account_id = p.account_id
@@ -373,7 +376,7 @@ WITH matured AS (
 ),
 paid AS (
     SELECT m.account_id, m.snapshot_at,
-           sum(CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END) AS net_paid
+           sum({_NET_AMOUNT}) AS net_paid
     FROM matured m
     JOIN payments e ON e.account_id = m.account_id
          AND e.paid_at > m.snapshot_at

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingestion.contract import ALL_TABLES, TABLES_BY_NAME
+from ingestion.contract import ALL_TABLES, TABLES_BY_NAME, Table
 from ingestion.rawio import write_part
+from ingestion.schemas import table_schema
 
 
 def ts(value: str) -> pd.Timestamp:
@@ -79,3 +80,9 @@ def one_account(**overrides: object) -> dict[str, list[dict[str, object]]]:
     }
     tables.update(overrides)  # type: ignore[arg-type]
     return tables
+
+
+def assert_meets_contract(df: pd.DataFrame, table: Table) -> None:
+    """The contract's own pandera schema, plus its column order."""
+    assert list(df.columns) == table.column_names
+    table_schema(table).validate(df, lazy=True)

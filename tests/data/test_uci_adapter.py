@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tests.rawdata import assert_meets_contract
+
 from ingestion import rawio
 from ingestion.contract import ALL_TABLES, TABLES_BY_NAME, Table
 from ingestion.uci import (
@@ -59,21 +61,6 @@ def run(csv_path: Path, root: Path) -> Run:
     summary = ingest_uci(csv_path, root / "raw_uci", root / "quarantine")
     quarantine = pd.read_parquet(root / "quarantine" / QUARANTINE_FILE)
     return Run(summary, root / "raw_uci", quarantine)
-
-
-def assert_contract(df: pd.DataFrame, table: Table) -> None:
-    assert list(df.columns) == table.column_names
-    for col in table.columns:
-        values = df[col.name]
-        assert str(values.dtype) == str(pd.Series(dtype=col.dtype).dtype), col.name
-        if not col.nullable:
-            assert values.notna().all(), col.name
-        if col.unique:
-            assert values.is_unique, col.name
-        if col.allowed:
-            assert set(values.dropna()) <= set(col.allowed), col.name
-        if col.min_value is not None:
-            assert (values.dropna() >= col.min_value).all(), col.name
 
 
 # ---------------------------------------------------------------------------- real file
@@ -204,7 +191,7 @@ def test_real_file_customers_and_accounts(real: Run, source: pd.DataFrame) -> No
 
 def test_real_file_meets_contract(real: Run) -> None:
     for table in ALL_TABLES:
-        assert_contract(real.table(table.name), table)
+        assert_meets_contract(real.table(table.name), table)
     assert real.table("contacts").empty and real.table("promises").empty
 
 
@@ -284,7 +271,7 @@ def test_other_clients_in_shuffled_order(tmp_path: Path) -> None:
     assert set(b.table("accounts")["account_id"]) == {f"UCI-{90001 + i}" for i in range(30)}
     for table in ALL_TABLES:
         pd.testing.assert_frame_equal(a.table(table.name), b.table(table.name))
-        assert_contract(b.table(table.name), table)
+        assert_meets_contract(b.table(table.name), table)
 
 
 def test_two_line_xls_export_header(tmp_path: Path) -> None:
