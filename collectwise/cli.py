@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from collectwise.models_cli import app as models_app
 from ingestion.settings import get_settings
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 log = logging.getLogger("collectwise")
+app.add_typer(models_app, name="models")
 
 PathOpt = Annotated[Path | None, typer.Option(help="defaults to the active data directory")]
 

@@ -1,0 +1,118 @@
+"""`collectwise models ...`: the model registry from the command line.
+
+Thin shells over training.registry; the promotion gate and the audit tags live there.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+app = typer.Typer(
+    help="List, inspect, promote and roll back registered models.", no_args_is_help=True
+)
+log = logging.getLogger("collectwise.models")
+
+WhoOpt = Annotated[str | None, typer.Option(help="who decided (default: the OS user)")]
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    log.error("%s: %s", type(exc).__name__, exc)
+    return typer.Exit(code=1)
+
+
+def _row(meta: Any) -> str:
+    auc = f"{meta.test_auc:.4f}" if meta.test_auc is not None else "n/a"
+    aliases = ",".join(meta.aliases) or "-"
+    return (
+        f"v{meta.version:<4} {aliases:<28} auc={auc}  {meta.created:%Y-%m-%d %H:%M}  "
+        f"{meta.feature_service}  {meta.git_commit[:10]}"
+    )
+
+
+@app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
+    """Every registered version with its aliases and test AUC."""
+    from training.registry import list_versions  # noqa: PLC0415
+
+    versions = list_versions()
+    if as_json:
+        typer.echo(json.dumps([m.to_dict() for m in versions], indent=2, default=str))
+        return
+    if not versions:
+        typer.echo("no registered versions yet: run `collectwise train run`")
+    for meta in versions:
+        typer.echo(_row(meta))
+
+
+@app.command()
+def show(version: Annotated[str, typer.Argument(help="a version (3, v3) or an alias")]) -> None:
+    """The ModelMetadata of one version, as JSON."""
+    from training.registry import RegistryError  # noqa: PLC0415
+    from training.registry import show as show_version  # noqa: PLC0415
+
+    try:
+        meta = show_version(version)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    typer.echo(json.dumps(meta.to_dict(), indent=2, default=str))
+
+
+@app.command()
+def promote(
+    version: Annotated[str | None, typer.Argument(help="default: the challenger")] = None,
+    force: Annotated[bool, typer.Option(help="skip the gate (needs --why)")] = False,
+    who: WhoOpt = None,
+    why: Annotated[str | None, typer.Option(help="the reason, recorded on the version")] = None,
+) -> None:
+    """Make a version champion if it beats the champion by the margin in params.yaml."""
+    from training.registry import RegistryError  # noqa: PLC0415
+    from training.registry import promote as promote_version  # noqa: PLC0415
+
+    if force and not why:
+        raise typer.BadParameter("a forced promotion needs --why", param_hint="--why")
+    try:
+        meta = promote_version(
+            version, force=force, who=who or (getpass.getuser() if force else None), why=why
+        )
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    log.info("v%s is now champion (test AUC %s)", meta.version, meta.test_auc)
+
+
+@app.command()
+def rollback(
+    why: Annotated[str, typer.Option(help="the reason, recorded on both versions")],
+    who: WhoOpt = None,
+) -> None:
+    """Restore the previous champion."""
+    from training.registry import RegistryError  # noqa: PLC0415
+    from training.registry import rollback as rollback_champion  # noqa: PLC0415
+
+    try:
+        meta = rollback_champion(who or getpass.getuser(), why)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    log.info("rolled back: v%s is champion again", meta.version)
+
+
+@app.command()
+def card(
+    version: Annotated[str, typer.Argument(help="a version or an alias")],
+    out: Annotated[Path | None, typer.Option(help="HTML file")] = None,
+) -> None:
+    """Write the model card of a version as HTML."""
+    from training.registry import RegistryError, card_for_version  # noqa: PLC0415
+
+    target = out or Path("reports") / f"model_card_{version}.html"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        path = card_for_version(version, target)
+    except RegistryError as exc:
+        raise _fail(exc) from exc
+    log.info("model card written to %s", path)
