@@ -20,6 +20,7 @@ from typing import Annotated, Any
 import typer
 
 from collectwise.models_cli import app as models_app
+from collectwise.train_cli import app as train_app
 from ingestion.settings import get_settings
 
 app = typer.Typer(
@@ -30,6 +31,7 @@ app = typer.Typer(
 )
 log = logging.getLogger("collectwise")
 app.add_typer(models_app, name="models")
+app.add_typer(train_app, name="train")
 
 PathOpt = Annotated[Path | None, typer.Option(help="defaults to the active data directory")]
 

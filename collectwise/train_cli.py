@@ -1,0 +1,132 @@
+"""`collectwise train ...`: training sets, fitting, evaluation and registration.
+
+Each command is one DVC stage; `run` chains them for interactive use. Training settings come
+from the `train` section of params.yaml.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+import yaml
+
+from ingestion.settings import get_settings
+
+app = typer.Typer(
+    help="Build training sets, fit, evaluate and register models.", no_args_is_help=True
+)
+log = logging.getLogger("collectwise.train")
+
+DATASET = Path("data/training")
+MODEL = Path("models/candidate")
+REPORT = Path("reports/evaluation")
+STUDY = Path("data/optuna/studies.db")
+
+ParamsOpt = Annotated[Path, typer.Option(help="params.yaml with a `train` section")]
+
+
+def _params(path: Path) -> Any:
+    from training.train import TrainParams  # noqa: PLC0415
+
+    values = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return TrainParams.from_dict((values or {}).get("train"))
+
+
+@app.command("build-dataset")
+def build_dataset(
+    features: Annotated[Path | None, typer.Option(help="feature tables")] = None,
+    raw: Annotated[Path | None, typer.Option(help="validated raw tables")] = None,
+    oracle: Annotated[Path | None, typer.Option(help="the generator's _oracle dir")] = None,
+    out: Annotated[Path, typer.Option(help="dataset directory")] = DATASET,
+) -> None:
+    """Point-in-time training set from Feast over collection_risk_v1, matured labels only."""
+    from ingestion.store import open_store  # noqa: PLC0415
+    from training.dataset import DatasetBuildError, build_training_set  # noqa: PLC0415
+
+    s = get_settings()
+    store = open_store(s.repo_root, s.feature_store_yaml)
+    oracle_dir = oracle or s.raw_dir / "_oracle"
+    try:
+        summary = build_training_set(
+            store,
+            features or s.features_dir,
+            raw or s.validated_dir,
+            out,
+            oracle_dir=oracle_dir if oracle_dir.exists() else None,
+        )
+    except DatasetBuildError as exc:
+        log.error("DatasetBuildError: %s", exc)
+        raise typer.Exit(code=1) from exc
+    log.info(
+        "training set: %d rows, %d positives, fingerprint %s",
+        summary.rows,
+        summary.positives,
+        summary.dataset_fingerprint[:12],
+    )
+
+
+@app.command()
+def fit(
+    dataset: Annotated[Path, typer.Option()] = DATASET,
+    out: Annotated[Path, typer.Option(help="model directory")] = MODEL,
+    study: Annotated[Path, typer.Option(help="Optuna SQLite storage")] = STUDY,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Compare candidates, tune with Optuna, refit, calibrate, choose threshold and bands."""
+    from training.train import fit as run_fit  # noqa: PLC0415
+
+    summary = run_fit(dataset, out, _params(params), study)
+    log.info(
+        "fit: %s",
+        json.dumps({k: summary[k] for k in ("chosen", "threshold", "bands")}, default=str),
+    )
+
+
+@app.command()
+def evaluate(
+    dataset: Annotated[Path, typer.Option()] = DATASET,
+    model: Annotated[Path, typer.Option(help="model directory")] = MODEL,
+    out: Annotated[Path, typer.Option(help="report directory")] = REPORT,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Score the untouched test rows once; write the report and metrics.json."""
+    from training.train import evaluate_and_report  # noqa: PLC0415
+
+    evaluate_and_report(dataset, model, out, _params(params))
+
+
+@app.command()
+def register(
+    model: Annotated[Path, typer.Option(help="model directory")] = MODEL,
+    report: Annotated[Path, typer.Option(help="report directory")] = REPORT,
+    out: Annotated[Path, typer.Option(help="where to record the registered version")] = Path(
+        "reports/registered.json"
+    ),
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Register the evaluated model in MLflow as `challenger`."""
+    from training.train import register_model  # noqa: PLC0415
+
+    meta = register_model(model, report, _params(params))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(meta.to_dict(), indent=2, default=str))
+    log.info("registered %s v%s as challenger", meta.name, meta.version)
+
+
+@app.command("shuffled-check")
+def shuffled_check(
+    dataset: Annotated[Path, typer.Option()] = DATASET,
+    params: ParamsOpt = Path("params.yaml"),
+) -> None:
+    """Leakage check: the model on permuted labels must have AUC near 0.5."""
+    from training.train import shuffled_label_auc  # noqa: PLC0415
+
+    auc = shuffled_label_auc(dataset, _params(params))
+    log.info("AUC with shuffled labels: %.4f", auc)
+    if abs(auc - 0.5) > 0.05:
+        log.error("shuffled labels give AUC %.3f: something leaks the label", auc)
+        raise typer.Exit(code=1)
