@@ -180,10 +180,19 @@ class Splitter:
     time_col: str = TIME_COL
     group_col: str = GROUP_COL
     seed: int = 0
+    test_snapshots: int = 1
+    valid_snapshots: int = 1
 
     def split(self, frame: pd.DataFrame) -> Split:
         if self.kind == "out_of_time":
-            return out_of_time_split(frame, self.time_col, self.group_col, seed=self.seed)
+            return out_of_time_split(
+                frame,
+                self.time_col,
+                self.group_col,
+                test_snapshots=self.test_snapshots,
+                valid_snapshots=self.valid_snapshots,
+                seed=self.seed,
+            )
         return stratified_split(frame, self.label_col, seed=self.seed, group_col=self.group_col)
 
     def cv(self, frame: pd.DataFrame, n_splits: int | None = None) -> list[Fold]:

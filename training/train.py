@@ -12,7 +12,7 @@ import hashlib
 import json
 import logging
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -67,6 +67,8 @@ class TrainParams:
     costs: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_COSTS))
     band_quantiles: tuple[float, float] = (0.5, 0.8)
     label_grace_days: int = 21
+    test_snapshots: int = 2
+    valid_snapshots: int = 2
     seed: int = 0
 
     @classmethod
@@ -90,7 +92,11 @@ def prepare(dataset_dir: Path, params: TrainParams) -> Prepared:
     """The dataset as a model matrix with its split; training rows whose labels matured
     after the validation snapshot are dropped, as they would not exist yet in production."""
     frame = read_dataset(dataset_dir)
-    splitter = choose_splitter(frame, seed=params.seed)
+    splitter = replace(
+        choose_splitter(frame, seed=params.seed),
+        test_snapshots=params.test_snapshots,
+        valid_snapshots=params.valid_snapshots,
+    )
     split = splitter.split(frame)
     if splitter.kind == "out_of_time":
         split = _drop_unmatured_training_rows(frame, split, params.label_grace_days)
@@ -162,8 +168,10 @@ def _tune(
     data: Prepared, params: TrainParams, monotone: dict[str, int], study_path: Path, name: str
 ) -> Any:
     train_frame = data.frame.iloc[data.split.train].reset_index(drop=True)
-    splitter = choose_splitter(train_frame, seed=params.seed)
-    folds = splitter.cv(train_frame, params.cv_splits)
+    # Training rows all come from one bucket of accounts; an independent seed spreads the
+    # folds' validation accounts across it instead of missing it.
+    splitter = choose_splitter(train_frame, seed=params.seed + 1)
+    folds = [f for f in splitter.cv(train_frame, params.cv_splits) if len(f[1]) and len(f[0])]
     space = SearchSpace(params.tune_kinds, params.tune_imbalances, params.select_ks)
     study_path.parent.mkdir(parents=True, exist_ok=True)
     return tune(

@@ -1,0 +1,131 @@
+"""SHAP explanations: global importance for the run record, per-row contributions for reasons.
+
+Contributions are in log-odds of the *uncalibrated* model. Calibration is a monotone map
+applied afterwards, so it changes the size of a probability but not which features pushed
+it up or down; explaining before it keeps tree explanations exact.
+
+- XGBoost / LightGBM: shap.TreeExplainer on the booster, on the rows as the booster sees
+  them (after imputation / selection, samplers skipped), exact and fast.
+- logistic scorecard and stacking: a model-agnostic permutation explainer over the raw
+  input columns with a small background sample; slower, so global importance uses fewer
+  rows (FALLBACK_ROWS).
+
+Features a selector dropped get contribution 0, so importances line up across runs.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import shap
+from imblearn.pipeline import Pipeline
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+
+from training.models import BoostedTrees
+
+log = logging.getLogger(__name__)
+
+MAX_ROWS = 2000
+FALLBACK_ROWS = 200
+BACKGROUND_ROWS = 50
+
+
+def unwrap(model: Any) -> Any:
+    """The fitted pipeline under a calibration wrapper (or the model itself)."""
+    if isinstance(model, CalibratedClassifierCV):
+        model = model.calibrated_classifiers_[0].estimator
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
+    return model
+
+
+def method_for(model: Any) -> str:
+    """'tree_shap' when the model ends in a booster, else 'permutation_shap'."""
+    inner = unwrap(model)
+    final = inner.steps[-1][1] if isinstance(inner, Pipeline) else inner
+    return "tree_shap" if isinstance(final, BoostedTrees) else "permutation_shap"
+
+
+def global_importance(
+    model: Any, x: pd.DataFrame, max_rows: int = MAX_ROWS, seed: int = 0
+) -> dict[str, float]:
+    """Mean |SHAP| per input feature on a sample of at most `max_rows`, largest first."""
+    limit = max_rows if method_for(model) == "tree_shap" else min(max_rows, FALLBACK_ROWS)
+    sample = x.sample(n=min(limit, len(x)), random_state=seed) if len(x) > limit else x
+    contributions = explain_rows(model, sample, background=x, seed=seed)
+    mean_abs = contributions.abs().mean(axis=0).sort_values(ascending=False)
+    return {str(name): float(value) for name, value in mean_abs.items()}
+
+
+def explain_rows(
+    model: Any,
+    x_rows: pd.DataFrame,
+    background: pd.DataFrame | None = None,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """Per-row, per-feature contributions (log-odds) with the rows' index and columns.
+
+    `background` (rows typical of training) is needed only by the fallback explainer; the
+    base value (the expected log-odds) is in `result.attrs["base_value"]`.
+    """
+    inner = unwrap(model)
+    if method_for(inner) == "tree_shap":
+        values, base = _tree_contributions(inner, x_rows)
+    else:
+        values, base = _permutation_contributions(inner, x_rows, background, seed)
+    result = values.reindex(columns=x_rows.columns, fill_value=0.0)
+    result.attrs["base_value"] = base
+    return result
+
+
+def _tree_contributions(pipeline: Pipeline, x_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+    booster: BoostedTrees = pipeline.steps[-1][1]
+    seen = x_rows
+    for _, step in pipeline.steps[:-1]:
+        if not hasattr(step, "fit_resample"):
+            seen = step.transform(seen)
+    explainer = shap.TreeExplainer(booster.estimator_)
+    with warnings.catch_warnings():
+        # SHAP announces its LightGBM output format on every call; it is handled below.
+        warnings.filterwarnings("ignore", message="LightGBM binary classifier")
+        values = np.asarray(explainer.shap_values(seen))
+    # Some SHAP / LightGBM versions return one matrix per class; keep the default class.
+    if values.ndim == 3:
+        values = values[..., 1] if values.shape[-1] == 2 else values[1]
+    base = np.ravel(explainer.expected_value)[-1]
+    return pd.DataFrame(values, index=x_rows.index, columns=list(seen.columns)), float(base)
+
+
+def _permutation_contributions(
+    model: Any, x_rows: pd.DataFrame, background: pd.DataFrame | None, seed: int
+) -> tuple[pd.DataFrame, float]:
+    reference = x_rows if background is None else background
+    reference = reference.sample(n=min(BACKGROUND_ROWS, len(reference)), random_state=seed)
+    columns = list(x_rows.columns)
+
+    def log_odds(data: np.ndarray) -> np.ndarray:
+        p = model.predict_proba(pd.DataFrame(data, columns=columns))[:, 1]
+        p = np.clip(p, 1e-9, 1 - 1e-9)
+        return np.asarray(np.log(p / (1 - p)))
+
+    masker = shap.maskers.Independent(reference.to_numpy(dtype=float), max_samples=BACKGROUND_ROWS)
+    explainer = shap.explainers.Permutation(log_odds, masker, seed=seed)
+    explanation = explainer(
+        x_rows.to_numpy(dtype=float), max_evals=2 * len(columns) + 1, silent=True
+    )
+    base = float(np.mean(np.ravel(explanation.base_values)))
+    return pd.DataFrame(explanation.values, index=x_rows.index, columns=columns), base
+
+
+def top_reasons(contributions: pd.DataFrame, n: int = 3) -> list[list[str]]:
+    """Per row, the `n` features that raised the risk most (positive contributions only)."""
+    reasons = []
+    for _, row in contributions.iterrows():
+        positive = row[row > 0].sort_values(ascending=False)
+        reasons.append([str(name) for name in positive.index[:n]])
+    return reasons
