@@ -34,8 +34,11 @@ pipeline: setup ## Run the DVC pipeline (generate -> validate -> build-features 
 online: setup ## Print the online features of a few accounts
 	collectwise online-features --sample 3
 
-demo: setup ## Set up, run the pipeline on the synthetic default and print online features
-	dvc repro materialize
+demo: setup ## Set up, run the pipeline on the synthetic default, train and register a champion
+	dvc repro materialize register
+	@# The first model becomes champion; a later one only if it beats it (the gate).
+	collectwise models promote || echo "kept the current champion (the gate refused the challenger)"
+	collectwise models list
 	collectwise online-features --sample 3
 
 demo-redis: setup ## The demo with the Redis online store (REDIS_CONNECTION_STRING, default 127.0.0.1:6379)

@@ -271,7 +271,7 @@ def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
         "brier",
         "threshold",
         "oracle_auc",
-        "auc_vs_oracle",
+        "auc_ratio_to_oracle",
         "default_rate",
     )
     return {f"test_{k}": float(metrics[k]) for k in keys if metrics.get(k) is not None}
