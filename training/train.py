@@ -69,6 +69,10 @@ class TrainParams:
     label_grace_days: int = 21
     test_snapshots: int = 2
     valid_snapshots: int = 2
+    # Which accounts land in train / valid / test. Kept apart from the model seed so every
+    # model trained on a dataset is tested on the same rows and the gate compares like
+    # with like.
+    split_seed: int = 0
     seed: int = 0
 
     @classmethod
@@ -93,7 +97,7 @@ def prepare(dataset_dir: Path, params: TrainParams) -> Prepared:
     after the validation snapshot are dropped, as they would not exist yet in production."""
     frame = read_dataset(dataset_dir)
     splitter = replace(
-        choose_splitter(frame, seed=params.seed),
+        choose_splitter(frame, seed=params.split_seed),
         test_snapshots=params.test_snapshots,
         valid_snapshots=params.valid_snapshots,
     )
@@ -170,7 +174,7 @@ def _tune(
     train_frame = data.frame.iloc[data.split.train].reset_index(drop=True)
     # Training rows all come from one bucket of accounts; an independent seed spreads the
     # folds' validation accounts across it instead of missing it.
-    splitter = choose_splitter(train_frame, seed=params.seed + 1)
+    splitter = choose_splitter(train_frame, seed=params.split_seed + 1)
     folds = [f for f in splitter.cv(train_frame, params.cv_splits) if len(f[1]) and len(f[0])]
     space = SearchSpace(params.tune_kinds, params.tune_imbalances, params.select_ks)
     study_path.parent.mkdir(parents=True, exist_ok=True)
