@@ -223,6 +223,9 @@ def evaluate(
     y_arr = np.asarray(y).astype(int)
     p_arr = np.asarray(p, dtype=float)
     flagged = p_arr >= threshold
+    if amounts is not None:
+        # An unknown debt amount weighs nothing rather than turning every sum into NaN.
+        amounts = np.nan_to_num(np.asarray(amounts, dtype=float), nan=0.0)
     result: dict[str, Any] = {
         "n": len(y_arr),
         "positives": int(y_arr.sum()),

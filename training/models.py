@@ -44,6 +44,17 @@ IMBALANCE = ("none", "class_weight", "smote", "borderline_smote", "smoteenn")
 SAMPLERS = ("smote", "borderline_smote", "smoteenn")
 BOOSTERS = ("xgboost", "lightgbm")
 EARLY_STOPPING_ROUNDS = 50
+# Patience in "learning-rate-weighted" rounds: at a learning rate of 0.01 fifty rounds move
+# the model so little that validation AUC plateaus by chance and stops training far too soon.
+EARLY_STOPPING_STEP = 2.0
+
+
+def early_stopping_rounds(learning_rate: float | None) -> int:
+    """Rounds without validation-AUC gain before stopping: 50, more for slow learners."""
+    if not learning_rate:
+        return EARLY_STOPPING_ROUNDS
+    return max(EARLY_STOPPING_ROUNDS, round(EARLY_STOPPING_STEP / learning_rate))
+
 
 Monotone = Sequence[int] | Mapping[str, int]
 
@@ -279,7 +290,8 @@ class BoostedTrees(ClassifierMixin, BaseEstimator):
         y: Any,
         eval_set: tuple[pd.DataFrame, Any] | None = None,
     ) -> BoostedTrees:
-        """Fit; with `eval_set` stop after EARLY_STOPPING_ROUNDS rounds without AUC gain."""
+        """Fit; with `eval_set` stop once validation AUC stops improving (see
+        early_stopping_rounds)."""
         y_arr = np.asarray(y)
         constraints = self._constraints(x)
         if self.kind == "xgboost":
@@ -328,7 +340,7 @@ class BoostedTrees(ClassifierMixin, BaseEstimator):
         if constraints is not None:
             params["monotone_constraints"] = constraints
         if eval_set is not None:
-            params["early_stopping_rounds"] = EARLY_STOPPING_ROUNDS
+            params["early_stopping_rounds"] = early_stopping_rounds(params.get("learning_rate"))
         model = xgboost.XGBClassifier(random_state=self.seed, **params)
         evals = [(eval_set[0], np.asarray(eval_set[1]))] if eval_set is not None else None
         model.fit(x, y, eval_set=evals, verbose=False)
@@ -347,6 +359,7 @@ class BoostedTrees(ClassifierMixin, BaseEstimator):
         if constraints is not None:
             params["monotone_constraints"] = list(constraints)
         model = lightgbm.LGBMClassifier(random_state=self.seed, **params)
+        rate = params.get("learning_rate")
         if eval_set is None:
             model.fit(x, y)
             return model
@@ -356,7 +369,7 @@ class BoostedTrees(ClassifierMixin, BaseEstimator):
             eval_X=(eval_set[0],),
             eval_y=(np.asarray(eval_set[1]),),
             eval_metric="auc",
-            callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)],
+            callbacks=[lightgbm.early_stopping(early_stopping_rounds(rate), verbose=False)],
         )
         return model
 

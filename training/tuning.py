@@ -15,7 +15,8 @@ n_estimators is the mean stopping point over its folds.
 Optuna's pruners rely on trial.report, which multi-objective studies do not support, so
 pruning is manual: after each fold the trial's running mean AUC is compared with the
 median running AUC of the completed trials at the same fold, and the trial is pruned
-below it (once enough trials have completed to make a median meaningful).
+below it (from the second fold on, once enough trials have completed to make a median
+meaningful).
 
 The study lives in SQLite (load_if_exists) so a second call with the same path and name
 resumes it and adds n_trials more trials.
@@ -39,7 +40,9 @@ from training.models import BOOSTERS, IMBALANCE, Monotone, build_estimator, fit_
 log = logging.getLogger(__name__)
 
 MAX_ESTIMATORS = 1000
-MIN_TRIALS_FOR_PRUNING = 4
+MIN_TRIALS_FOR_PRUNING = 5
+# No pruning after the first fold: one fold's AUC is too noisy to judge a trial by.
+WARMUP_FOLDS = 1
 CHOICE_TOLERANCE = 0.02
 Fold = tuple[np.ndarray, np.ndarray]
 
@@ -208,6 +211,8 @@ def should_prune(
     min_trials: int = MIN_TRIALS_FOR_PRUNING,
 ) -> bool:
     """True when `running_auc` after fold `fold_index` is below the completed trials' median."""
+    if fold_index < WARMUP_FOLDS:
+        return False
     completed = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
     history = [
         t.user_attrs["running_auc"][fold_index]
