@@ -22,7 +22,7 @@ import duckdb
 
 from feature_repo import transformations as tx
 from ingestion.contract import OPTIONAL_TABLES, REQUIRED_TABLES
-from ingestion.rawio import has_table, table_glob
+from ingestion.rawio import has_table, swap_dir, table_glob
 
 log = logging.getLogger(__name__)
 
@@ -170,7 +170,7 @@ def build_features(
         # change when the same data is rebuilt.
         stable = {k: v for k, v in asdict(summary).items() if k != "seconds"}
         (tmp / "_manifest.json").write_text(json.dumps(stable, indent=2))
-        _swap_into_place(tmp, out_dir)
+        swap_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
         con.close()
@@ -202,12 +202,3 @@ def _summarise(
         default_rate=float(rate[0]) if rate and rate[0] is not None else None,
         seconds=round(time.perf_counter() - started, 3),
     )
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    """Replace out_dir by tmp with two renames, so readers never see a half-written set."""
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    if out_dir.exists():
-        out_dir.rename(old)
-    tmp.rename(out_dir)
-    shutil.rmtree(old, ignore_errors=True)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -67,3 +69,19 @@ def read_table(raw_dir: Path, table: str) -> pd.DataFrame:
             f"raw table '{table}' has no parquet parts in {table_dir(raw_dir, table)}"
         )
     return pq.ParquetDataset([str(p) for p in paths]).read().to_pandas()
+
+
+def swap_dir(staged: Path, target: Path) -> None:
+    """Replace `target` by the fully written `staged` directory with two renames, so readers
+    never see a half-written set; if the second rename fails the old one is put back."""
+    old = target.with_name(f"{target.name}.old-{os.getpid()}")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    try:
+        staged.rename(target)
+    except OSError:
+        if old.exists():
+            old.rename(target)
+        raise
+    shutil.rmtree(old, ignore_errors=True)

@@ -83,6 +83,7 @@ from ingestion.contract import (
     STATEMENTS,
     Table,
 )
+from ingestion.rawio import swap_dir
 
 log = logging.getLogger(__name__)
 
@@ -403,20 +404,6 @@ def _manifest(csv_path: Path, digest: str, summary: UciSummary) -> dict[str, obj
     }
 
 
-def _swap_in(staged: Path, out_dir: Path) -> None:
-    """Replace out_dir by staged with two renames, restoring the old one if the second fails."""
-    backup = out_dir.with_name(f".{out_dir.name}.old-{staged.name}")
-    if out_dir.exists():
-        out_dir.rename(backup)
-    try:
-        staged.rename(out_dir)
-    except OSError:
-        if backup.exists():
-            backup.rename(out_dir)
-        raise
-    shutil.rmtree(backup, ignore_errors=True)
-
-
 def _write_raw(tables: dict[str, pd.DataFrame], manifest: dict[str, object], out_dir: Path) -> None:
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     # A sibling of out_dir, so the final rename stays on one file system.
@@ -427,7 +414,7 @@ def _write_raw(tables: dict[str, pd.DataFrame], manifest: dict[str, object], out
             rawio.clear_table(staged, table.name)
             rawio.write_part(tables[table.name], staged, table.name, 0)
         (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
-        _swap_in(staged, out_dir)
+        swap_dir(staged, out_dir)
     finally:
         shutil.rmtree(staged, ignore_errors=True)
 

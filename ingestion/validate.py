@@ -52,6 +52,7 @@ from ingestion.contract import (
     Table,
 )
 from ingestion.quality import TableCounts
+from ingestion.rawio import swap_dir
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +101,6 @@ class ValidationSummary:
 # --- output directories -------------------------------------------------------------------
 
 
-def _swap(new: Path, target: Path) -> None:
-    old = target.with_name(f"{target.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    new.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 @dataclass(frozen=True)
 class _Workspace:
     """Temporary siblings of the output directories, swapped in only on success."""
@@ -138,8 +130,8 @@ class _Workspace:
 
     def commit(self) -> None:
         shutil.rmtree(self.staging, ignore_errors=True)
-        _swap(self.out_tmp, self.out_dir)
-        _swap(self.quarantine_tmp, self.quarantine_dir)
+        swap_dir(self.out_tmp, self.out_dir)
+        swap_dir(self.quarantine_tmp, self.quarantine_dir)
 
     def discard(self) -> None:
         for path in (self.out_tmp, self.quarantine_tmp, self.staging):

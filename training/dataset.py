@@ -27,7 +27,7 @@ import pandas as pd
 
 from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.features import connect
-from ingestion.rawio import has_table, table_glob
+from ingestion.rawio import has_table, swap_dir, table_glob
 from training.fingerprint import definitions_fingerprint, service_feature_refs
 
 if TYPE_CHECKING:
@@ -252,24 +252,9 @@ def write_dataset(frame: pd.DataFrame, summary: DatasetSummary, out_dir: Path) -
     try:
         frame.to_parquet(tmp / DATASET_FILE, index=False)
         (tmp / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2))
-        _swap_into_place(tmp, out_dir)
+        swap_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _swap_into_place(tmp: Path, out_dir: Path) -> None:
-    # Two renames, so readers never see a half-written set; the old one comes back on error.
-    old = out_dir.with_name(f"{out_dir.name}.old-{os.getpid()}")
-    shutil.rmtree(old, ignore_errors=True)
-    if out_dir.exists():
-        out_dir.rename(old)
-    try:
-        tmp.rename(out_dir)
-    except OSError:
-        if old.exists():
-            old.rename(out_dir)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
 
 
 def read_dataset(out_dir: Path) -> pd.DataFrame:

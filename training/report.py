@@ -1,7 +1,7 @@
 """The evaluation report of a run: one JSON document and a self-contained HTML page.
 
 The JSON holds every figure (metrics per split, curves, calibration, lift, bands,
-importance, fairness, model comparison); the HTML is rendered from that JSON alone, with
+global SHAP importance, fairness, model comparison); the HTML is rendered from that JSON alone, with
 matplotlib figures embedded as base64 PNG so the page can be attached to an MLflow run or
 mailed without its files.
 
