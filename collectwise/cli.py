@@ -207,3 +207,40 @@ def _sample_accounts(features_dir: Path, n: int) -> list[str]:
 
 def main() -> None:
     app()
+
+
+@app.command("score-batch")
+def score_batch(
+    in_file: Annotated[
+        Path,
+        typer.Option(
+            "--in", exists=True, dir_okay=False, help="UCI-format CSV, or a file of account_id"
+        ),
+    ],
+    out: Annotated[Path, typer.Option(help="scores as CSV or parquet")],
+    model_version: Annotated[str, typer.Option(help="a version or an alias")] = "champion",
+) -> None:
+    """Score accounts with a registered model: account id, probability, band, decision."""
+    from training.batch import (  # noqa: PLC0415
+        BatchInputError,
+        is_uci_file,
+        read_account_ids,
+        score_accounts,
+        score_uci_file,
+        write_scores,
+    )
+    from training.registry import RegistryError, load_scoring_model  # noqa: PLC0415
+
+    with _clear_errors(RegistryError, BatchInputError):
+        model = load_scoring_model(model_version)
+        if is_uci_file(in_file):
+            scores = score_uci_file(in_file, model)
+        else:
+            from ingestion.store import open_store  # noqa: PLC0415
+
+            s = get_settings()
+            store = open_store(s.repo_root, s.feature_store_yaml)
+            scores = score_accounts(store, model, read_account_ids(in_file))
+    write_scores(scores, out)
+    counts = scores["band"].value_counts().to_dict()
+    log.info("scored %d accounts with %s -> %s; bands %s", len(scores), model_version, out, counts)
