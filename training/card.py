@@ -29,7 +29,14 @@ _REPORT_KEYS: dict[str, tuple[str, ...]] = {
     "metrics": ("metrics", "test_metrics", "test"),
     "calibration": ("calibration", "calibration_curve"),
     "fairness": ("fairness", "fairness_table"),
-    "shap": ("global_shap", "shap", "mean_abs_shap", "explanations", "feature_importance"),
+    "shap": (
+        "importance",
+        "global_shap",
+        "shap",
+        "mean_abs_shap",
+        "explanations",
+        "feature_importance",
+    ),
     "comparison": ("comparison", "model_comparison", "models"),
 }
 

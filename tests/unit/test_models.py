@@ -25,15 +25,17 @@ from training.tuning import SearchSpace, TrialSummary, choose, should_prune, tun
 
 pytestmark = pytest.mark.unit
 
-# Few trees and folds keep the whole grid to a few seconds.
+# Few trees and folds keep the whole grid to a few seconds; one thread each, since on tiny
+# data thread start-up costs more than it saves (and much more on a busy machine).
+ONE = {"n_jobs": 1}
 SMALL: dict[str, dict[str, Any]] = {
     "logistic": {},
-    "xgboost": {"n_estimators": 15},
-    "lightgbm": {"n_estimators": 15},
+    "xgboost": {"n_estimators": 15, **ONE},
+    "lightgbm": {"n_estimators": 15, **ONE},
     "stacking": {
         "cv": 2,
-        "xgboost": {"n_estimators": 10},
-        "lightgbm": {"n_estimators": 10},
+        "xgboost": {"n_estimators": 10, **ONE},
+        "lightgbm": {"n_estimators": 10, **ONE},
         "logistic": {"encoding": "scale"},
     },
 }
