@@ -239,15 +239,25 @@ def test_set_fingerprint(frame: pd.DataFrame, rows: np.ndarray) -> str:
     return hashlib.sha256("\n".join(keys.agg("|".join, axis=1)).encode()).hexdigest()
 
 
-def evaluate_model(
-    dataset_dir: Path, model_dir: Path, params: TrainParams
-) -> tuple[dict[str, Any], pd.DataFrame, np.ndarray]:
-    """Test-set figures of the fitted bundle; returns them with the test frame and scores."""
+@dataclass
+class HeldOutScores:
+    """What the test step computed, kept for the report instead of being rebuilt."""
+
+    metrics: dict[str, Any]
+    frame: pd.DataFrame
+    x: pd.DataFrame
+    p: np.ndarray
+    bundle: ScoringModel
+
+
+def evaluate_model(dataset_dir: Path, model_dir: Path, params: TrainParams) -> HeldOutScores:
+    """Test-set figures of the fitted bundle, with the test rows, matrix and scores."""
     data = prepare(dataset_dir, params)
     bundle = load_bundle(model_dir / MODEL_FILE)
     test = data.split.test
     frame = data.frame.iloc[test].reset_index(drop=True)
-    p = bundle.predict_proba(data.x.iloc[test])
+    x_test = data.x.iloc[test]
+    p = bundle.predict_proba(x_test)
     oracle = frame.get("oracle__p_default")
     debt = frame.get("account_payment_velocity__debt_amount")
     metrics = evaluate(
@@ -261,7 +271,7 @@ def evaluate_model(
     )
     metrics["test_set_fingerprint"] = test_set_fingerprint(data.frame, test)
     metrics["splitter"] = data.splitter_kind
-    return metrics, frame, p
+    return HeldOutScores(metrics, frame, x_test, p, bundle)
 
 
 def flat_metrics(metrics: dict[str, Any]) -> dict[str, float]:
@@ -302,10 +312,9 @@ def evaluate_and_report(
     from training.fairness import fairness_table  # noqa: PLC0415
     from training.report import build_report, write_report  # noqa: PLC0415
 
-    metrics, test_frame, p = evaluate_model(dataset_dir, model_dir, params)
-    bundle = load_bundle(model_dir / MODEL_FILE)
+    scored = evaluate_model(dataset_dir, model_dir, params)
+    metrics, test_frame, p, bundle = scored.metrics, scored.frame, scored.p, scored.bundle
     fitted = json.loads((model_dir / FIT_SUMMARY).read_text())
-    x_test = model_matrix(test_frame)
     protected = [str(c) for c in test_frame.columns if str(c).startswith("protected__")]
     groups = {c.removeprefix("protected__"): test_frame[c] for c in protected}
     report = build_report(
@@ -316,7 +325,7 @@ def evaluate_and_report(
             "splitter": metrics["splitter"],
         },
         metrics={"test": metrics, "valid": fitted["valid"]},
-        importance=global_importance(bundle.estimator, x_test, seed=params.seed),
+        importance=global_importance(bundle.estimator, scored.x, seed=params.seed),
         fairness=fairness_table(test_frame[LABEL], p, bundle.threshold, groups),
         comparison=fitted["comparison"],
         calibration=fitted["calibration"],
