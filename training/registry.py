@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import pandas as pd
 import yaml
 from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
@@ -364,6 +365,57 @@ def load_scoring_model(
     settings: TrainingSettings | None = None,
 ) -> ScoringModel:
     return load_version(alias_or_version, client=client, settings=settings).model
+
+
+REFERENCE_ARTIFACT = "reference/reference.parquet"
+
+
+def load_reference(
+    version_or_alias: str | int,
+    *,
+    client: MlflowClient | None = None,
+    settings: TrainingSettings | None = None,
+) -> pd.DataFrame:
+    """The version's drift reference: a sample of its training rows, raw feature columns,
+    with the model's calibrated `probability` and the label (training.train.write_reference)."""
+    client, settings = _resolve(client, settings)
+    meta = _metadata_of(client, settings.registered_model_name, version_or_alias)
+    if not meta.run_id:
+        raise RegistryError(f"{meta.name} version {meta.version} has no run to read from")
+    with tempfile.TemporaryDirectory(prefix="collectwise-reference-") as tmp:
+        try:
+            local = mlflow.artifacts.download_artifacts(
+                run_id=meta.run_id,
+                artifact_path=REFERENCE_ARTIFACT,
+                dst_path=tmp,
+                tracking_uri=client.tracking_uri,
+            )
+        except MlflowException as exc:
+            raise RegistryError(
+                f"{meta.name} version {meta.version} was registered without a drift reference"
+            ) from exc
+        return pd.read_parquet(local)
+
+
+def importance_history(
+    *, client: MlflowClient | None = None, settings: TrainingSettings | None = None
+) -> pd.DataFrame:
+    """Global SHAP importance per registered version (rows) and feature (columns).
+
+    Read from the runs' `importance.<feature>` metrics, logged at registration.
+    """
+    client, settings = _resolve(client, settings)
+    rows = {}
+    for meta in list_versions(client=client, settings=settings):
+        if not meta.run_id:
+            continue
+        run_metrics = client.get_run(meta.run_id).data.metrics
+        rows[meta.version] = {
+            k.removeprefix("importance."): v
+            for k, v in run_metrics.items()
+            if k.startswith("importance.")
+        }
+    return pd.DataFrame.from_dict(rows, orient="index").sort_index()
 
 
 def model_uri(alias_or_version: str | int, settings: TrainingSettings | None = None) -> str:

@@ -42,6 +42,10 @@ log = logging.getLogger(__name__)
 LABEL = "default_30d"
 MODEL_FILE = "model.pkl"
 FIT_SUMMARY = "fit.json"
+# A sample of the training rows, stored with the model: monitoring's drift reference.
+REFERENCE_FILE = "reference.parquet"
+REFERENCE_ROWS = 5000
+_NOT_FEATURES = ("protected__", "oracle__")
 
 
 @dataclass(frozen=True)
@@ -165,7 +169,31 @@ def fit(dataset_dir: Path, out_dir: Path, params: TrainParams, study_path: Path)
         "seconds": round(time.perf_counter() - started, 1),
     }
     _write_fit(out_dir, bundle, summary)
+    write_reference(data, bundle, out_dir / REFERENCE_FILE, params.seed)
     return summary
+
+
+def write_reference(data: Prepared, bundle: ScoringModel, path: Path, seed: int) -> Path:
+    """The drift reference: training rows as Feast returns them, scored by the final model.
+
+    Raw full-named feature columns (not the model matrix) because drift and skew compare
+    what the feature store serves; protected attributes and the generator's oracle stay out.
+    """
+    rows = data.split.train
+    if len(rows) > REFERENCE_ROWS:
+        rows = np.sort(np.random.default_rng(seed).choice(rows, REFERENCE_ROWS, replace=False))
+    frame = data.frame.iloc[rows]
+    keep = [
+        c
+        for c in frame.columns
+        if ("__" in str(c) and not str(c).startswith(_NOT_FEATURES))
+        or c in ("account_id", "customer_id", "event_timestamp", LABEL)
+    ]
+    reference = frame[keep].reset_index(drop=True)
+    reference["probability"] = bundle.predict_proba(data.x.iloc[rows])
+    reference.to_parquet(path, index=False)
+    log.info("drift reference: %d training rows -> %s", len(reference), path)
+    return path
 
 
 def _tune(
@@ -350,7 +378,7 @@ def register_model(model_dir: Path, report_dir: Path, params: TrainParams) -> An
     fitted = json.loads((model_dir / FIT_SUMMARY).read_text())
     return register(
         bundle,
-        metrics=metrics,
+        metrics={**metrics, **tracked_report_metrics(report_dir / "evaluation.json")},
         params={
             **fitted["chosen"]["params"],
             "kind": fitted["chosen"]["kind"],
@@ -358,10 +386,33 @@ def register_model(model_dir: Path, report_dir: Path, params: TrainParams) -> An
             "seed": params.seed,
         },
         tags={},
-        artifacts={
-            "report_json": report_dir / "evaluation.json",
-            "report_html": report_dir / "evaluation.html",
-            "fit_summary": model_dir / FIT_SUMMARY,
-        },
+        artifacts=_register_artifacts(model_dir, report_dir),
         test_set_fingerprint=test_set,
     )
+
+
+def _register_artifacts(model_dir: Path, report_dir: Path) -> dict[str, Path]:
+    artifacts = {
+        "report_json": report_dir / "evaluation.json",
+        "report_html": report_dir / "evaluation.html",
+        "fit_summary": model_dir / FIT_SUMMARY,
+    }
+    if (model_dir / REFERENCE_FILE).exists():
+        artifacts["reference"] = model_dir / REFERENCE_FILE
+    return artifacts
+
+
+def tracked_report_metrics(report_json: Path) -> dict[str, float]:
+    """Global SHAP importance and fairness ratios as run metrics.
+
+    As metrics (not only inside the report artifact) they line up across runs in MLflow's
+    compare view and in `mlflow.search_runs`, which is how importance is tracked over time.
+    """
+    report = json.loads(report_json.read_text())
+    out = {f"importance.{k}": float(v) for k, v in (report.get("importance") or {}).items()}
+    attributes = (report.get("fairness") or {}).get("attributes") or {}
+    for attr, table in attributes.items():
+        ratio = table.get("disparate_impact")
+        if ratio is not None:
+            out[f"fairness.{attr}.disparate_impact"] = float(ratio)
+    return out

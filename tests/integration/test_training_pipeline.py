@@ -102,3 +102,15 @@ def test_train_register_promote_rollback(dataset: Path, mlflow_env: Path, tmp_pa
     assert restored.version == first.version and "champion" in restored.aliases
     champion = registry.load_scoring_model("champion")
     assert champion.feature_columns == registry.show(first.version).feature_columns
+
+    # The drift reference travels with the model: raw feature columns, scores and labels.
+    reference = registry.load_reference(first.version)
+    assert {"account_id", "event_timestamp", "probability", "default_30d"} <= set(reference)
+    assert "account_payment_velocity__debt_amount" in reference
+    assert not any(c.startswith(("protected__", "oracle__")) for c in reference.columns)
+    assert reference["probability"].between(0, 1).all()
+
+    # Importance is tracked per version as run metrics, comparable across runs.
+    history = registry.importance_history()
+    assert set(history.index) == {first.version, second.version}
+    assert history.notna().any(axis=1).all() and (history.fillna(0) >= 0).all().all()
