@@ -86,21 +86,39 @@ def explain_rows(
 
 
 def _tree_contributions(pipeline: Pipeline, x_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
-    booster: BoostedTrees = pipeline.steps[-1][1]
-    seen = x_rows
-    for _, step in pipeline.steps[:-1]:
-        if not hasattr(step, "fit_resample"):
+    return TreeRowExplainer(pipeline).contributions(x_rows)
+
+
+class TreeRowExplainer:
+    """Tree SHAP for one fitted booster pipeline, built once and reused per request.
+
+    Building shap.TreeExplainer reads the whole ensemble; the scorer keeps one per loaded
+    model so a request pays only for its rows (XGBoost's native pred_contribs underneath).
+    """
+
+    def __init__(self, model: Any) -> None:
+        pipeline = unwrap(model)
+        if method_for(pipeline) != "tree_shap":
+            raise ValueError("TreeRowExplainer needs a pipeline that ends in a booster")
+        booster: BoostedTrees = pipeline.steps[-1][1]
+        # Samplers act only in fit; the other steps shape what the booster sees.
+        self._steps = [s for _, s in pipeline.steps[:-1] if not hasattr(s, "fit_resample")]
+        self._explainer = shap.TreeExplainer(booster.estimator_)
+        self.base_value = float(np.ravel(self._explainer.expected_value)[-1])
+
+    def contributions(self, x_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
+        seen = x_rows
+        for step in self._steps:
             seen = step.transform(seen)
-    explainer = shap.TreeExplainer(booster.estimator_)
-    with warnings.catch_warnings():
-        # SHAP announces its LightGBM output format on every call; it is handled below.
-        warnings.filterwarnings("ignore", message="LightGBM binary classifier")
-        values = np.asarray(explainer.shap_values(seen))
-    # Some SHAP / LightGBM versions return one matrix per class; keep the default class.
-    if values.ndim == 3:
-        values = values[..., 1] if values.shape[-1] == 2 else values[1]
-    base = np.ravel(explainer.expected_value)[-1]
-    return pd.DataFrame(values, index=x_rows.index, columns=list(seen.columns)), float(base)
+        with warnings.catch_warnings():
+            # SHAP announces its LightGBM output format on every call; it is handled below.
+            warnings.filterwarnings("ignore", message="LightGBM binary classifier")
+            values = np.asarray(self._explainer.shap_values(seen))
+        # Some SHAP / LightGBM versions return one matrix per class; keep the default class.
+        if values.ndim == 3:
+            values = values[..., 1] if values.shape[-1] == 2 else values[1]
+        frame = pd.DataFrame(values, index=x_rows.index, columns=list(seen.columns))
+        return frame, self.base_value
 
 
 def _permutation_contributions(

@@ -232,3 +232,8 @@ def _classify(name: str, dtype: str) -> _Input:
     if dtype in {"Float32", "Float64", "Int32", "Int64", "Bool"}:
         return _Input(name, "numeric", (name,))
     raise ValueError(f"feature {name} of type {dtype} has no model encoding in matrix.py")
+
+
+def column_sources(service_name: str = COLLECTION_RISK_V1) -> dict[str, str]:
+    """Model column -> the feature it encodes (payment_history_0 -> payment_history)."""
+    return {c: item.source for item in _layout(service_name).inputs for c in item.columns}

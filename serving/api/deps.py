@@ -1,0 +1,39 @@
+"""Dependencies shared by the routers: the running service and an authorised caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request, Security
+from fastapi.security import APIKeyHeader
+
+from serving.auth import Caller
+from serving.service import Service
+
+# auto_error=False: a missing key is our AuthError (401 with a clear body), not FastAPI's 403.
+api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")
+
+
+def get_service(request: Request) -> Service:
+    service: Service = request.app.state.service
+    return service
+
+
+ServiceDep = Annotated[Service, Depends(get_service)]
+
+
+def require(scope: str) -> Callable[..., Caller]:
+    def dependency(
+        service: ServiceDep, key: Annotated[str | None, Security(api_key_header)]
+    ) -> Caller:
+        entry = service.keys.entry(key)
+        caller = service.keys.authorise(key, scope)
+        service.limiter.take(caller.name, entry.rate_per_minute)
+        return caller
+
+    return dependency
+
+
+ScoreCaller = Annotated[Caller, Depends(require("score"))]
+AdminCaller = Annotated[Caller, Depends(require("admin"))]

@@ -1,0 +1,118 @@
+"""The scoring service: `create_app()` and its lifespan.
+
+The lifespan opens the Feast store, loads the champion (and challenger) from the MLflow
+registry, checks each model's feature fingerprint against the live Feast registry (a
+mismatch is not served: readiness stays false, an error line and an alert record say why),
+warms up, and starts the model watcher and the store probe.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING
+
+from fastapi import FastAPI, Request, Response
+
+from feature_repo.services import COLLECTION_RISK_V1
+from serving import errors
+from serving.api import health, models, score
+from serving.auth import KeyRing, RateLimiter
+from serving.metrics import ServiceMetrics
+from serving.models import ModelWatcher
+from serving.online import OnlineFeatures
+from serving.scoring import ScoringOptions
+from serving.service import Service, build_recorder, descriptions, fingerprint_check
+from serving.settings import ServingSettings, get_serving_settings
+
+if TYPE_CHECKING:
+    from feast import FeatureStore
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """Scores delinquent accounts: the probability that an account will not pay
+in the next 30 days, its risk band, the decision at the model's threshold, and the reasons.
+Send an API key in `X-API-Key`; `score` scope for scoring, `admin` for administration."""
+
+
+def _open_store() -> FeatureStore:
+    from ingestion.settings import get_settings  # noqa: PLC0415
+    from ingestion.store import open_store  # noqa: PLC0415
+
+    settings = get_settings()
+    return open_store(settings.repo_root, settings.feature_store_yaml)
+
+
+def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
+    service_name = COLLECTION_RISK_V1
+    online = OnlineFeatures(store, service_name, timeout=settings.online_timeout_seconds)
+    online.open()
+    metrics = ServiceMetrics()
+    holder: list[Service] = []
+    watcher = ModelWatcher(
+        fingerprint_check(store), on_problem=lambda m: holder[0].alert(m) if holder else None
+    )
+    service = Service(
+        settings=settings,
+        store=store,
+        online=online,
+        watcher=watcher,
+        keys=KeyRing(settings.key_entries()),
+        limiter=RateLimiter(settings.rate_per_minute),
+        metrics=metrics,
+        options=ScoringOptions(
+            mode=settings.challenger_mode,
+            share=settings.challenger_share,
+            reasons=settings.reason_codes,
+            descriptions=descriptions(store, service_name),
+        ),
+        recorder=build_recorder(settings, store, service_name) if settings.record else None,
+    )
+    holder.append(service)
+    if not len(service.keys):
+        log.warning("no API keys configured: every scoring request will get 401")
+    return service
+
+
+def create_app(
+    settings: ServingSettings | None = None, store: FeatureStore | None = None
+) -> FastAPI:
+    """The app; settings and store default to the environment's (tests pass their own)."""
+    settings = settings or get_serving_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        service = build_service(settings, store or _open_store())
+        app.state.service, app.state.metrics = service, service.metrics
+        service.start()
+        log.info("scorer ready: %s", service.ready)
+        try:
+            yield
+        finally:
+            service.stop()
+
+    app = FastAPI(
+        title="Collectwise scorer",
+        version="1",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    errors.install(app)
+    for router in (score.router, models.router, health.router):
+        app.include_router(router)
+    app.middleware("http")(_timed)
+    return app
+
+
+async def _timed(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+    started = time.perf_counter()
+    response = await call_next(request)
+    route = request.scope.get("route")
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        path = getattr(route, "path", "unmatched")
+        metrics.latency.labels(path).observe(time.perf_counter() - started)
+    return response

@@ -1,0 +1,217 @@
+"""Online feature reads with a deadline, freshness checks and declared imputation.
+
+The Feast SDK has no timeout: a read runs on a small thread pool and the caller waits at
+most `timeout` seconds. A read that misses its deadline, or fails, marks the store down;
+a background probe marks it up again once a read succeeds, so the service recovers alone.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from feature_repo.services import COLLECTION_RISK_V1
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore
+
+log = logging.getLogger(__name__)
+
+PROFILE_REF = "account_profile:customer_id"
+ENTITY_KEYS = ("account_id", "customer_id")
+TS_SUFFIX = "__ts"
+
+# Missing values are not filled here: training.matrix.model_matrix declares what a missing
+# value becomes (NaN for numbers, which the boosters route as learnt in training; all-zero
+# one-hot for categories), for training and serving alike. Filling them differently online
+# would break online/offline parity, so the scorer only reports which were missing.
+
+
+class StoreUnavailableError(Exception):
+    """The online store did not answer within the deadline, or failed (HTTP 503)."""
+
+
+@dataclass
+class OnlineRow:
+    """One account's online features as Feast returned them, with what was done to them."""
+
+    account_id: str
+    customer_id: str | None
+    features: dict[str, Any]
+    as_of: dict[str, datetime | None]
+    stale_views: list[str] = field(default_factory=list)
+    # Missing values, given the model matrix's declared missing encoding (reported).
+    missing: list[str] = field(default_factory=list)
+    reported_income: float | None = None
+
+    @property
+    def known(self) -> bool:
+        return bool(self.customer_id)
+
+
+@dataclass
+class OnlineFeatures:
+    store: FeatureStore
+    service_name: str = COLLECTION_RISK_V1
+    timeout: float = 0.5
+    workers: int = 8
+    healthy: bool = True
+    last_error: str | None = None
+    _service: FeatureService | None = None
+    _ttls: dict[str, timedelta] = field(default_factory=dict)
+    _pool: ThreadPoolExecutor | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def open(self) -> None:
+        # Fetched once: get_feature_service on every request costs milliseconds (DESIGN.md).
+        self._service = self.store.get_feature_service(self.service_name)
+        self._ttls = {
+            p.name: self.store.get_feature_view(p.name).ttl or timedelta(0)
+            for p in self._service.feature_view_projections
+            if p.name != "request_time_features"
+        }
+        self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="online-read")
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def read(
+        self, account_ids: Sequence[str], scoring_time: datetime, income: float | None
+    ) -> list[OnlineRow]:
+        """Two batched reads (account -> customer, then the service), under one deadline."""
+        deadline = self.timeout
+        customers = self._call(self._customers, list(account_ids), timeout=deadline)
+        rows = [
+            {
+                "account_id": a,
+                "customer_id": customers.get(a) or "",
+                "scoring_time": scoring_time,
+                "reported_monthly_income": float(income or 0.0),
+            }
+            for a in account_ids
+            if customers.get(a)
+        ]
+        values = self._call(self._service_read, rows, timeout=deadline) if rows else {}
+        out = self._rows(account_ids, customers, values, scoring_time)
+        for row in out:
+            row.reported_income = income
+        return out
+
+    def probe(self, account_id: str) -> bool:
+        """A cheap read to learn whether the store answers; updates `healthy`."""
+        try:
+            self._call(self._customers, [account_id], timeout=self.timeout)
+        except StoreUnavailableError:
+            return False
+        return True
+
+    # ----------------------------------------------------------------- internals
+
+    def _call(self, fn: Any, arg: Any, timeout: float) -> Any:
+        if self._pool is None:
+            raise RuntimeError("OnlineFeatures.open() was not called")
+        future = self._pool.submit(fn, arg)
+        try:
+            result = future.result(timeout=timeout)
+        except FutureTimeout as exc:
+            self._mark_down(f"online store read exceeded {timeout * 1000:.0f} ms")
+            raise StoreUnavailableError(self.last_error or "timeout") from exc
+        except Exception as exc:
+            self._mark_down(f"online store read failed: {type(exc).__name__}: {exc}")
+            raise StoreUnavailableError(self.last_error or "error") from exc
+        if not self.healthy:
+            log.info("online store answers again")
+        self.healthy, self.last_error = True, None
+        return result
+
+    def _mark_down(self, why: str) -> None:
+        if self.healthy:
+            log.error("%s; readiness drops until it answers again", why)
+        self.healthy, self.last_error = False, why
+
+    def _customers(self, account_ids: list[str]) -> dict[str, str | None]:
+        result = self.store.get_online_features(
+            features=[PROFILE_REF], entity_rows=[{"account_id": a} for a in account_ids]
+        ).to_dict()
+        return dict(zip(result["account_id"], result["customer_id"], strict=True))
+
+    def _service_read(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
+        if self._service is None:
+            raise RuntimeError("OnlineFeatures.open() was not called")
+        response = self.store.get_online_features(
+            features=self._service, entity_rows=rows, full_feature_names=True
+        )
+        return response.to_dict(include_event_timestamps=True)
+
+    def _rows(
+        self,
+        account_ids: Sequence[str],
+        customers: dict[str, str | None],
+        values: dict[str, list[Any]],
+        scoring_time: datetime,
+    ) -> list[OnlineRow]:
+        position = {a: i for i, a in enumerate(values.get("account_id", []))}
+        out = []
+        for account in account_ids:
+            i = position.get(account)
+            if i is None:
+                out.append(OnlineRow(account, None, {}, {}))
+                continue
+            out.append(self._row(account, customers.get(account), values, i, scoring_time))
+        return out
+
+    def _row(
+        self,
+        account: str,
+        customer: str | None,
+        values: dict[str, list[Any]],
+        i: int,
+        scoring_time: datetime,
+    ) -> OnlineRow:
+        features: dict[str, Any] = {}
+        as_of: dict[str, datetime | None] = {}
+        for key, column in values.items():
+            if key.endswith(TS_SUFFIX) or key in ENTITY_KEYS:
+                continue
+            features[key] = column[i]
+            view = key.split("__", 1)[0]
+            if view in self._ttls and view not in as_of:
+                as_of[view] = _timestamp(values.get(key + TS_SUFFIX, [None])[i])
+        row = OnlineRow(account, customer, features, as_of)
+        row.stale_views = self._stale(as_of, scoring_time)
+        row.missing = missing_features(features)
+        return row
+
+    def _stale(self, as_of: dict[str, datetime | None], scoring_time: datetime) -> list[str]:
+        stale = []
+        for view, ttl in self._ttls.items():
+            seen = as_of.get(view)
+            # Feast does not enforce TTL on online reads: a value older than it is stale.
+            if seen is None or (ttl and scoring_time - seen > ttl):
+                stale.append(view)
+        return stale
+
+
+def missing_features(features: dict[str, Any]) -> list[str]:
+    return [
+        name
+        for name, value in features.items()
+        if value is None or (isinstance(value, float) and math.isnan(value))
+    ]
+
+
+def _timestamp(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    seconds = float(getattr(value, "seconds", value))
+    return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None

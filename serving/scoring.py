@@ -1,0 +1,161 @@
+"""The pure core of a score: online rows in, answers and log events out.
+
+No I/O here: the routes read features (serving.online), take the current ModelSet and hand
+both to `score_rows`; what comes back is returned to the caller and given to the recorder.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from serving.models import ModelSet, ServedModel
+from serving.online import OnlineRow
+from training.matrix import column_sources, model_matrix
+
+
+@dataclass(frozen=True)
+class Reason:
+    feature: str
+    value: Any
+    contribution: float
+    sentence: str
+
+
+@dataclass
+class Scored:
+    row: OnlineRow
+    served: ServedModel
+    probability: float
+    band: str
+    decision: bool
+    vector: list[float]
+    reasons: list[Reason] = field(default_factory=list)
+    challenger_version: int | None = None
+    challenger_probability: float | None = None
+    degraded: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class ScoringOptions:
+    mode: str = "shadow"
+    share: float = 0.1
+    reasons: int = 3
+    descriptions: dict[str, str] = field(default_factory=dict)
+
+
+def in_challenger_share(account_id: str, share: float) -> bool:
+    """Stable assignment: the same account always lands on the same side of the split."""
+    bucket = int.from_bytes(hashlib.sha256(account_id.encode()).digest()[:8], "big")
+    return bucket / 2**64 < share
+
+
+def score_rows(
+    rows: Sequence[OnlineRow], models: ModelSet, options: ScoringOptions
+) -> list[Scored]:
+    """Score known rows (row.known) with the set's models; order is kept."""
+    champion = models.require_champion()
+    if not rows:
+        return []
+    x = model_matrix(pd.DataFrame([r.features for r in rows]))
+    served = [_assigned(r, models, options) for r in rows]
+    p = champion.model.predict_proba(x)
+    other = models.challenger
+    p_other = other.model.predict_proba(x) if other is not None and options.mode != "off" else None
+    out = []
+    for i, row in enumerate(rows):
+        takes_challenger = served[i] is not champion and p_other is not None
+        prob = float(p_other[i] if takes_challenger and p_other is not None else p[i])
+        model = served[i].model
+        scored = Scored(
+            row=row,
+            served=served[i],
+            probability=prob,
+            band=model.band(prob),
+            decision=model.decide(prob),
+            vector=x.iloc[i].tolist(),
+            challenger_version=other.version if p_other is not None and other else None,
+            challenger_probability=float(p_other[i]) if p_other is not None else None,
+            degraded=[f"stale features: {v}" for v in row.stale_views],
+        )
+        out.append(scored)
+    if options.reasons:
+        _add_reasons(out, x, options)
+    return out
+
+
+def _assigned(row: OnlineRow, models: ModelSet, options: ScoringOptions) -> ServedModel:
+    champion = models.require_champion()
+    split = options.mode == "split" and models.challenger is not None
+    if split and models.challenger and in_challenger_share(row.account_id, options.share):
+        return models.challenger
+    return champion
+
+
+def _add_reasons(scored: list[Scored], x: pd.DataFrame, options: ScoringOptions) -> None:
+    for served in {id(s.served): s.served for s in scored}.values():
+        mine = [i for i, s in enumerate(scored) if s.served is served]
+        contributions = served.contributions(x.iloc[mine])
+        if contributions is None:
+            continue
+        names, to_source = _aggregation(tuple(contributions.columns), served.model.feature_service)
+        per_feature = contributions.to_numpy() @ to_source
+        for row_pos, i in enumerate(mine):
+            scored[i].reasons = _top(names, per_feature[row_pos], scored[i].row, options)
+
+
+@lru_cache(maxsize=16)
+def _aggregation(columns: tuple[str, ...], service: str) -> tuple[list[str], np.ndarray]:
+    """A 0/1 matrix summing model columns into the features they encode.
+
+    Array and one-hot columns add up to the feature they came from: a reason is a feature
+    the caller knows (payment_history), not an encoding detail (payment_history_3).
+    """
+    sources = column_sources(service)
+    names = list(dict.fromkeys(sources[c] for c in columns))
+    where = {n: k for k, n in enumerate(names)}
+    matrix = np.zeros((len(columns), len(names)))
+    for row, column in enumerate(columns):
+        matrix[row, where[sources[column]]] = 1.0
+    return names, matrix
+
+
+def _top(
+    names: list[str], values: np.ndarray, row: OnlineRow, opts: ScoringOptions
+) -> list[Reason]:
+    order = np.argsort(-values)[: opts.reasons]
+    return [
+        Reason(
+            names[k],
+            row.features.get(names[k]),
+            round(float(values[k]), 4),
+            sentence(names[k], row, opts),
+        )
+        for k in order
+        if values[k] > 0
+    ]
+
+
+def sentence(feature: str, row: OnlineRow, options: ScoringOptions) -> str:
+    label = options.descriptions.get(feature) or feature.split("__", 1)[-1].replace("_", " ")
+    return f"{label[:1].upper()}{label[1:]}: {_show(row.features.get(feature))}; raises the risk."
+
+
+def _show(value: Any) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "missing"
+    if isinstance(value, list | tuple | np.ndarray):
+        return "[" + ", ".join(_show(v) for v in value) + "]"
+    if isinstance(value, float):
+        return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3f}"
+    if isinstance(value, datetime):
+        return value.date().isoformat()
+    return str(value)
