@@ -9,8 +9,9 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
 PYTEST_ARGS ?=
+PORT ?= 8000
 
-.PHONY: help setup lock demo demo-redis demo-uci pipeline online test lint format bench stop clean
+.PHONY: help setup lock demo serve serve-bg demo-redis demo-uci pipeline online test lint format bench stop clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -40,6 +41,20 @@ demo: setup ## Set up, run the pipeline on the synthetic default, train and regi
 	collectwise models promote || echo "kept the current champion (the gate refused the challenger)"
 	collectwise models list
 	collectwise online-features --sample 3
+	@$(MAKE) -s serve-bg
+
+serve: setup ## Run the scorer in the foreground (PORT, default 8000)
+	collectwise serve --port $(PORT)
+
+serve-bg: setup ## Start the scorer in the background (make stop ends it) and print a working curl
+	@mkdir -p .run
+	@test -s .run/demo.key || collectwise keys new --name demo --scopes score,admin \
+	  --env-file .env --key-out .run/demo.key > /dev/null
+	@if [ -f .run/scorer.pid ] && kill -0 "$$(cat .run/scorer.pid)" 2>/dev/null; then \
+	  kill "$$(cat .run/scorer.pid)"; sleep 1; fi
+	@nohup collectwise serve --port $(PORT) > .run/scorer.log 2>&1 & echo $$! > .run/scorer.pid
+	@collectwise demo-request --port $(PORT) --key-file .run/demo.key
+	@echo "the scorer runs in the background (log: .run/scorer.log); 'make stop' ends it"
 
 demo-redis: setup ## The demo with the Redis online store (REDIS_CONNECTION_STRING, default 127.0.0.1:6379)
 	dvc repro feast-apply

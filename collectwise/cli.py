@@ -19,7 +19,9 @@ from typing import Annotated, Any
 
 import typer
 
+from collectwise.audit_cli import app as audit_app
 from collectwise.models_cli import app as models_app
+from collectwise.serve_cli import demo_request, keys_app, serve
 from collectwise.train_cli import app as train_app
 from ingestion.settings import get_settings
 
@@ -32,6 +34,10 @@ app = typer.Typer(
 log = logging.getLogger("collectwise")
 app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
+app.add_typer(keys_app, name="keys")
+app.add_typer(audit_app, name="audit")
+app.command()(serve)
+app.command()(demo_request)
 
 PathOpt = Annotated[Path | None, typer.Option(help="defaults to the active data directory")]
 

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 PROFILE_REF = "account_profile:customer_id"
 ENTITY_KEYS = ("account_id", "customer_id")
 TS_SUFFIX = "__ts"
+# An id no account has: warm-up and health probes read it (a read, whatever its result).
+WARM_UP_ID = "__collectwise_probe__"
 
 # Missing values are not filled here: training.matrix.model_matrix declares what a missing
 # value becomes (NaN for numbers, which the boosters route as learnt in training; all-zero
@@ -105,7 +107,22 @@ class OnlineFeatures:
             row.reported_income = income
         return out
 
-    def probe(self, account_id: str) -> bool:
+    def warm_up(self, timeout: float = 30.0) -> None:
+        """Run both reads once (connections, ODFV code) so the first request is not slower.
+
+        Ids that exist nowhere still go through every layer; Feast answers them with nulls.
+        """
+        row = {
+            "account_id": WARM_UP_ID,
+            "customer_id": WARM_UP_ID,
+            "scoring_time": datetime.now(UTC),
+            "reported_monthly_income": 0.0,
+        }
+        for _ in range(3):
+            self._call(self._customers, [WARM_UP_ID], timeout=timeout)
+            self._call(self._service_read, [row], timeout=timeout)
+
+    def probe(self, account_id: str = WARM_UP_ID) -> bool:
         """A cheap read to learn whether the store answers; updates `healthy`."""
         try:
             self._call(self._customers, [account_id], timeout=self.timeout)

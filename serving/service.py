@@ -19,7 +19,7 @@ from serving.audit import AuditLog, default_audit_db
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
 from serving.models import ModelWatcher
-from serving.online import OnlineFeatures
+from serving.online import OnlineFeatures, StoreUnavailableError
 from serving.recorder import Recorder
 from serving.scoring import ScoringOptions
 from serving.servedlog import ServedLogWriter, default_served_dir, feature_types_from_service
@@ -45,11 +45,14 @@ class Service:
     options: ScoringOptions
     recorder: Recorder | None
     alerts: list[dict[str, Any]] = field(default_factory=list)
-    probe_account: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
     def start(self) -> None:
+        try:
+            self.online.warm_up()
+        except StoreUnavailableError:
+            log.exception("online store not answering at start-up; the probe keeps trying")
         self.watcher.refresh()
         self._publish_models()
         if self.recorder is not None:
@@ -98,8 +101,8 @@ class Service:
 
     def _probe(self) -> None:
         while not self._stop.wait(self.settings.store_probe_seconds):
-            if not self.online.healthy and self.probe_account:
-                self.online.probe(self.probe_account)
+            if not self.online.healthy:
+                self.online.probe()
             self.metrics.ready.set(1 if self.ready else 0)
 
 

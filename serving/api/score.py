@@ -29,8 +29,12 @@ from serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["scoring"])
 
-NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"description": "the account has no online features"}}
-UNAVAILABLE: dict[int | str, dict[str, Any]] = {503: {"description": "store or model unavailable (Retry-After set)"}}
+NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "the account has no online features"}
+}
+UNAVAILABLE: dict[int | str, dict[str, Any]] = {
+    503: {"description": "store or model unavailable (Retry-After set)"}
+}
 
 
 @router.post("/score", response_model=ScoreResponse, responses={**NOT_FOUND, **UNAVAILABLE})

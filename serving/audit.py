@@ -1,0 +1,425 @@
+"""The append-only, hash-chained audit log of every scored account (SQLite).
+
+Each row carries the hash of the row before it, and its own hash covers its seq, its content
+and that link, so changing, inserting or deleting a row breaks the chain where it happened.
+A one-row `audit_head` table, written in the same transaction as the rows, records the last
+seq and hash, so a deleted tail shows too. What this cannot catch is someone who rewrites the
+rows, every later hash and the head together: anchoring the head elsewhere (e.g. copying
+`verify` output to a write-once store) closes that gap.
+
+Several uvicorn workers may append at once: BEGIN IMMEDIATE takes SQLite's write lock before
+the head is read, so appends serialise into one chain. Rows hold ids and scores, never
+personal data, and the caller is an API key's name, never the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from feature_repo.paths import REPO_ROOT, data_dir
+from serving.events import ScoreEvent, as_utc
+
+log = logging.getLogger(__name__)
+
+AUDIT_DB_ENV = "COLLECTWISE_AUDIT_DB"
+# prev_hash of seq 1: a fixed value, so the first row is chained like every other.
+GENESIS_HASH = "0" * 64
+# Seconds a writer waits for another process's write lock before failing (then retried).
+_BUSY_TIMEOUT_S = 30.0
+
+
+def _text(value: Any) -> str:
+    return str(value)
+
+
+def _int(value: Any) -> int:
+    return int(value)
+
+
+def _flag(value: Any) -> bool:
+    return bool(value)
+
+
+def _real(value: Any) -> float | None:
+    # SQLite stores NaN as NULL and JSON has no NaN, so non-finite scores are stored and
+    # hashed as NULL: what is hashed is exactly what a later read returns.
+    if value is None:
+        return None
+    number = float(value)
+    return number if math.isfinite(number) else None
+
+
+def _optional_int(value: Any) -> int | None:
+    return None if value is None else int(value)
+
+
+# Content columns in table order, each with the normaliser that makes a value read back from
+# SQLite hash the same as the value written (e.g. decision: True is stored as 1).
+_CONTENT: dict[str, Callable[[Any], Any]] = {
+    "request_id": _text,
+    "account_id": _text,
+    "scored_at": _text,
+    "caller": _text,
+    "route": _text,
+    "model_name": _text,
+    "model_version": _int,
+    "model_alias": _text,
+    "probability": _real,
+    "band": _text,
+    "decision": _flag,
+    "challenger_version": _optional_int,
+    "challenger_probability": _real,
+    "degraded": _flag,
+    "vector_json": _text,
+}
+_COLUMNS = ("seq", *_CONTENT, "prev_hash", "row_hash")
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM audit_log"  # constant column names only
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS audit_log (
+        seq INTEGER PRIMARY KEY,
+        request_id TEXT NOT NULL,
+        account_id TEXT NOT NULL,
+        scored_at TEXT NOT NULL,
+        caller TEXT NOT NULL,
+        route TEXT NOT NULL,
+        model_name TEXT NOT NULL,
+        model_version INTEGER NOT NULL,
+        model_alias TEXT NOT NULL,
+        probability REAL,
+        band TEXT NOT NULL,
+        decision INTEGER NOT NULL,
+        challenger_version INTEGER,
+        challenger_probability REAL,
+        degraded INTEGER NOT NULL,
+        vector_json TEXT NOT NULL,
+        prev_hash TEXT NOT NULL,
+        row_hash TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS audit_log_request ON audit_log (request_id, account_id)",
+    """CREATE TABLE IF NOT EXISTS audit_head (
+        id INTEGER PRIMARY KEY CHECK (id = 1),
+        seq INTEGER NOT NULL,
+        row_hash TEXT NOT NULL
+    )""",
+    # Guards against accidents, not attackers (who can drop them): verify() is the check.
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_update BEFORE UPDATE ON audit_log
+       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    """CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
+       BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+)
+_INSERT = (
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+)
+_READ_HEAD = "SELECT seq, row_hash FROM audit_head WHERE id = 1"
+_LAST_ROW = "SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
+_SET_HEAD = (
+    "INSERT INTO audit_head (id, seq, row_hash) VALUES (1, ?, ?) "
+    "ON CONFLICT (id) DO UPDATE SET seq = excluded.seq, row_hash = excluded.row_hash"
+)
+_BY_REQUEST = f"{_SELECT} WHERE request_id = ? ORDER BY seq"
+_BY_REQUEST_ACCOUNT = f"{_SELECT} WHERE request_id = ? AND account_id = ? ORDER BY seq"
+_RECENT = f"{_SELECT} ORDER BY seq DESC LIMIT ?"
+_ALL_ROWS = f"{_SELECT} ORDER BY seq"
+
+
+def default_audit_db() -> Path:
+    """COLLECTWISE_AUDIT_DB (relative to the repo), else <data dir>/serving/audit.db."""
+    value = os.environ.get(AUDIT_DB_ENV)
+    if not value:
+        return data_dir() / "serving" / "audit.db"
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# --------------------------------------------------------------------------- encoding
+
+
+def encode_vector(vector: Iterable[float]) -> str:
+    """JSON of the model row: NaN as null, infinities as strings, so it round-trips exactly."""
+    out: list[float | str | None] = []
+    for value in vector:
+        number = float(value)
+        if math.isnan(number):
+            out.append(None)
+        elif math.isinf(number):
+            out.append("inf" if number > 0 else "-inf")
+        else:
+            out.append(number)
+    return json.dumps(out, separators=(",", ":"), allow_nan=False)
+
+
+def decode_vector(text: str) -> list[float]:
+    return [math.nan if v is None else float(v) for v in json.loads(text)]
+
+
+def _canonical(seq: int, content: Mapping[str, Any], prev_hash: str) -> bytes:
+    payload = {"seq": seq, **content, "prev_hash": prev_hash}
+    text = json.dumps(payload, sort_keys=True, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8")
+
+
+def row_hash(seq: int, content: Mapping[str, Any], prev_hash: str) -> str:
+    """sha256 of the canonical JSON of seq, the content columns and the previous hash."""
+    return hashlib.sha256(_canonical(seq, content, prev_hash)).hexdigest()
+
+
+def _event_content(event: ScoreEvent) -> dict[str, Any]:
+    raw: dict[str, Any] = {
+        "request_id": event.request_id,
+        "account_id": event.account_id,
+        "scored_at": as_utc(event.scored_at).isoformat(timespec="microseconds"),
+        "caller": event.caller,
+        "route": event.route,
+        "model_name": event.model_name,
+        "model_version": event.model_version,
+        "model_alias": event.model_alias,
+        "probability": event.probability,
+        "band": event.band,
+        "decision": event.decision,
+        "challenger_version": event.challenger_version,
+        "challenger_probability": event.challenger_probability,
+        "degraded": event.degraded,
+        "vector_json": encode_vector(event.vector),
+    }
+    return {name: normalise(raw[name]) for name, normalise in _CONTENT.items()}
+
+
+def _stored_content(row: sqlite3.Row) -> dict[str, Any]:
+    return {name: normalise(row[name]) for name, normalise in _CONTENT.items()}
+
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class AuditRow:
+    """One logged account score; `intact` says whether its content still matches its hash."""
+
+    seq: int
+    request_id: str
+    account_id: str
+    scored_at: datetime
+    caller: str
+    route: str
+    model_name: str
+    model_version: int
+    model_alias: str
+    probability: float
+    band: str
+    decision: bool
+    challenger_version: int | None
+    challenger_probability: float | None
+    degraded: bool
+    vector: list[float]
+    prev_hash: str
+    row_hash: str
+    intact: bool
+
+
+@dataclass(frozen=True)
+class VerifyResult:
+    ok: bool
+    rows: int
+    first_bad_seq: int | None = None
+    problem: str | None = None
+
+    def summary(self) -> str:
+        if self.ok:
+            return f"audit chain holds: {self.rows} rows"
+        where = f"seq {self.first_bad_seq}" if self.first_bad_seq is not None else "the head"
+        return f"audit chain broken at {where} ({self.rows} rows checked): {self.problem}"
+
+
+def _audit_row(row: sqlite3.Row) -> AuditRow:
+    content = _stored_content(row)
+    probability = content["probability"]
+    return AuditRow(
+        seq=int(row["seq"]),
+        request_id=content["request_id"],
+        account_id=content["account_id"],
+        scored_at=datetime.fromisoformat(content["scored_at"]),
+        caller=content["caller"],
+        route=content["route"],
+        model_name=content["model_name"],
+        model_version=content["model_version"],
+        model_alias=content["model_alias"],
+        probability=math.nan if probability is None else probability,
+        band=content["band"],
+        decision=content["decision"],
+        challenger_version=content["challenger_version"],
+        challenger_probability=content["challenger_probability"],
+        degraded=content["degraded"],
+        vector=decode_vector(content["vector_json"]),
+        prev_hash=str(row["prev_hash"]),
+        row_hash=str(row["row_hash"]),
+        intact=row_hash(int(row["seq"]), content, str(row["prev_hash"])) == row["row_hash"],
+    )
+
+
+# --------------------------------------------------------------------------- the log
+
+
+class AuditLog:
+    """The audit log in one SQLite file; safe to share across threads and processes.
+
+    Every call opens its own short-lived connection, so an instance carries no connection
+    across threads or a fork (uvicorn workers, the recorder thread, the admin console).
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._schema_ready = False
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        # isolation_level=None: we issue BEGIN ourselves (the sqlite3 module would otherwise
+        # open a deferred transaction, which cannot serialise the read of the head).
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if not self._schema_ready:
+                _create_schema(conn)
+                self._schema_ready = True
+            yield conn
+        finally:
+            conn.close()
+
+    def append(self, events: Sequence[ScoreEvent]) -> None:
+        """Chain and write `events` in one transaction: all of them or none."""
+        if not events:
+            return
+        contents = [_event_content(e) for e in events]  # encode before taking the lock
+        with self._connect() as conn, _transaction(conn, "BEGIN IMMEDIATE"):
+            seq, prev = _last_link(conn)
+            params: list[tuple[Any, ...]] = []
+            for content in contents:
+                seq += 1
+                digest = row_hash(seq, content, prev)
+                params.append((seq, *content.values(), prev, digest))
+                prev = digest
+            conn.executemany(_INSERT, params)
+            conn.execute(_SET_HEAD, (seq, prev))
+
+    def verify(self) -> VerifyResult:
+        """Walk the whole chain in one read snapshot, then check the head record."""
+        with self._connect() as conn, _transaction(conn, "BEGIN"):
+            checker = _ChainCheck()
+            cursor = conn.execute(_ALL_ROWS)
+            try:
+                for row in cursor:
+                    if not checker.accept(row):
+                        break
+            finally:
+                cursor.close()
+            if checker.result is not None:
+                return checker.result
+            return checker.check_head(conn.execute(_READ_HEAD).fetchone())
+
+    def rows(self, request_id: str, account_id: str | None = None) -> list[AuditRow]:
+        """The rows of one request (one per account), or of one account in it."""
+        with self._connect() as conn:
+            if account_id is None:
+                cursor = conn.execute(_BY_REQUEST, (request_id,))
+            else:
+                cursor = conn.execute(_BY_REQUEST_ACCOUNT, (request_id, account_id))
+            return [_audit_row(r) for r in cursor]
+
+    def recent(self, limit: int = 100) -> list[AuditRow]:
+        """The newest rows first (the admin console's audit page)."""
+        with self._connect() as conn:
+            return [_audit_row(r) for r in conn.execute(_RECENT, (int(limit),))]
+
+
+def _create_schema(conn: sqlite3.Connection) -> None:
+    # WAL lets readers (verify, the console) run beside the writers; it persists in the file.
+    conn.execute("PRAGMA journal_mode=WAL")
+    with _transaction(conn, "BEGIN IMMEDIATE"):
+        for statement in _SCHEMA:
+            conn.execute(statement)
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection, begin: str) -> Iterator[None]:
+    conn.execute(begin)
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _last_link(conn: sqlite3.Connection) -> tuple[int, str]:
+    """The seq and hash to chain onto: the head record, else the last row, else genesis."""
+    found = conn.execute(_READ_HEAD).fetchone() or conn.execute(_LAST_ROW).fetchone()
+    if found is None:
+        return 0, GENESIS_HASH
+    return int(found[0]), str(found[1])
+
+
+class _ChainCheck:
+    """Accepts rows in seq order; `result` is set at the first broken one."""
+
+    def __init__(self) -> None:
+        self.rows = 0
+        self.last_seq = 0
+        self.last_hash = GENESIS_HASH
+        self.result: VerifyResult | None = None
+
+    def _fail(self, seq: int | None, problem: str) -> bool:
+        self.result = VerifyResult(False, self.rows, seq, problem)
+        return False
+
+    def accept(self, row: sqlite3.Row) -> bool:
+        seq, expected = int(row["seq"]), self.last_seq + 1
+        if seq < expected:  # only a first row numbered 0 or below can get here
+            return self._fail(seq, f"seq {seq} precedes seq 1: it was added outside the log")
+        if seq > expected:
+            return self._fail(
+                expected,
+                f"seq {expected} is missing: the log jumps from seq {self.last_seq} to {seq}",
+            )
+        if row["prev_hash"] != self.last_hash:
+            return self._fail(
+                seq,
+                f"seq {seq} does not link to seq {self.last_seq}: its prev_hash is not that "
+                "row's hash (one of the two was rewritten)",
+            )
+        if row_hash(seq, _stored_content(row), self.last_hash) != row["row_hash"]:
+            return self._fail(seq, f"seq {seq} was changed: its content does not match its hash")
+        self.rows, self.last_seq, self.last_hash = self.rows + 1, seq, str(row["row_hash"])
+        return True
+
+    def check_head(self, head: sqlite3.Row | None) -> VerifyResult:
+        if head is None:
+            if self.rows == 0:
+                return VerifyResult(True, 0)
+            self._fail(None, "the head record is missing, so a deleted tail cannot be ruled out")
+        elif int(head["seq"]) > self.last_seq:
+            self._fail(
+                self.last_seq + 1,
+                f"rows after seq {self.last_seq} were deleted: the head records seq {head['seq']}",
+            )
+        elif int(head["seq"]) < self.last_seq:
+            self._fail(
+                int(head["seq"]) + 1,
+                f"seq {int(head['seq']) + 1} lies beyond the head record (seq {head['seq']}): "
+                "rows were added outside the log",
+            )
+        elif head["row_hash"] != self.last_hash:
+            self._fail(self.last_seq, f"seq {self.last_seq} does not match the head record")
+        return self.result or VerifyResult(True, self.rows)

@@ -1,0 +1,334 @@
+"""The served-features log: what the scorer saw and said, as parquet that monitoring reads.
+
+One row per scored account with the raw online feature values (full Feast names), the
+feature views' event timestamps (`ts__<view>`) and the scores. Parts land under
+`<dir>/date=YYYY-MM-DD/part-<utc stamp>-<pid>-<uuid8>.parquet`, one writer per process, each
+written under a hidden temporary name and renamed into place, so a reader never sees half a
+file. Column types come from `feature_types` when given (see feature_types_from_service),
+otherwise from the first value seen, and are then kept for every later part so drift and
+skew jobs read one schema.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from numbers import Real
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from feature_repo.paths import REPO_ROOT, data_dir
+from serving.events import ScoreEvent, as_utc
+
+if TYPE_CHECKING:
+    from feast import FeatureService
+
+log = logging.getLogger(__name__)
+
+SERVED_DIR_ENV = "COLLECTWISE_SERVED_DIR"
+TS_PREFIX = "ts__"
+FeatureKind = Literal["double", "list<double>", "string", "timestamp"]
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+_ARROW_TYPES: dict[str, pa.DataType] = {
+    "double": pa.float64(),
+    "list<double>": pa.list_(pa.float64()),
+    "string": pa.string(),
+    "timestamp": TIMESTAMP,
+}
+BASE_SCHEMA = pa.schema(
+    [
+        ("request_id", pa.string()),
+        ("scored_at", TIMESTAMP),
+        ("route", pa.string()),
+        ("caller", pa.string()),
+        ("account_id", pa.string()),
+        ("customer_id", pa.string()),
+        ("scoring_time", TIMESTAMP),
+        ("reported_monthly_income", pa.float64()),
+        ("model_name", pa.string()),
+        ("model_version", pa.int64()),
+        ("model_alias", pa.string()),
+        ("probability", pa.float64()),
+        ("band", pa.string()),
+        ("decision", pa.bool_()),
+        ("challenger_version", pa.int64()),
+        ("challenger_probability", pa.float64()),
+        ("degraded", pa.bool_()),
+        ("imputed", pa.list_(pa.string())),
+        ("latency_ms", pa.float64()),
+    ]
+)
+
+
+def default_served_dir() -> Path:
+    """COLLECTWISE_SERVED_DIR (relative to the repo), else <data dir>/serving/served."""
+    value = os.environ.get(SERVED_DIR_ENV)
+    if not value:
+        return data_dir() / "serving" / "served"
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
+
+
+# --------------------------------------------------------------------------- types
+
+
+def feature_types_from_service(service: FeatureService) -> dict[str, FeatureKind]:
+    """The log column kind of every feature of a Feast service, by full name."""
+    from feast.types import Array, String, UnixTimestamp  # noqa: PLC0415 - Feast is heavy
+
+    kinds: dict[str, FeatureKind] = {}
+    for projection in service.feature_view_projections:
+        for field in projection.features:
+            kind: FeatureKind = "double"
+            if isinstance(field.dtype, Array):
+                kind = "list<double>"
+            elif field.dtype == String:
+                kind = "string"
+            elif field.dtype == UnixTimestamp:
+                kind = "timestamp"
+            kinds[f"{projection.name_to_use()}__{field.name}"] = kind
+    return kinds
+
+
+def infer_kind(value: Any) -> FeatureKind | None:
+    """The column kind a raw online value suggests; None says nothing (a missing value)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, datetime):
+        return "timestamp"
+    if isinstance(value, Real):
+        return "double"
+    if isinstance(value, Iterable):
+        return "list<double>"
+    return "string"
+
+
+def _float(value: Any) -> float | None:
+    return None if value is None else float(value)
+
+
+def _coerce(kind: str, value: Any) -> Any:
+    """The value as the column stores it; raises TypeError / ValueError when it cannot be."""
+    if value is None:
+        return None
+    if kind == "double":
+        if not isinstance(value, Real):
+            raise TypeError(f"not a number: {type(value).__name__}")
+        return float(value)
+    if kind == "list<double>":
+        if isinstance(value, str | bytes) or not isinstance(value, Iterable):
+            raise TypeError(f"not an array: {type(value).__name__}")
+        return [_float(v) for v in value]
+    if kind == "timestamp":
+        if not isinstance(value, datetime):
+            raise TypeError(f"not a datetime: {type(value).__name__}")
+        return as_utc(value)
+    return str(value)
+
+
+# --------------------------------------------------------------------------- writer
+
+
+class ServedLogWriter:
+    """Buffers events and writes them as parquet parts; thread-safe, one per process.
+
+    A part is written when the buffer reaches `flush_rows` or on flush() / close();
+    `flush_if_due()` is the time-based flush the recorder calls, after `flush_seconds`.
+    A failed flush keeps the rows buffered (nothing is lost) and raises.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        flush_rows: int = 500,
+        flush_seconds: float = 5.0,
+        feature_types: Mapping[str, FeatureKind] | None = None,
+    ) -> None:
+        self.directory = Path(directory)
+        self.flush_rows = max(1, int(flush_rows))
+        self.flush_seconds = flush_seconds
+        self.rows_written = 0
+        self.parts_written = 0
+        self._kinds: dict[str, str] = dict(feature_types or {})
+        self._views: set[str] = set()
+        self._buffer: list[ScoreEvent] = []
+        self._oldest: float | None = None
+        self._warned: set[str] = set()
+        self._lock = threading.Lock()
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
+
+    def write(self, events: Sequence[ScoreEvent]) -> None:
+        with self._lock:
+            if events and not self._buffer:
+                self._oldest = time.monotonic()
+            self._buffer.extend(events)
+            if len(self._buffer) >= self.flush_rows:
+                self._flush_locked()
+
+    def due(self) -> bool:
+        """Rows have waited flush_seconds or longer."""
+        oldest = self._oldest
+        return (
+            bool(self._buffer)
+            and oldest is not None
+            and (time.monotonic() - oldest >= self.flush_seconds)
+        )
+
+    def flush_if_due(self) -> int:
+        return self.flush() if self.due() else 0
+
+    def flush(self) -> int:
+        """Write every buffered row; returns how many."""
+        with self._lock:
+            return self._flush_locked()
+
+    def close(self) -> None:
+        self.flush()
+
+    def _flush_locked(self) -> int:
+        by_day: dict[date, list[ScoreEvent]] = {}
+        for event in self._buffer:
+            by_day.setdefault(as_utc(event.scored_at).date(), []).append(event)
+        written = 0
+        for day, events in sorted(by_day.items()):
+            self._write_part(day, self.table(events))
+            written += len(events)
+            # Drop a day only once its part is on disk, so a failure loses nothing.
+            self._buffer = [e for e in self._buffer if as_utc(e.scored_at).date() != day]
+        self._oldest = time.monotonic() if self._buffer else None
+        self.rows_written += written
+        return written
+
+    def _write_part(self, day: date, table: pa.Table) -> Path:
+        partition = self.directory / f"date={day.isoformat()}"
+        partition.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        name = f"part-{stamp}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        # A leading dot hides the temporary file from pyarrow datasets and part-*.parquet globs.
+        temporary = partition / f".{name}.tmp"
+        try:
+            pq.write_table(table, temporary)
+            os.replace(temporary, partition / name)
+        finally:
+            temporary.unlink(missing_ok=True)
+        self.parts_written += 1
+        return partition / name
+
+    def table(self, events: Sequence[ScoreEvent]) -> pa.Table:
+        """The events as one arrow table: base columns, features, view timestamps."""
+        columns: dict[str, pa.Array] = {
+            f.name: pa.array([_base_value(e, f.name) for e in events], type=f.type)
+            for f in BASE_SCHEMA
+        }
+        for name in self._feature_names(events):
+            kind = self._kind(name, events)
+            values = [self._value(name, kind, e.features.get(name)) for e in events]
+            columns[name] = pa.array(values, type=_ARROW_TYPES[kind])
+        self._views.update(v for e in events for v in e.feature_timestamps)
+        for view in sorted(self._views):
+            stamps = [e.feature_timestamps.get(view) for e in events]
+            columns[f"{TS_PREFIX}{view}"] = pa.array(
+                [None if s is None else as_utc(s) for s in stamps], type=TIMESTAMP
+            )
+        return pa.table(columns)
+
+    def _feature_names(self, events: Sequence[ScoreEvent]) -> list[str]:
+        names = set(self._kinds)
+        for event in events:
+            names.update(event.features)
+        return sorted(names)
+
+    def _kind(self, name: str, events: Sequence[ScoreEvent]) -> str:
+        if name in self._kinds:
+            return self._kinds[name]
+        for event in events:
+            kind = infer_kind(event.features.get(name))
+            if kind is not None:
+                self._kinds[name] = kind  # kept, so later parts share the schema
+                return kind
+        return "double"  # all missing so far: not remembered, a later value decides
+
+    def _value(self, name: str, kind: str, value: Any) -> Any:
+        try:
+            return _coerce(kind, value)
+        except (TypeError, ValueError) as exc:
+            # Never fail a whole part over one odd value: log it as missing, once per column.
+            if name not in self._warned:
+                self._warned.add(name)
+                log.warning("served log: %s is not %s (%s); logged as null", name, kind, exc)
+            return None
+
+
+def _base_value(event: ScoreEvent, name: str) -> Any:
+    value = getattr(event, name)
+    return as_utc(value) if isinstance(value, datetime) else value
+
+
+# --------------------------------------------------------------------------- reader
+
+
+def _day_of(partition: Path) -> date | None:
+    try:
+        return date.fromisoformat(partition.name.removeprefix("date="))
+    except ValueError:
+        return None
+
+
+def _part_files(directory: Path, start: datetime | None, end: datetime | None) -> list[Path]:
+    """Parts whose day partition can hold rows in [start, end)."""
+    files: list[Path] = []
+    for partition in sorted(directory.glob("date=*")):
+        day = _day_of(partition)
+        if day is None:
+            continue
+        if start is not None and day < as_utc(start).date():
+            continue
+        if end is not None and day > as_utc(end).date():
+            continue
+        files.extend(sorted(partition.glob("part-*.parquet")))
+    return files
+
+
+def _window(start: datetime | None, end: datetime | None) -> pc.Expression | None:
+    conditions = []
+    if start is not None:
+        conditions.append(pc.field("scored_at") >= pa.scalar(as_utc(start), type=TIMESTAMP))
+    if end is not None:
+        conditions.append(pc.field("scored_at") < pa.scalar(as_utc(end), type=TIMESTAMP))
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else conditions[0] & conditions[1]
+
+
+def read_served(
+    directory: Path, start: datetime | None = None, end: datetime | None = None
+) -> pd.DataFrame:
+    """Every logged row with start <= scored_at < end, oldest first.
+
+    Parts written before a feature was added simply lack it (null); with nothing in the
+    window the frame is empty but has the base columns.
+    """
+    files = _part_files(Path(directory), start, end)
+    if not files:
+        return BASE_SCHEMA.empty_table().to_pandas()
+    schemas = [pq.read_schema(f) for f in files]
+    schema = pa.unify_schemas(schemas, promote_options="permissive")
+    dataset = ds.dataset([str(f) for f in files], schema=schema, format="parquet")
+    table = dataset.to_table(filter=_window(start, end)).sort_by("scored_at")
+    return table.to_pandas()

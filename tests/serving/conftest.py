@@ -1,0 +1,144 @@
+"""A real scorer over a temporary Feast repo (SQLite online) and a temporary MLflow.
+
+The model is a small XGBoost fitted on the repo's own training set, registered and promoted
+through training.registry, so fingerprints, aliases and reason codes are all the real ones.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import mlflow
+import pandas as pd
+import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from feast import FeatureStore
+
+from feature_repo.services import COLLECTION_RISK_V1
+from ingestion.store import materialize_latest
+from serving.settings import ServingSettings
+from tests.integration import conftest as integration
+from tests.integration.conftest import FeatureData, apply_store
+from training import registry
+from training.bundle import ScoringModel
+from training.dataset import build_training_set, read_dataset
+from training.fingerprint import definitions_fingerprint
+from training.matrix import model_matrix
+from training.models import build_estimator
+from training.settings import get_training_settings
+
+# The session fixture of the integration tier, shared rather than rebuilt.
+feature_data = integration.feature_data
+
+SCORE_KEY = "cw_test_score_key"
+ADMIN_KEY = "cw_test_admin_key"
+SLOW_KEY = "cw_test_slow_key"
+
+
+@dataclass
+class ScorerWorld:
+    store: FeatureStore
+    data: FeatureData
+    dataset: pd.DataFrame
+    root: Path
+
+
+def key_entries() -> str:
+    def entry(name: str, key: str, scopes: list[str], rate: int | None = None) -> dict[str, object]:
+        return {
+            "name": name,
+            "sha256": hashlib.sha256(key.encode()).hexdigest(),
+            "scopes": scopes,
+            "rate_per_minute": rate,
+        }
+
+    return json.dumps(
+        [
+            entry("platform", SCORE_KEY, ["score"]),
+            entry("ops", ADMIN_KEY, ["admin"]),
+            entry("slow", SLOW_KEY, ["score"], rate=2),
+        ]
+    )
+
+
+def scorer_settings(root: Path, **overrides: object) -> ServingSettings:
+    values: dict[str, object] = {
+        "api_keys": key_entries(),
+        "audit_db": root / "audit.db",
+        "served_dir": root / "served",
+        "model_refresh_seconds": 0.2,
+        "store_probe_seconds": 0.2,
+        "challenger_mode": "shadow",
+    }
+    values.update(overrides)
+    return ServingSettings(**values)  # type: ignore[arg-type]
+
+
+def fit_model(world: ScorerWorld, seed: int = 0, trees: int = 40) -> ScoringModel:
+    x = model_matrix(world.dataset)
+    y = world.dataset["default_30d"].to_numpy()
+    params = {"n_estimators": trees, "max_depth": 3, "n_jobs": 1}
+    estimator = build_estimator("xgboost", params, "none", None, None, seed).fit(x, y)
+    return ScoringModel(
+        estimator=estimator,
+        calibrator=None,
+        threshold=0.4,
+        low_max=0.2,
+        medium_max=0.5,
+        feature_columns=list(x.columns),
+        feature_service=COLLECTION_RISK_V1,
+        definitions_fingerprint=definitions_fingerprint(world.store, COLLECTION_RISK_V1),
+    )
+
+
+def register_model(model: ScoringModel, auc: float) -> registry.ModelMetadata:
+    return registry.register(
+        model,
+        metrics={registry.TEST_AUC: auc},
+        params={"kind": "xgboost"},
+        tags={},
+        artifacts={},
+        test_set_fingerprint="scorer-tests",
+    )
+
+
+@pytest.fixture(scope="module")
+def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    root = tmp_path_factory.mktemp("mlflow")
+    patch = pytest.MonkeyPatch()
+    patch.setenv("COLLECTWISE_MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
+    patch.setenv("COLLECTWISE_MLFLOW_ARTIFACT_LOCATION", (root / "artifacts").as_uri())
+    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
+    get_training_settings.cache_clear()
+    yield root
+    patch.undo()
+    get_training_settings.cache_clear()
+    mlflow.set_tracking_uri(previous[0])
+    mlflow.set_registry_uri(previous[1])
+
+
+@pytest.fixture(scope="module")
+def world(
+    feature_data: FeatureData, tmp_path_factory: pytest.TempPathFactory, mlflow_env: Path
+) -> ScorerWorld:
+    root = tmp_path_factory.mktemp("scorer")
+    online = {"type": "sqlite", "path": str(root / "online.db")}
+    applied = apply_store(root / "repo", feature_data.features_dir, online, "cwtest_scorer")
+    materialize_latest(applied.store, feature_data.as_of)
+    build_training_set(
+        applied.store, feature_data.features_dir, feature_data.root / "validated", root / "ds"
+    )
+    world = ScorerWorld(applied.store, feature_data, read_dataset(root / "ds"), root)
+    champion = register_model(fit_model(world), auc=0.8)
+    registry.promote(champion.version)
+    return world
+
+
+def serve(app: FastAPI) -> TestClient:
+    """A client that runs the app's lifespan (start-up and shutdown) around the block."""
+    return TestClient(app)
