@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
+from collectwise.alerts_cli import app as alerts_app
 from collectwise.audit_cli import app as audit_app
 from collectwise.models_cli import app as models_app
 from collectwise.serve_cli import demo_request, keys_app, serve
@@ -36,6 +37,7 @@ app.add_typer(models_app, name="models")
 app.add_typer(train_app, name="train")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
+app.add_typer(alerts_app, name="alerts")
 app.command()(serve)
 app.command()(demo_request)
 

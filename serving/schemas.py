@@ -126,6 +126,11 @@ class CurrentModels(BaseModel):
     problem: str | None
 
 
+class ErrorBody(BaseModel):
+    error: str = Field(examples=["unknown_account"])
+    detail: str
+
+
 class Health(BaseModel):
     status: str
     checks: dict[str, Any] = Field(default_factory=dict)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from serving.auth import Caller
+from serving.schemas import ErrorBody
 from serving.service import Service
 
 # auto_error=False: a missing key is our AuthError (401 with a clear body), not FastAPI's 403.
@@ -34,6 +35,13 @@ def require(scope: str) -> Callable[..., Caller]:
 
     return dependency
 
+
+# Documented on every authenticated route, so the OpenAPI contract lists what callers meet.
+AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "no API key, or an unknown one"},
+    403: {"model": ErrorBody, "description": "the key lacks the route's scope"},
+    429: {"model": ErrorBody, "description": "over the key's rate limit (Retry-After set)"},
+}
 
 ScoreCaller = Annotated[Caller, Depends(require("score"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]

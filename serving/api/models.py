@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from serving.api.deps import ScoreCaller, ServiceDep
+from serving.api.deps import AUTH_RESPONSES, ScoreCaller, ServiceDep
 from serving.models import ServedModel
 from serving.schemas import CurrentModels
 
-router = APIRouter(prefix="/v1/models", tags=["models"])
+router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)
 
 
 def _describe(served: ServedModel | None) -> dict[str, object] | None:

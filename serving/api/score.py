@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from serving.api.deps import ScoreCaller, ServiceDep
+from serving.api.deps import AUTH_RESPONSES, ScoreCaller, ServiceDep
 from serving.errors import StaleFeaturesError, UnknownAccountError
 from serving.events import ScoreEvent
 from serving.online import OnlineRow
@@ -19,6 +19,7 @@ from serving.schemas import (
     BatchError,
     BatchRequest,
     BatchResponse,
+    ErrorBody,
     ModelRef,
     ReasonCode,
     ScoreRequest,
@@ -27,13 +28,13 @@ from serving.schemas import (
 from serving.scoring import Scored, score_rows
 from serving.service import Service
 
-router = APIRouter(prefix="/v1", tags=["scoring"])
+router = APIRouter(prefix="/v1", tags=["scoring"], responses=AUTH_RESPONSES)
 
 NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "the account has no online features"}
+    404: {"model": ErrorBody, "description": "the account has no online features"}
 }
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"description": "store or model unavailable (Retry-After set)"}
+    503: {"model": ErrorBody, "description": "store or model unavailable (Retry-After set)"}
 }
 
 

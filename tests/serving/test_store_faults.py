@@ -1,0 +1,108 @@
+"""Store faults against a real Redis of our own: a frozen server gives 503 within the
+deadline and drops readiness; the scorer recovers by itself when the server thaws."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+from ingestion.store import materialize_latest
+from serving.main import create_app
+from tests.integration.conftest import FeatureData, apply_store
+from tests.serving.conftest import SCORE_KEY, ScorerWorld, fit_model, scorer_settings, serve
+from tests.serving.test_scorer import known_accounts
+from training import registry
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(shutil.which("redis-server") is None, reason="needs redis-server"),
+]
+AUTH = {"X-API-Key": SCORE_KEY}
+DEADLINE = 0.3
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    port = _free_port()
+    server = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port)
+    for _ in range(100):
+        try:
+            client.ping()
+            break
+        except redis.ConnectionError:
+            time.sleep(0.05)
+    yield server, port
+    os.kill(server.pid, signal.SIGCONT)
+    server.terminate()
+    server.wait(timeout=10)
+
+
+def test_frozen_store_gives_503_then_recovers(
+    world: ScorerWorld, feature_data: FeatureData, own_redis: Any, tmp_path: Path
+) -> None:
+    server, port = own_redis
+    online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
+    project = f"cwfault_{uuid.uuid4().hex[:8]}"
+    applied = apply_store(tmp_path / "repo", feature_data.features_dir, online, project)
+    materialize_latest(applied.store, feature_data.as_of)
+    # The champion was trained against the same definitions, so its fingerprint matches.
+    assert (
+        registry.show("champion").definitions_fingerprint
+        == fit_model(world, trees=1).definitions_fingerprint
+    )
+    account = known_accounts(world, 1)[0]
+    body = {"account_id": account, "as_of": feature_data.as_of.isoformat()}
+    settings = scorer_settings(tmp_path, online_timeout_seconds=DEADLINE, retry_after_seconds=2)
+    with serve(create_app(settings, store=applied.store)) as client:
+        assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
+        os.kill(server.pid, signal.SIGSTOP)  # the server stops answering, connections hang
+        started = time.perf_counter()
+        frozen = client.post("/v1/score", json=body, headers=AUTH)
+        waited = time.perf_counter() - started
+        assert frozen.status_code == 503 and frozen.headers["Retry-After"] == "2"
+        assert frozen.json()["error"] == "store_unavailable"
+        assert waited < DEADLINE * 4 + 1.0, f"answered after {waited:.2f}s"
+        assert client.get("/readyz").status_code == 503
+        os.kill(server.pid, signal.SIGCONT)
+        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+        assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
+
+
+def _eventually(check: Any, seconds: float = 15.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.1)
+    return False

@@ -1,0 +1,118 @@
+"""Serving's pure parts: keys and limits, split assignment, the blue-green model watcher."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+
+from serving.auth import AuthError, KeyRing, RateLimitedError, RateLimiter, ScopeError, hash_key
+from serving.models import ModelWatcher
+from serving.scoring import in_challenger_share
+from serving.settings import ApiKeyEntry, ServingSettings
+
+pytestmark = pytest.mark.unit
+
+
+def ring() -> KeyRing:
+    return KeyRing(
+        [
+            ApiKeyEntry(name="platform", sha256=hash_key("k1"), scopes=["score"]),
+            ApiKeyEntry(name="ops", sha256=hash_key("k2"), scopes=["admin", "score"]),
+        ]
+    )
+
+
+def test_keys_scopes_and_errors() -> None:
+    keys = ring()
+    assert keys.authorise("k1", "score").name == "platform"
+    assert keys.authorise("k2", "admin").name == "ops"
+    with pytest.raises(AuthError, match="missing"):
+        keys.authorise(None, "score")
+    with pytest.raises(AuthError, match="invalid"):
+        keys.authorise("k3", "score")
+    with pytest.raises(ScopeError, match="admin"):
+        keys.authorise("k1", "admin")
+
+
+def test_settings_reject_a_bad_key_entry() -> None:
+    settings = ServingSettings(api_keys='[{"name": "x", "sha256": "not-hex"}]')
+    with pytest.raises(ValueError, match="sha256"):
+        settings.key_entries()
+
+
+def test_rate_limiter_refills_per_caller() -> None:
+    limiter = RateLimiter(default_rate=60)
+    for _ in range(3):
+        limiter.take("a", rate=3)
+    with pytest.raises(RateLimitedError) as refused:
+        limiter.take("a", rate=3)
+    assert refused.value.retry_after >= 1
+    limiter.take("b", rate=3)  # another caller has its own bucket
+
+
+def test_split_assignment_is_stable_and_near_the_share() -> None:
+    ids = [f"A{i:08d}" for i in range(20_000)]
+    picked = [in_challenger_share(a, 0.1) for a in ids]
+    assert picked == [in_challenger_share(a, 0.1) for a in ids]
+    assert 0.09 < sum(picked) / len(ids) < 0.11
+    assert not any(in_challenger_share(a, 0.0) for a in ids[:100])
+
+
+class FakeRegistry:
+    """Aliases and versions in memory; models are bare namespaces the watcher passes on."""
+
+    def __init__(self) -> None:
+        self.aliases: dict[str, int | None] = {"champion": 1, "challenger": None}
+        self.loads: list[int] = []
+
+    def resolve(self, alias: str) -> int | None:
+        return self.aliases[alias]
+
+    def load(self, version: int) -> Any:
+        self.loads.append(version)
+        model = SimpleNamespace(feature_columns=["x"], fingerprint="bad" if version == 9 else "ok")
+        meta = SimpleNamespace(name="m", version=version)
+        return SimpleNamespace(model=model, meta=meta)
+
+
+@pytest.fixture
+def watcher(monkeypatch: pytest.MonkeyPatch) -> tuple[ModelWatcher, FakeRegistry, list[str]]:
+    fake, problems = FakeRegistry(), []
+    monkeypatch.setattr(
+        "serving.models.serve_model",
+        lambda alias, loaded: SimpleNamespace(
+            alias=alias, loaded=loaded, version=loaded.meta.version
+        ),
+    )
+    w = ModelWatcher(
+        check=lambda m: None if m.fingerprint == "ok" else "definitions changed",
+        load=fake.load,
+        resolve=fake.resolve,
+        on_problem=problems.append,
+    )
+    return w, fake, problems
+
+
+def test_watcher_moves_by_alias_and_in_flight_sets_stay(watcher: Any) -> None:
+    w, fake, _ = watcher
+    assert w.refresh() and w.current.versions == {"champion": 1, "challenger": None}
+    in_flight = w.current
+    fake.aliases = {"champion": 2, "challenger": 1}
+    assert w.refresh()
+    assert w.current.versions == {"champion": 2, "challenger": 1}
+    assert in_flight.versions == {"champion": 1, "challenger": None}  # untouched
+    assert not w.refresh()  # nothing moved: nothing reloaded
+    assert fake.loads == [1, 2, 1]
+
+
+def test_watcher_refuses_a_mismatched_champion_once(watcher: Any) -> None:
+    w, fake, problems = watcher
+    w.refresh()
+    fake.aliases["champion"] = 9
+    w.refresh()
+    w.refresh()
+    assert w.current.champion.version == 1  # keeps serving the consistent one
+    assert fake.loads.count(9) == 1 and len(problems) == 1
+    assert "definitions changed" in problems[0]
