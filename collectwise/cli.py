@@ -22,6 +22,7 @@ import typer
 from collectwise.alerts_cli import app as alerts_app
 from collectwise.audit_cli import app as audit_app
 from collectwise.models_cli import app as models_app
+from collectwise.monitor_cli import app as monitor_app
 from collectwise.serve_cli import demo_request, keys_app, serve
 from collectwise.train_cli import app as train_app
 from ingestion.settings import get_settings
@@ -38,6 +39,7 @@ app.add_typer(train_app, name="train")
 app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(monitor_app, name="monitor")
 app.command()(serve)
 app.command()(demo_request)
 
