@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -215,8 +216,45 @@ def _sample_accounts(features_dir: Path, n: int) -> list[str]:
     return [row[0] for row in duckdb.connect().execute(query).fetchall()]
 
 
+# Pipeline stages whose runs are recorded for the console's system-health page.
+TRACKED_STAGES = frozenset(
+    {
+        "generate",
+        "validate",
+        "ingest-uci",
+        "build-features",
+        "materialize",
+        "score-batch",
+        "train build-dataset",
+        "train fit",
+        "train evaluate",
+        "train register",
+        "monitor drift",
+        "monitor performance",
+        "monitor skew",
+        "monitor fairness",
+    }
+)
+
+
+def _stage(argv: list[str]) -> str | None:
+    words = [a for a in argv if not a.startswith("-")]
+    for n in (2, 1):
+        candidate = " ".join(words[:n])
+        if candidate in TRACKED_STAGES:
+            return candidate
+    return None
+
+
 def main() -> None:
-    app()
+    stage = _stage(sys.argv[1:])
+    if stage is None:
+        app()
+        return
+    from monitoring.runs import recorded_run  # noqa: PLC0415
+
+    with recorded_run(stage):
+        app()
 
 
 @app.command("score-batch")

@@ -1,0 +1,55 @@
+"""Pipeline runs recorded around CLI stages, so system health can show what ran and how.
+
+Recording is best effort: a pipeline stage must never fail because the monitoring database
+is unreachable, so problems with the store are logged and the stage runs on.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from monitoring.store import MonitoringStore
+
+log = logging.getLogger(__name__)
+
+
+@contextmanager
+def recorded_run(stage: str) -> Iterator[None]:
+    """Record `stage` as running, then succeeded or failed by how the block ends.
+
+    Typer ends a command with SystemExit (code 0 on success), so the exit code decides.
+    """
+    store, run_id = _start(stage)
+    status, message = "failed", None
+    try:
+        yield
+        status = "succeeded"
+    except SystemExit as exc:
+        status = "succeeded" if exc.code in (0, None) else "failed"
+        message = None if status == "succeeded" else f"exit code {exc.code}"
+        raise
+    except BaseException as exc:
+        message = f"{type(exc).__name__}: {exc}"[:2000]
+        raise
+    finally:
+        if store is not None and run_id is not None:
+            try:
+                store.finish_run(run_id, status, None, message)
+            except Exception:
+                log.warning("could not record the end of the %s run", stage, exc_info=True)
+
+
+def _start(stage: str) -> tuple[MonitoringStore | None, int | None]:
+    try:
+        from monitoring.config import get_monitoring_settings  # noqa: PLC0415
+        from monitoring.store import MonitoringStore  # noqa: PLC0415
+
+        store = MonitoringStore(get_monitoring_settings().db_url)
+        return store, store.start_run(stage)
+    except Exception:
+        log.warning("could not record the start of the %s run", stage, exc_info=True)
+        return None, None
