@@ -45,7 +45,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
         typer.echo(json.dumps([m.to_dict() for m in versions], indent=2, default=str))
         return
     if not versions:
-        typer.echo("no registered versions yet: run `collectwise train run`")
+        typer.echo("no registered versions yet: train and register one (make demo)")
     for meta in versions:
         typer.echo(_row(meta))
 
@@ -116,3 +116,21 @@ def card(
     except RegistryError as exc:
         raise _fail(exc) from exc
     log.info("model card written to %s", path)
+
+
+@app.command()
+def importance(
+    top: Annotated[int, typer.Option(min=1, help="features to show")] = 10,
+) -> None:
+    """Global SHAP importance (mean |SHAP|) per registered version, to compare runs."""
+    from training.registry import importance_history  # noqa: PLC0415
+
+    history = importance_history()
+    if history.empty:
+        typer.echo("no version has logged importance yet (registered before tracking began)")
+        return
+    latest = history.iloc[-1].sort_values(ascending=False)
+    columns = list(latest.index[:top])
+    table = history[columns].T
+    table.columns = [f"v{v}" for v in table.columns]
+    typer.echo(table.round(4).to_string())
