@@ -26,10 +26,11 @@ def serve(
     """Run the scoring API (FastAPI under uvicorn); Ctrl-C stops it."""
     import uvicorn  # noqa: PLC0415
 
-    if workers > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if workers > 1:
         # Each worker writes its metrics here and /metrics merges them (prometheus_client).
         metrics_dir = Path(tempfile.mkdtemp(prefix="collectwise-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
+        os.environ["COLLECTWISE_METRICS_MULTIPROCESS"] = "1"
     log.info("scorer on http://%s:%d (docs at /docs), %d worker(s)", host, port, workers)
     try:
         uvicorn.run(

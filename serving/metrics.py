@@ -1,7 +1,9 @@
 """Prometheus metrics of one app instance (its own registry, so tests can build many apps).
 
-With several uvicorn workers set PROMETHEUS_MULTIPROC_DIR (`collectwise serve` does) and the
-/metrics route aggregates every worker's files through prometheus_client's multiprocess mode.
+With several uvicorn workers `collectwise serve` sets COLLECTWISE_METRICS_MULTIPROCESS=1 and
+PROMETHEUS_MULTIPROC_DIR, and /metrics merges every worker's files (prometheus_client's
+multiprocess mode). Our own switch decides, not PROMETHEUS_MULTIPROC_DIR alone: importing
+feast.metrics sets that variable in any process, which would hide this app's registry.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import os
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
+MULTIPROCESS_ENV = "COLLECTWISE_METRICS_MULTIPROCESS"
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
@@ -60,7 +63,7 @@ class ServiceMetrics:
         )
 
     def exposition(self) -> bytes:
-        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if os.environ.get(MULTIPROCESS_ENV) == "1" and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
             merged = CollectorRegistry()
             MultiProcessCollector(merged)
             return generate_latest(merged)
