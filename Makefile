@@ -10,8 +10,9 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 export REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
 PYTEST_ARGS ?=
 PORT ?= 8000
+CONSOLE_PORT ?= 8050
 
-.PHONY: help setup lock demo serve serve-bg demo-redis demo-uci pipeline online test lint format bench stop clean
+.PHONY: help setup lock demo serve serve-bg console-bg demo-redis demo-uci pipeline online test lint format bench stop clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -42,6 +43,15 @@ demo: setup ## Set up, run the pipeline on the synthetic default, train and regi
 	collectwise models list
 	collectwise online-features --sample 3
 	@$(MAKE) -s serve-bg
+	@$(MAKE) -s console-bg
+
+console-bg: setup ## Start the admin console in the background (make stop ends it); print URL and demo login
+	@mkdir -p .run
+	@if [ -f .run/console.pid ] && kill -0 "$$(cat .run/console.pid)" 2>/dev/null; then \
+	  kill "$$(cat .run/console.pid)"; sleep 1; fi
+	@nohup collectwise admin serve --port $(CONSOLE_PORT) > .run/console.log 2>&1 & echo $$! > .run/console.pid
+	@collectwise admin ensure-demo-user --port $(CONSOLE_PORT) --wait 60
+	@echo "the console runs in the background (log: .run/console.log); 'make stop' ends it"
 
 serve: setup ## Run the scorer in the foreground (PORT, default 8000)
 	collectwise serve --port $(PORT)

@@ -20,6 +20,7 @@ from typing import Annotated, Any
 
 import typer
 
+from collectwise.admin_cli import app as admin_cli_app
 from collectwise.alerts_cli import app as alerts_app
 from collectwise.audit_cli import app as audit_app
 from collectwise.models_cli import app as models_app
@@ -41,6 +42,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(audit_app, name="audit")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(monitor_app, name="monitor")
+app.add_typer(admin_cli_app, name="admin")
 app.command()(serve)
 app.command()(demo_request)
 

@@ -126,7 +126,8 @@ def test_batch_one_read_with_unknowns(world: ScorerWorld, tmp_path: Any) -> None
         single = client.post("/v1/score", json=body(world, accounts[3]), headers=AUTH).json()
         metrics = client.get("/metrics").text
     assert 'collectwise_request_latency_seconds_count{route="/v1/score/batch"} 1.0' in metrics
-    assert 'collectwise_errors_total{type="unknown_account"}' not in metrics  # batch lists, no error
+    # A batch lists unknown accounts in its body: not counted as errors.
+    assert 'collectwise_errors_total{type="unknown_account"}' not in metrics
     assert 'collectwise_model_version{alias="champion"}' in metrics
     got = answer.json()
     assert answer.status_code == 200

@@ -1,0 +1,1 @@
+"""Pure functions behind the console's callbacks: values in, values out, no Dash or I/O."""

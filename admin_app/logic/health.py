@@ -1,0 +1,62 @@
+"""The system-health page: headline figures and the last materialisation per view."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from admin_app.logic.monitoring import stamp
+
+
+@dataclass(frozen=True)
+class Card:
+    label: str
+    value: str
+    colour: str  # a Bootstrap colour: success, warning, danger, secondary
+
+
+def scorer_cards(scorer: Any, scorer_error: str | None, configured: bool) -> list[Card]:
+    """API latency and error rate from monitoring.health.ScorerHealth."""
+    if not configured:
+        return [Card("scorer", "not watched: set COLLECTWISE_SCORER_METRICS_URL", "secondary")]
+    if scorer is None:
+        return [Card("scorer", f"unreachable: {scorer_error or 'no answer'}", "danger")]
+    routes = scorer.routes
+    p99 = None
+    if not routes.empty and routes["p99_ms"].notna().any():
+        p99 = float(routes["p99_ms"].max())
+    rate = scorer.error_rate
+    return [
+        Card("requests", f"{scorer.requests:,.0f}", "secondary"),
+        Card("p99 latency", "n/a" if p99 is None else f"{p99:.1f} ms", "secondary"),
+        Card(
+            "error rate",
+            "n/a" if rate is None else f"{rate:.2%}",
+            "secondary" if rate is None else ("danger" if rate > 0.01 else "success"),
+        ),
+    ]
+
+
+def store_card(healthy: bool, error: str | None) -> Card:
+    if healthy:
+        return Card("online store", "answering", "success")
+    return Card("online store", f"down: {error or 'no answer'}", "danger")
+
+
+def materialisation_rows(
+    views: Iterable[tuple[str, Sequence[tuple[datetime, datetime]]]],
+) -> list[dict[str, Any]]:
+    """Per feature view: the end of its latest materialised interval and how many there were."""
+    rows = []
+    for name, intervals in views:
+        latest = max((end for _, end in intervals), default=None)
+        rows.append(
+            {
+                "view": name,
+                "last_materialised_up_to": stamp(latest) if latest else "never",
+                "intervals": len(intervals),
+            }
+        )
+    return sorted(rows, key=lambda r: r["view"])

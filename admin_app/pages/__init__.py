@@ -1,0 +1,43 @@
+"""The console's pages, in navbar order. Importing a page module only defines functions;
+create_app registers each with Dash."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from dash import Dash
+
+from admin_app.logic.roles import Role
+from admin_app.pages import (
+    audit,
+    explanations,
+    fairness,
+    health,
+    models,
+    monitoring,
+    scoring,
+    users,
+)
+
+
+@dataclass(frozen=True)
+class Page:
+    module: str
+    path: str
+    name: str
+    min_role: Role
+    layout: Callable[..., Any]
+    register: Callable[[Dash], None]
+
+
+def _page(module: Any) -> Page:
+    return Page(
+        module.__name__, module.PATH, module.NAME, module.MIN_ROLE, module.layout, module.register
+    )
+
+
+PAGES: tuple[Page, ...] = tuple(
+    _page(m) for m in (models, monitoring, scoring, explanations, fairness, health, audit, users)
+)

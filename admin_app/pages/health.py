@@ -1,0 +1,95 @@
+"""System health: the scorer's latency and error rate (its /metrics), the online store,
+the last materialisation per feature view, feature freshness and pipeline runs."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import dash_bootstrap_components as dbc
+from dash import Dash, Input, Output, dcc, html
+
+from admin_app.components import columns, grid, header, section, stat
+from admin_app.context import backends
+from admin_app.logic import health as logic
+from admin_app.logic.monitoring import records
+
+PATH = "/health"
+NAME = "System health"
+MIN_ROLE = "viewer"
+
+log = logging.getLogger(__name__)
+REFRESH_MS = 30_000
+
+
+def layout(**_: Any) -> Any:
+    return html.Div(
+        [
+            header("System health", "Refreshes every 30 seconds."),
+            dcc.Interval(id="health-tick", interval=REFRESH_MS),
+            dbc.Row(id="health-cards"),
+            html.Div(id="health-problems"),
+            section("Scorer routes", grid("health-routes", [], None, height=200, page_size=None)),
+            dbc.Row([
+                dbc.Col(section("Last materialisation per feature view",
+                                grid("health-materialised", [], None, height=220,
+                                     page_size=None)), md=6),
+                dbc.Col(section("Feature freshness", grid("health-freshness", [], None,
+                                                          height=220, page_size=None)), md=6),
+            ]),
+            section("Pipeline runs (latest per stage)", grid("health-runs", [], None, height=260)),
+        ]
+    )  # fmt: skip
+
+
+def register(app: Dash) -> None:
+    app.callback(
+        Output("health-cards", "children"),
+        Output("health-problems", "children"),
+        Output("health-routes", "rowData"),
+        Output("health-routes", "columnDefs"),
+        Output("health-materialised", "rowData"),
+        Output("health-materialised", "columnDefs"),
+        Output("health-freshness", "rowData"),
+        Output("health-freshness", "columnDefs"),
+        Output("health-runs", "rowData"),
+        Output("health-runs", "columnDefs"),
+        Input("health-tick", "n_intervals"),
+    )(_load)
+
+
+def _store_card() -> logic.Card:
+    b = backends()
+    try:
+        online = b.service().online
+        healthy = online.probe()
+        return logic.store_card(healthy, online.last_error)
+    except Exception as exc:  # an unreachable store is what this card exists to show
+        log.warning("online store probe failed: %s", exc)
+        return logic.store_card(False, str(exc))
+
+
+def _load(_: Any) -> tuple[Any, ...]:
+    from admin_app.services import materialisations  # noqa: PLC0415
+    from monitoring.health import system_health  # noqa: PLC0415
+
+    b = backends()
+    url = b.metrics_url()
+    health = system_health(b.monitoring(), b.features_dir, url)
+    cards = [*logic.scorer_cards(health.scorer, health.scorer_error, bool(url)), _store_card()]
+    cards.append(logic.Card("open alerts", str(health.open_alerts),
+                            "warning" if health.open_alerts else "success"))  # fmt: skip
+    problems = (
+        dbc.Alert([html.Strong("Problems: "), "; ".join(health.problems)], color="warning")
+        if health.problems
+        else dbc.Alert("No problems found.", color="success")
+    )
+    routes = records(health.scorer.routes) if health.scorer is not None else []
+    materialised = logic.materialisation_rows(materialisations(b))
+    freshness = records(health.freshness.drop(columns=["path"]))
+    runs = records(health.runs)
+    return (
+        [stat(c.label, c.value, c.colour) for c in cards], problems,
+        routes, columns(routes), materialised, columns(materialised),
+        freshness, columns(freshness), runs, columns(runs),
+    )  # fmt: skip

@@ -1,0 +1,323 @@
+"""The admin console end to end in headless Chromium: sign-in, every page, the actions.
+
+One module on purpose: the world (Feast store, MLflow, two registered versions) is built
+once per module. Tests run in file order and each signs in as the user it needs.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import requests
+from selenium.common.exceptions import TimeoutException
+from selenium.webdriver import Chrome as WebDriver
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support import expected_conditions as ec
+from selenium.webdriver.support.ui import WebDriverWait
+
+from tests.browser.conftest import Console, random_ids
+from training import registry
+
+pytestmark = pytest.mark.browser
+
+WAIT_S = 60
+# Page path -> an element that shows the page rendered with its data.
+PAGES = {
+    "/models": "#models-grid .ag-row",
+    "/monitoring": "#mon-alerts .ag-row",
+    "/scoring": "#score-account",
+    "/explanations": "#exp-importance .bars",
+    "/fairness": "#fair-groups .ag-row",
+    "/health": "#health-materialised .ag-row",
+    "/audit": "#audit-verify-status",
+    "/users": "#users-grid .ag-row",
+}
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+def wait_for(driver: WebDriver, css: str, timeout: float = WAIT_S) -> None:
+    WebDriverWait(driver, timeout).until(ec.presence_of_element_located((By.CSS_SELECTOR, css)))
+
+
+def wait_for_text(driver: WebDriver, css: str, text: str, timeout: float = WAIT_S) -> str:
+    WebDriverWait(driver, timeout).until(
+        ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
+    )
+    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+
+
+def settle(driver: WebDriver, timeout: float = WAIT_S) -> None:
+    """Until no Dash callback is pending, twice in a row."""
+    script = "return document.querySelectorAll('[data-dash-is-loading=\"true\"]').length"
+    deadline, quiet = time.monotonic() + timeout, 0
+    while time.monotonic() < deadline and quiet < 2:
+        quiet = quiet + 1 if driver.execute_script(script) == 0 else 0
+        time.sleep(0.3)
+
+
+def severe(driver: WebDriver) -> list[str]:
+    return [e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE"]
+
+
+def login(driver: WebDriver, console: Console, name: str) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{console.url}/login")
+    driver.find_element(By.ID, "username").send_keys(name)
+    driver.find_element(By.ID, "password").send_keys(console.password(name))
+    click(driver, "#login-button")
+    wait_for_text(driver, "#nav-user", name)
+    severe(driver)  # start each test with an empty console log
+
+
+def open_page(driver: WebDriver, console: Console, path: str, marker: str | None = None) -> None:
+    driver.get(console.url + path)
+    wait_for(driver, marker or PAGES[path.split("?", maxsplit=1)[0]])
+    settle(driver)
+
+
+def shoot(driver: WebDriver, artifacts: Path, name: str) -> None:
+    height = driver.execute_script("return document.body.scrollHeight")
+    driver.set_window_size(1400, max(900, min(int(height) + 100, 6000)))
+    driver.save_screenshot(str(artifacts / f"{name}.png"))
+    driver.set_window_size(1400, 1800)
+
+
+def click(driver: WebDriver, css: str) -> None:
+    """Scroll the element to the middle of the window first: a long page hides it otherwise."""
+    element = driver.find_element(By.CSS_SELECTOR, css)
+    # behavior "instant": Bootstrap makes scrolling smooth, and a click mid-scroll misses.
+    script = "arguments[0].scrollIntoView({block: 'center', behavior: 'instant'});"
+    driver.execute_script(script, element)
+    element.click()
+
+
+def session_for(driver: WebDriver) -> requests.Session:
+    http = requests.Session()
+    for cookie in driver.get_cookies():
+        http.cookies.set(cookie["name"], cookie["value"])
+    return http
+
+
+def upload(driver: WebDriver, path: Path) -> None:
+    driver.find_element(By.CSS_SELECTOR, "#batch-upload input[type=file]").send_keys(str(path))
+
+
+# --------------------------------------------------------------------------- tests
+
+
+def test_unauthenticated_access_redirects_to_login(driver: WebDriver, console: Console) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{console.url}/audit")
+    assert "/login?next=/audit" in driver.current_url
+    assert driver.find_element(By.ID, "login-button")
+    assert requests.get(f"{console.url}/_dash-layout", timeout=10).status_code == 401
+    dispatch = requests.post(f"{console.url}/_dash-update-component", json={}, timeout=10)
+    assert dispatch.status_code == 401
+    report = requests.get(f"{console.url}/reports/drift/20250101T000000Z/drift.html", timeout=10)
+    assert report.status_code == 401 or "/login" in report.url
+
+
+def test_wrong_password_is_refused(driver: WebDriver, console: Console) -> None:
+    driver.delete_all_cookies()
+    driver.get(f"{console.url}/login")
+    driver.find_element(By.ID, "username").send_keys("alice")
+    driver.find_element(By.ID, "password").send_keys("not her password")
+    click(driver, "#login-button")
+    assert "Wrong user name or password" in wait_for_text(driver, "#login-error", "Wrong")
+
+
+def test_every_page_renders_without_console_errors(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    login(driver, console, "alice")
+    errors = {}
+    for path, marker in PAGES.items():
+        open_page(driver, console, path, marker)
+        shoot(driver, artifacts, path.strip("/"))
+        found = severe(driver)
+        if found:
+            errors[path] = found
+    assert errors == {}
+
+
+def test_drift_report_embeds_and_traversal_is_refused(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    login(driver, console, "alice")
+    open_page(driver, console, "/monitoring")
+    click(driver, "#mon-reports .ag-center-cols-container .ag-row .ag-cell")
+    wait_for(driver, "#mon-report-view iframe")
+    frame = driver.find_element(By.CSS_SELECTOR, "#mon-report-view iframe")
+    driver.switch_to.frame(frame)
+    wait_for_text(driver, "#drift-report-title", "Drift report")
+    driver.switch_to.default_content()
+    shoot(driver, artifacts, "monitoring-report")
+    http = session_for(driver)
+    # Encoded, so the client does not resolve the dots itself; the server decodes them.
+    for bad in ("%2e%2e/admin/users.db", "..%2f..%2fadmin%2fusers.db"):
+        assert http.get(f"{console.url}/reports/{bad}", timeout=10).status_code == 404
+    # An absolute path matches no report route at all: the app's index page, not the file.
+    absolute = http.get(f"{console.url}/reports/%2fetc%2fpasswd", timeout=10)
+    assert "root:" not in absolute.text
+    assert severe(driver) == []
+
+
+def test_promote_and_rollback_round_trip(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    assert registry.show("champion").version == 2
+    login(driver, console, "alice")
+    open_page(driver, console, "/models")
+    driver.find_element(By.ID, "models-rollback-why").send_keys("browser test: roll back")
+    click(driver, "#models-rollback-open")
+    wait_for(driver, ".modal.show #models-rollback-confirm")
+    click(driver, "#models-rollback-confirm")
+    wait_for_text(driver, "#models-message", "rolled back")
+    assert registry.show("champion").version == 1
+
+    settle(driver)
+    driver.find_element(By.ID, "models-promote-why").send_keys("browser test: promote again")
+    click(driver, "#models-promote-open")
+    wait_for(driver, ".modal.show #models-promote-confirm")
+    wait_for_text(driver, "#models-promote-body", "v2")  # visible once the modal fades in
+    click(driver, "#models-promote-confirm")
+    text = wait_for_text(driver, "#models-message", "is now the champion")
+    assert "v2" in text and "gain" in text  # the gate's own summary
+    assert registry.show("champion").version == 2
+    shoot(driver, artifacts, "models-after-round-trip")
+    done = [(a.action, a.outcome) for a in console.backends.actions.recent(20)]
+    assert ("promote", "ok") in done and ("rollback", "ok") in done
+    assert severe(driver) == []
+
+
+def test_account_lookup_shows_waterfall(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    login(driver, console, "victor")
+    account = console.accounts[0]
+    open_page(driver, console, f"/scoring?account={account}", "#score-waterfall .main-svg")
+    card = driver.find_element(By.ID, "score-card").text
+    assert account in card and "band" in card
+    shoot(driver, artifacts, "scoring-lookup")
+    assert severe(driver) == []
+
+
+def test_explanation_and_counterfactual(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    login(driver, console, "victor")
+    account = console.accounts[1]
+    open_page(driver, console, f"/explanations?account={account}", "#exp-counterfactual-card")
+    wait_for(driver, "#exp-dependence .main-svg")
+    text = driver.find_element(By.ID, "exp-counterfactual-card").text
+    assert "probability" in text and "threshold" in text
+    shoot(driver, artifacts, "explanations-account")
+    assert severe(driver) == []
+
+
+def test_batch_upload_produces_a_download(
+    driver: WebDriver, console: Console, artifacts: Path, tmp_path: Path
+) -> None:
+    login(driver, console, "olga")
+    ids = [*console.accounts, *random_ids(1)]
+    source = tmp_path / "accounts.csv"
+    pd.DataFrame({"account_id": ids}).to_csv(source, index=False)
+    open_page(driver, console, "/scoring", "#batch-upload")
+    upload(driver, source)
+    wait_for(driver, "#batch-download")
+    assert "5 of 6 accounts scored" in driver.find_element(By.ID, "batch-status").text
+    shoot(driver, artifacts, "scoring-batch")
+    href = driver.find_element(By.ID, "batch-download").get_attribute("href")
+    response = session_for(driver).get(str(href), timeout=30)
+    assert response.status_code == 200
+    assert "attachment" in response.headers["Content-Disposition"]
+    scores = pd.read_csv(io.StringIO(response.text))
+    assert list(scores["account_id"].astype(str)) == ids
+    assert set(scores.columns) >= {"probability", "band", "decision", "status"}
+    assert scores["probability"].iloc[:5].between(0, 1).all()
+    assert scores["status"].iloc[5] != "scored"
+    assert ("batch_score", "ok") in [
+        (a.action, a.outcome) for a in console.backends.actions.recent(20)
+    ]
+    # Someone else's results are not theirs to download.
+    login(driver, console, "victor")
+    assert session_for(driver).get(str(href), timeout=30).status_code == 403
+    assert severe(driver) == []
+
+
+def test_bad_upload_names_rows_and_columns(
+    driver: WebDriver, console: Console, artifacts: Path, tmp_path: Path
+) -> None:
+    login(driver, console, "olga")
+    wrong_column = tmp_path / "wrong.csv"
+    wrong_column.write_text("acct,amount\nA1,3\n")
+    open_page(driver, console, "/scoring", "#batch-upload")
+    upload(driver, wrong_column)
+    text = wait_for_text(driver, "#batch-error", "cannot be scored")
+    assert "no column 'account_id'" in text and "acct, amount" in text
+
+    blanks = tmp_path / "blanks.csv"
+    blanks.write_text('account_id\nA1\n""\nbad id!\n')
+    open_page(driver, console, "/scoring", "#batch-upload")
+    upload(driver, blanks)
+    text = wait_for_text(driver, "#batch-error", "cannot be scored")
+    assert "empty on lines 3" in text and "lines 4" in text
+    shoot(driver, artifacts, "scoring-bad-upload")
+    assert severe(driver) == []
+
+
+def test_viewer_sees_no_admin_actions(driver: WebDriver, console: Console) -> None:
+    login(driver, console, "victor")
+    nav = driver.find_element(By.CSS_SELECTOR, ".navbar").text
+    assert "Users" not in nav and "Models" in nav
+    open_page(driver, console, "/models")
+    assert not driver.find_elements(By.ID, "models-promote-open")
+    assert not driver.find_elements(By.ID, "models-rollback-open")
+    open_page(driver, console, "/monitoring")
+    assert not driver.find_elements(By.ID, "mon-ack")
+    assert not driver.find_elements(By.ID, "mon-rule-save")
+    open_page(driver, console, "/scoring")
+    assert not driver.find_elements(By.ID, "batch-upload")
+    driver.get(f"{console.url}/users")
+    assert "may not open Users" in wait_for_text(driver, "#_pages_content", "may not")
+    assert severe(driver) == []
+
+
+def test_operator_acknowledges_and_resolves_an_alert(driver: WebDriver, console: Console) -> None:
+    login(driver, console, "olga")
+    open_page(driver, console, "/monitoring")
+    click(driver, "#mon-alerts .ag-center-cols-container .ag-row .ag-cell")
+    click(driver, "#mon-ack")
+    wait_for_text(driver, "#mon-message", "acknowledged by olga")
+    settle(driver)
+    click(driver, "#mon-alerts .ag-center-cols-container .ag-row .ag-cell")
+    click(driver, "#mon-resolve")
+    wait_for_text(driver, "#mon-message", "resolved by olga")
+    assert console.backends.monitoring().open_alerts() == []
+    assert severe(driver) == []
+
+
+def test_logout_ends_the_session(driver: WebDriver, console: Console) -> None:
+    login(driver, console, "alice")
+    click(driver, "#nav-logout")
+    wait_for(driver, "#login-button")
+    driver.get(f"{console.url}/models")
+    try:
+        wait_for(driver, "#login-button", timeout=10)
+    except TimeoutException:
+        pytest.fail("signed out, yet /models did not send the browser to the login page")
+
+
+def test_an_expired_session_sends_the_page_to_login(driver: WebDriver, console: Console) -> None:
+    login(driver, console, "victor")
+    open_page(driver, console, "/audit")
+    driver.delete_cookie("collectwise_console")  # what expiry does to the browser's session
+    click(driver, "#audit-verify-button")
+    WebDriverWait(driver, WAIT_S).until(ec.url_contains("/login?next=%2Faudit"))
+    assert driver.find_element(By.ID, "login-button")
