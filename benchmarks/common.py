@@ -272,6 +272,15 @@ def prepare_data(accounts: int, *, rebuild: bool = False) -> PreparedData:
     return PreparedData(accounts, raw_dir, features_dir, features_as_of(features_dir))
 
 
+def prepare_raw(accounts: int, *, rebuild: bool = False) -> Path:
+    """Only the generated raw directory of prepare_data, for benchmarks that run their own
+    validation and feature build over it (same cache, so generation happens once)."""
+    raw_dir = cache_dir(accounts) / "raw"
+    if rebuild or not _raw_is_current(raw_dir, accounts):
+        _generate(accounts, raw_dir)
+    return raw_dir
+
+
 def _raw_is_current(raw_dir: Path, accounts: int) -> bool:
     from ingestion.synthetic import GENERATOR_VERSION  # noqa: PLC0415
 

@@ -105,6 +105,11 @@ class ScoringModel:
                 f"input lacks {len(missing)} feature column(s) the model needs: "
                 + ", ".join(missing)
             )
+        if list(frame.columns) == self.feature_columns and all(
+            dtype == np.float64 for dtype in frame.dtypes
+        ):
+            # Already the model matrix (model_matrix builds it in this order): no copies.
+            return frame
         return frame.loc[:, self.feature_columns].astype("float64")
 
     def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
@@ -113,10 +118,29 @@ class ScoringModel:
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of default_30d = 1, one per row."""
-        p = self.predict_raw(frame)
+        x = self.matrix(frame)
+        fast = self._fast_path()
+        if fast is not None:
+            p = fast(x.to_numpy())
+        else:
+            p = np.asarray(self.estimator.predict_proba(x))[:, 1]
         if self.calibrator is not None:
             p = np.asarray(self.calibrator.predict(p), dtype="float64")
         return np.clip(p, 0.0, 1.0)
+
+    def _fast_path(self) -> Any:
+        # Built on first use and verified against the estimator (training.fastpath); not
+        # pickled, so a bundle saved by an older version loads and compiles its own.
+        if "_fast" not in self.__dict__:
+            from training.fastpath import compile_fast  # noqa: PLC0415
+
+            self.__dict__["_fast"] = compile_fast(self.estimator, len(self.feature_columns))
+        return self.__dict__["_fast"]
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_fast", None)
+        return state
 
     def predict_proba_rows(self, rows: Sequence[Sequence[float]]) -> np.ndarray:
         """Rows already in feature_columns order (e.g. a logged vector being replayed)."""

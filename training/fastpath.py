@@ -1,0 +1,89 @@
+"""A direct path from the model matrix to calibrated probabilities, for scoring.
+
+sklearn's CalibratedClassifierCV -> Pipeline -> LGBMClassifier chain validates and copies
+its input at every layer: about 11 ms for one row where the booster itself needs 0.06 ms.
+For the shape training produces (samplers, which act only in fit, then one booster, then
+one fitted calibrator) the same numbers come from calling the booster on the float array
+and the calibrator on its output. The path is built only for that shape and only kept if it
+reproduces the slow path exactly on probe rows; anything else keeps the sklearn chain.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from imblearn.pipeline import Pipeline
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.frozen import FrozenEstimator
+
+log = logging.getLogger(__name__)
+
+Predict = Callable[[np.ndarray], np.ndarray]
+PROBE_ROWS = 64
+
+
+def compile_fast(estimator: Any, n_features: int) -> Predict | None:
+    """The fast positive-class probability function, or None when the shape is unknown or
+    the fast path does not reproduce the estimator exactly."""
+    try:
+        fast = _build(estimator)
+    except (AttributeError, IndexError, TypeError):
+        return None
+    if fast is None or not _agrees(fast, estimator, n_features):
+        return None
+    return fast
+
+
+def _build(estimator: Any) -> Predict | None:
+    calibrator = None
+    model = estimator
+    if isinstance(model, CalibratedClassifierCV):
+        if len(model.calibrated_classifiers_) != 1:
+            return None
+        calibrated = model.calibrated_classifiers_[0]
+        calibrator, model = calibrated.calibrators[0], calibrated.estimator
+    if isinstance(model, FrozenEstimator):
+        model = model.estimator
+    if not isinstance(model, Pipeline):
+        return None
+    # Samplers act only in fit; any other step transforms rows and is left to sklearn.
+    if any(not hasattr(step, "fit_resample") for _, step in model.steps[:-1]):
+        return None
+    raw = _booster_call(model.steps[-1][1])
+    if raw is None:
+        return None
+    if calibrator is None:
+        return raw
+    return lambda x: np.asarray(calibrator.predict(raw(x)), dtype=np.float64)
+
+
+def _booster_call(final: Any) -> Predict | None:
+    inner: Any = getattr(final, "estimator_", None)
+    kind = type(inner).__name__
+    if kind == "LGBMClassifier":
+        booster = inner.booster_
+        # Booster.predict uses best_iteration itself, as LGBMClassifier.predict_proba does.
+        return lambda x: np.asarray(booster.predict(x), dtype=np.float64)
+    if kind == "XGBClassifier":
+        # On a float array XGBClassifier goes straight to inplace_predict (best iteration).
+        return lambda x: np.asarray(inner.predict_proba(x)[:, 1], dtype=np.float64)
+    return None
+
+
+def _agrees(fast: Predict, estimator: Any, n_features: int) -> bool:
+    import pandas as pd  # noqa: PLC0415
+
+    rng = np.random.default_rng(0)
+    probe = rng.normal(0.0, 50.0, size=(PROBE_ROWS, n_features))
+    probe[::7] = 0.0
+    probe[::5, ::3] = np.nan
+    names = getattr(estimator, "feature_names_in_", None)
+    frame = pd.DataFrame(probe, columns=list(names) if names is not None else None)
+    slow = np.asarray(estimator.predict_proba(frame))[:, 1]
+    same = np.allclose(fast(probe), slow, rtol=0.0, atol=1e-12)
+    if not same:
+        log.warning("fast scoring path disagrees with the estimator: using the sklearn chain")
+    return bool(same)
