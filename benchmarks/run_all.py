@@ -2,7 +2,8 @@
 
 Each benchmark runs in its own process, so one's memory, caches and garbage-collector
 state cannot colour the next one's figures; real path and floor still share a process
-inside each benchmark. The cached data are prepared once up front.
+inside each benchmark. The cached data are prepared once up front. The scorer's benchmarks
+(online_latency, load_run) come last: they use the repo's demo data and Redis, not the cache.
 
     python -m benchmarks.run_all            # 100,000 accounts
     python -m benchmarks.run_all --quick    # 20,000 accounts
@@ -40,8 +41,15 @@ OURS = (
     ("bench_features", "features.json"),
     ("bench_materialize", "materialize.json"),
     ("bench_historical", "historical.json"),
+    ("bench_training", "training.json"),
 )
 GENERATOR = ("bench_generator", "generator.json")
+# The scorer's benchmarks run on the repo's demo data and Redis, whatever --accounts says:
+# (module, result file, arguments when --quick, arguments otherwise).
+ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
+    ("online_latency", "online_latency.json", ["--quick"], []),
+    ("load_run", "load_run.json", ["--minutes", "1"], []),
+)
 SUMMARY_HEADER = ("benchmark", "case", "real s", "floor s", "ratio", "aim", "met")
 
 
@@ -115,8 +123,14 @@ def plan(accounts: int, quick: bool) -> list[tuple[str, str, list[str]]]:
     if (BENCH_DIR / f"{GENERATOR[0]}.py").exists():
         runs.append((*GENERATOR, size if quick else []))
     for module, result in OURS:
+        if quick and module == "bench_training":
+            # Its quick mode picks its own small set (10,000 training rows).
+            runs.append((module, result, ["--quick"]))
+            continue
         extra = ["--rows", str(accounts)] if quick and module == "bench_historical" else []
         runs.append((module, result, size + extra))
+    for module, result, quick_args, full_args in ONLINE:
+        runs.append((module, result, quick_args if quick else full_args))
     return runs
 
 

@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 Predict = Callable[[np.ndarray], np.ndarray]
 PROBE_ROWS = 64
+SMALL_BATCH = 1000
 
 
 def compile_fast(estimator: Any, n_features: int) -> Predict | None:
@@ -66,7 +67,11 @@ def _booster_call(final: Any) -> Predict | None:
     if kind == "LGBMClassifier":
         booster = inner.booster_
         # Booster.predict uses best_iteration itself, as LGBMClassifier.predict_proba does.
-        return lambda x: np.asarray(booster.predict(x), dtype=np.float64)
+        # Few rows on one thread: waking OpenMP's pool costs more than it saves and puts
+        # milliseconds into the tail of single-account scores on a busy machine.
+        return lambda x: np.asarray(
+            booster.predict(x, num_threads=1 if len(x) <= SMALL_BATCH else 0), dtype=np.float64
+        )
     if kind == "XGBClassifier":
         # On a float array XGBClassifier goes straight to inplace_predict (best iteration).
         return lambda x: np.asarray(inner.predict_proba(x)[:, 1], dtype=np.float64)

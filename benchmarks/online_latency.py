@@ -1,0 +1,1265 @@
+"""Online scoring latency: the scorer's /v1/score and /v1/score/batch over HTTP, beside its
+floor and a peer, on SQLite and on Redis, with and without reason codes.
+
+Floor (DESIGN.md, "Measuring"), per online store: the same keys read raw (Redis: redis-py
+HGETALL of the account hash, then of the customer hash it names; SQLite: the same rows of
+Feast's tables with sqlite3), plus the bare booster's predict on the same model rows, plus a
+FastAPI hello endpoint served by uvicorn in a subprocess and driven exactly like the scorer.
+Peer: `feast serve` answering get-online-features for collection_risk_v1 with the same
+entities and request data (it is given the customer id; the scorer looks it up).
+
+Every HTTP server runs in its own subprocess (uvicorn, one worker) and is driven from this
+process by one httpx.AsyncClient at a fixed concurrency, after a warm-up; rounds interleave
+every configuration so load from elsewhere on the machine hits all of them, and the report
+takes the median of the rounds' p50 and p99. The scorer runs with its production defaults
+(audit and served-feature logs on, into a temporary directory) and one API key whose rate
+limit is lifted so the limiter never answers 429. Afterwards the handler path runs in
+process, stage by stage, and under cProfile, to show where the time goes.
+
+    python -m benchmarks.online_latency            # 2,000 single / 300 batch requests, 3 rounds
+    python -m benchmarks.online_latency --quick    # 300 / 40, 1 round
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import gc
+import itertools
+import json
+import logging
+import os
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import cached_property, partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast
+
+from benchmarks.common import (
+    COMPARISON_HEADER,
+    REDIS_URL,
+    REPO_ROOT,
+    Comparison,
+    comparison_rows,
+    log_table,
+    profile_top,
+    quiet_warnings,
+    setup_logging,
+    write_result,
+)
+
+if TYPE_CHECKING:
+    import httpx
+    import numpy as np
+    from fastapi import FastAPI
+
+    from serving.service import Service
+    from training.bundle import ScoringModel
+
+log = logging.getLogger(__name__)
+
+NAME = "online_latency"
+BATCH = 100
+CONCURRENCY = (1, 4)
+SAMPLE_SEED = 11
+YAMLS = {
+    "sqlite": REPO_ROOT / "feature_store.yaml",
+    "redis": REPO_ROOT / "feature_store.redis.yaml",
+}
+SERVICE = "collection_risk_v1"
+VENV_BIN = Path(sys.executable).parent
+START_TIMEOUT_S = 300.0
+# Aims of the issue: p99(/v1/score) <= 3x floor p99 and below the peer's; p99(batch of 100)
+# <= 5x p99(one); reason codes add <= 1 ms at p50.
+FLOOR_AIM, BATCH_AIM, REASONS_AIM_MS = 3.0, 5.0, 1.0
+
+
+@dataclass(frozen=True)
+class Plan:
+    single: int
+    batch: int
+    warm_single: int
+    warm_batch: int
+    rounds: int
+    in_process: int
+    profile_calls: int
+
+
+FULL = Plan(2_000, 300, 200, 20, 3, 500, 300)
+QUICK = Plan(300, 40, 50, 5, 1, 100, 60)
+
+
+# --- accounts and keys ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """Accounts of the newest snapshot (hence online), with their customers."""
+
+    ids: list[str]
+    customers: dict[str, str]
+
+    @cached_property
+    def batches(self) -> list[list[str]]:
+        return [self.ids[i : i + BATCH] for i in range(0, len(self.ids) - BATCH + 1, BATCH)]
+
+
+def online_accounts(count: int, seed: int = SAMPLE_SEED) -> Accounts:
+    import pandas as pd  # noqa: PLC0415
+
+    from ingestion.settings import get_settings  # noqa: PLC0415
+
+    path = get_settings().features_dir / "account_profile.parquet"
+    profile = pd.read_parquet(path, columns=["account_id", "customer_id", "event_timestamp"])
+    newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
+    sample = newest.sample(n=min(count, len(newest)), random_state=seed)
+    ids = [str(a) for a in sample["account_id"]]
+    return Accounts(ids, dict(zip(ids, map(str, sample["customer_id"]), strict=True)))
+
+
+def new_api_key() -> tuple[str, str]:
+    """A score key and the COLLECTWISE_API_KEYS value holding its hash, rate limit lifted."""
+    from serving.auth import hash_key, new_key  # noqa: PLC0415
+
+    key = new_key()
+    # rate_per_minute: the default 6,000/min would answer 429 within seconds at concurrency 4.
+    entry = {
+        "name": "bench",
+        "sha256": hash_key(key),
+        "scopes": ["score"],
+        "rate_per_minute": 100_000_000,
+    }
+    return key, json.dumps([entry])
+
+
+# --- servers in subprocesses ------------------------------------------------------------------
+
+
+@dataclass
+class Server:
+    name: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    ready_path: str
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def log_tail(self, lines: int = 30) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def spawn(
+    name: str,
+    command: Sequence[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready_path: str,
+    port: int,
+) -> Server:
+    """Start a server in its own session, so stop() can end it and every worker it forks."""
+    log_path = log_dir / f"{name}.log"
+    with log_path.open("wb") as out:
+        process = subprocess.Popen(
+            list(command),
+            cwd=REPO_ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    log.info("started %s (pid %d) on port %d", name, process.pid, port)
+    return Server(name, port, process, log_path, ready_path)
+
+
+def wait_ready(server: Server, timeout: float = START_TIMEOUT_S) -> None:
+    import httpx  # noqa: PLC0415
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.process.poll() is not None:
+            raise RuntimeError(f"{server.name} exited early:\n{server.log_tail()}")
+        try:
+            if httpx.get(server.url + server.ready_path, timeout=2).status_code == 200:
+                log.info("%s ready", server.name)
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    raise RuntimeError(f"{server.name} not ready within {timeout:.0f}s:\n{server.log_tail()}")
+
+
+def stop(server: Server) -> None:
+    """SIGTERM to the server's process group (ours: it was started in a new session)."""
+    if server.process.poll() is not None:
+        return
+    for sig, wait_s in ((signal.SIGTERM, 20.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(server.process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            server.process.wait(timeout=wait_s)
+            return
+        except subprocess.TimeoutExpired:
+            log.warning("%s did not stop on %s", server.name, sig.name)
+
+
+def scorer_command(port: int, workers: int = 1) -> list[str]:
+    return [
+        str(VENV_BIN / "collectwise"),
+        "serve",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
+
+
+def scorer_env(backend: str, keys: str, workdir: Path, *, record: bool = True) -> dict[str, str]:
+    """The scorer's production defaults, logs in `workdir`, the chosen online store."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTWISE_")}
+    env |= {
+        "FEAST_FS_YAML_FILE_PATH": str(YAMLS[backend]),
+        "REDIS_CONNECTION_STRING": os.environ.get("REDIS_CONNECTION_STRING", REDIS_URL),
+        "COLLECTWISE_API_KEYS": keys,
+        "COLLECTWISE_RECORD": "true" if record else "false",
+        "COLLECTWISE_AUDIT_DB": str(workdir / "audit.db"),
+        "COLLECTWISE_SERVED_DIR": str(workdir / "served"),
+    }
+    return env
+
+
+def peer_command(backend: str, port: int) -> list[str]:
+    # gunicorn's default --max-requests 1000 would restart the worker mid-measurement.
+    return [
+        *(str(VENV_BIN / "feast"), "-f", str(YAMLS[backend]), "serve"),
+        *("-p", str(port), "--no-access-log", "--max-requests", "0"),
+    ]
+
+
+def hello_command(port: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "uvicorn", "benchmarks.online_latency:hello_app", "--factory"),
+        *("--port", str(port), "--log-level", "warning", "--no-access-log"),
+    ]
+
+
+def hello_app() -> FastAPI:
+    """The HTTP floor: the scorer's request bodies parsed, a small answer, nothing else."""
+    from fastapi import FastAPI  # noqa: PLC0415
+    from pydantic import BaseModel  # noqa: PLC0415
+
+    class One(BaseModel):
+        account_id: str
+        explain: bool = True
+
+    class Many(BaseModel):
+        accounts: list[One]
+        explain: bool = False
+
+    async def hello(body):
+        return {"account_id": body.account_id, "hello": "world"}
+
+    def hello_sync(body):
+        # A def route runs on the thread pool, as the scorer's routes do.
+        return {"account_id": body.account_id, "hello": "world"}
+
+    async def hello_batch(body):
+        return {"results": [{"account_id": a.account_id, "hello": "world"} for a in body.accounts]}
+
+    async def healthz():
+        return {"status": "ok"}
+
+    # Annotations set as objects: under `from __future__ import annotations` FastAPI could
+    # not resolve the names of these function-local models.
+    for fn, model in ((hello, One), (hello_sync, One), (hello_batch, Many)):
+        fn.__annotations__ = {"body": model, "return": dict}
+    app = FastAPI()
+    app.post("/hello")(hello)
+    app.post("/hello/sync")(hello_sync)
+    app.post("/hello/batch")(hello_batch)
+    app.get("/healthz")(healthz)
+    return app
+
+
+# --- driving HTTP -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """One HTTP configuration: who answers, which store, one account or a batch, variant."""
+
+    who: str
+    backend: str
+    kind: str
+    variant: str
+    server: str
+    path: str
+    bodies: tuple[bytes, ...]
+    concurrency: tuple[int, ...] = CONCURRENCY
+    expect: int = 1
+
+    def key(self, concurrency: int) -> str:
+        return figure_key(self.who, self.backend, self.kind, self.variant, concurrency)
+
+
+def figure_key(who: str, backend: str, kind: str, variant: str, concurrency: int = 1) -> str:
+    return f"{who}|{backend}|{kind}|{variant}|c{concurrency}"
+
+
+class BenchmarkError(RuntimeError):
+    """A server answered something other than 200: figures of errors would mean nothing."""
+
+
+@contextmanager
+def collector_paused() -> Iterator[None]:
+    """The client's own garbage collections stay out of the timed loop."""
+    gc.collect()
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def check_answer(target: Target, response: httpx.Response) -> None:
+    if response.status_code != 200:
+        raise BenchmarkError(
+            f"{target.server} {target.path} answered {response.status_code}: {response.text[:300]}"
+        )
+    body = response.json()
+    if target.who.startswith("scorer") and target.kind == "batch":
+        if len(body["results"]) != target.expect or body["errors"]:
+            raise BenchmarkError(f"batch answered {len(body['results'])} results: {body}"[:400])
+    elif target.who.startswith("scorer") and "probability" not in body:
+        raise BenchmarkError(f"score without probability: {body}"[:400])
+    elif target.who == "peer" and len(body["results"][0]["values"]) != target.expect:
+        raise BenchmarkError(f"feast serve answered {body}"[:400])
+
+
+@dataclass
+class Driven:
+    """Latency of every answer (errors included: a 503 after a deadline is a slow answer),
+    and the answers that were not 200, by status, with the first one's body."""
+
+    samples: list[int] = field(default_factory=list)
+    errors: dict[int, int] = field(default_factory=dict)
+    first_error: str | None = None
+    # The server's CPU (user + system, its workers included) per timed request: unlike
+    # latency, hardly moved by other jobs on the machine.
+    server_cpu_ms: float | None = None
+
+    def error(self, response: httpx.Response) -> None:
+        self.errors[response.status_code] = self.errors.get(response.status_code, 0) + 1
+        if self.first_error is None:
+            self.first_error = f"{response.status_code}: {response.text[:300]}"
+            log.warning("error answer: %s", self.first_error)
+
+
+async def _loop(
+    client: httpx.AsyncClient, target: Target, concurrency: int, n: int, offset: int
+) -> Driven:
+    out = Driven()
+    counter = itertools.count()
+    bodies = target.bodies
+
+    async def worker() -> None:
+        while (i := next(counter)) < n:
+            body = bodies[(i + offset) % len(bodies)]
+            started = time.perf_counter_ns()
+            response = await client.post(target.path, content=body)
+            out.samples.append(time.perf_counter_ns() - started)
+            if response.status_code != 200:
+                out.error(response)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return out
+
+
+async def _drive(
+    server: Server, key: str, target: Target, concurrency: int, n: int, warm: int
+) -> Driven:
+    import httpx  # noqa: PLC0415
+
+    headers = {"content-type": "application/json", "x-api-key": key}
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(
+        base_url=server.url, headers=headers, limits=limits, timeout=60.0
+    ) as client:
+        check_answer(target, await client.post(target.path, content=target.bodies[0]))
+        await _loop(client, target, concurrency, warm, offset=0)
+        with collector_paused():
+            cpu = server_cpu_seconds(server)
+            driven = await _loop(client, target, concurrency, n, offset=warm)
+            driven.server_cpu_ms = (server_cpu_seconds(server) - cpu) * 1000 / n
+            return driven
+
+
+def drive(server: Server, key: str, target: Target, concurrency: int, n: int, warm: int) -> Driven:
+    """n timed requests (ns each) at a fixed concurrency, after `warm` untimed ones; the
+    first answer must be right (else the configuration is broken and the run stops)."""
+    return asyncio.run(_drive(server, key, target, concurrency, n, warm))
+
+
+def server_cpu_seconds(server: Server) -> float:
+    import psutil  # noqa: PLC0415
+
+    process = psutil.Process(server.process.pid)
+    total = 0.0
+    for proc in (process, *process.children(recursive=True)):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            times = proc.cpu_times()
+            total += times.user + times.system
+    return total
+
+
+def stats(samples_ns: Sequence[int]) -> dict[str, float]:
+    import numpy as np  # noqa: PLC0415
+
+    ms = np.asarray(samples_ns, dtype="float64") / 1e6
+    p50, p99 = np.percentile(ms, [50, 99])
+    return {
+        "n": float(len(ms)),
+        "p50_ms": float(p50),
+        "p99_ms": float(p99),
+        "mean_ms": float(ms.mean()),
+        "max_ms": float(ms.max()),
+    }
+
+
+def targets(accounts: Accounts) -> list[Target]:
+    now = datetime.now(UTC).isoformat()
+    single = [{"account_id": a} for a in accounts.ids]
+    batches = accounts.batches
+    peer_single = tuple(peer_body([a], accounts, now) for a in accounts.ids)
+    peer_batch = tuple(peer_body(b, accounts, now) for b in batches)
+    out = [
+        Target("hello", "-", "single", "-", "hello", "/hello", _encode(single)),
+        Target("hello_sync", "-", "single", "-", "hello", "/hello/sync", _encode(single), (1,)),
+        Target("hello", "-", "batch", "-", "hello", "/hello/batch", _encode(_batch(batches))),
+    ]
+    for backend in YAMLS:
+        peer = f"peer_{backend}"
+        out += [
+            Target("peer", backend, "single", "-", peer, "/get-online-features", peer_single),
+            Target(
+                "peer",
+                backend,
+                "batch",
+                "-",
+                peer,
+                "/get-online-features",
+                peer_batch,
+                expect=BATCH,
+            ),
+        ]
+        out += scorer_targets(backend, single, batches)
+    reasons = _encode(single, explain=True)
+    out.append(
+        Target(
+            "scorer_norecord",
+            "redis",
+            "single",
+            "reasons",
+            "scorer_redis_norecord",
+            "/v1/score",
+            reasons,
+            (1,),
+        )
+    )
+    return out
+
+
+def scorer_targets(backend: str, single: list[dict[str, Any]], batches: list[list[str]]):
+    server = f"scorer_{backend}"
+    out = []
+    for variant, explain in (("reasons", True), ("no_reasons", False)):
+        one = _encode(single, explain=explain)
+        many = _encode(_batch(batches), explain=explain)
+        out += [
+            Target("scorer", backend, "single", variant, server, "/v1/score", one),
+            Target(
+                "scorer", backend, "batch", variant, server, "/v1/score/batch", many, expect=BATCH
+            ),
+        ]
+    return out
+
+
+def peer_body(ids: list[str], accounts: Accounts, scoring_time: str) -> bytes:
+    entities = {
+        "account_id": ids,
+        "customer_id": [accounts.customers[a] for a in ids],
+        # An ISO string: the on-demand view parses it with pd.to_datetime as the SDK's
+        # datetime; an epoch number would be read as nanoseconds.
+        "scoring_time": [scoring_time] * len(ids),
+        "reported_monthly_income": [0.0] * len(ids),
+    }
+    body = {"feature_service": SERVICE, "full_feature_names": True, "entities": entities}
+    return json.dumps(body).encode()
+
+
+def _batch(batches: list[list[str]]) -> list[dict[str, Any]]:
+    return [{"accounts": [{"account_id": a} for a in b]} for b in batches]
+
+
+def _encode(bodies: list[dict[str, Any]], explain: bool | None = None) -> tuple[bytes, ...]:
+    if explain is None:
+        return tuple(json.dumps(b).encode() for b in bodies)
+    return tuple(json.dumps({**b, "explain": explain}).encode() for b in bodies)
+
+
+# --- the floor in process: raw store reads and the bare booster -------------------------------
+
+
+@dataclass
+class Floors:
+    """Raw reads of the keys Feast writes, and the bare booster, over the sampled accounts."""
+
+    accounts: Accounts
+    project: str
+    redis: Any
+    sqlite: Any
+    predict: Callable[[Any], object]
+    rows: np.ndarray
+    _customer_field: bytes = b""
+
+    def __post_init__(self) -> None:
+        from feast.infra.online_stores.helpers import _mmh3  # noqa: PLC0415
+
+        self._customer_field = _mmh3("account_profile:customer_id")
+
+    def redis_key(self, join_key: str, value: str) -> bytes:
+        return entity_key(join_key, value) + self.project.encode()
+
+    def redis_single(self, i: int) -> object:
+        account = self.accounts.ids[i % len(self.accounts.ids)]
+        row = self.redis.hgetall(self.redis_key("account_id", account))
+        customer = _string_value(row[self._customer_field])
+        return self.redis.hgetall(self.redis_key("customer_id", customer))
+
+    def redis_batch(self, i: int) -> object:
+        batch = self.accounts.batches[i % len(self.accounts.batches)]
+        with self.redis.pipeline(transaction=False) as pipe:
+            for account in batch:
+                pipe.hgetall(self.redis_key("account_id", account))
+            rows = pipe.execute()
+        customers = {_string_value(r[self._customer_field]) for r in rows}
+        with self.redis.pipeline(transaction=False) as pipe:
+            for customer in customers:
+                pipe.hgetall(self.redis_key("customer_id", customer))
+            return pipe.execute()
+
+    def sqlite_single(self, i: int) -> object:
+        return self._sqlite_read([self.accounts.ids[i % len(self.accounts.ids)]])
+
+    def sqlite_batch(self, i: int) -> object:
+        return self._sqlite_read(self.accounts.batches[i % len(self.accounts.batches)])
+
+    def _sqlite_read(self, accounts: list[str]) -> object:
+        keys = [entity_key("account_id", a) for a in accounts]
+        marks = ",".join("?" * len(keys))
+        profile = self.sqlite.execute(
+            f"SELECT value FROM {self.project}_account_profile "
+            f"WHERE entity_key IN ({marks}) AND feature_name = 'customer_id'",
+            keys,
+        ).fetchall()
+        customers = [entity_key("customer_id", _string_value(v)) for (v,) in profile]
+        out = []
+        for view, wanted in (
+            ("account_payment_velocity", keys),
+            ("account_contact_behavior", keys),
+            ("customer_financial_ratios", customers),
+        ):
+            sql = (
+                f"SELECT entity_key, feature_name, value, event_ts FROM {self.project}_{view} "
+                f"WHERE entity_key IN ({','.join('?' * len(wanted))})"
+            )
+            out.append(self.sqlite.execute(sql, wanted).fetchall())
+        return out
+
+    def model_single(self, i: int) -> object:
+        k = i % len(self.rows)
+        return self.predict(self.rows[k : k + 1])
+
+    def model_batch(self, i: int) -> object:
+        return self.predict(self.rows[:BATCH])
+
+    def cases(self) -> dict[str, Callable[[int], object]]:
+        return {
+            figure_key("floor_store", "redis", "single", "-"): self.redis_single,
+            figure_key("floor_store", "redis", "batch", "-"): self.redis_batch,
+            figure_key("floor_store", "sqlite", "single", "-"): self.sqlite_single,
+            figure_key("floor_store", "sqlite", "batch", "-"): self.sqlite_batch,
+            figure_key("floor_model", "-", "single", "-"): self.model_single,
+            figure_key("floor_model", "-", "batch", "-"): self.model_batch,
+        }
+
+
+def entity_key(join_key: str, value: str) -> bytes:
+    """Feast's serialised entity key (version 3), as its online stores key rows."""
+    from feast.infra.key_encoding_utils import serialize_entity_key  # noqa: PLC0415
+    from feast.protos.feast.types.EntityKey_pb2 import EntityKey  # noqa: PLC0415
+    from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415
+
+    proto = EntityKey(join_keys=[join_key], entity_values=[Value(string_val=value)])
+    return bytes(serialize_entity_key(proto, entity_key_serialization_version=3))
+
+
+def _string_value(raw: bytes) -> str:
+    from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415
+
+    value = Value()
+    value.ParseFromString(raw)
+    return str(value.string_val)
+
+
+def bare_predictor(model: ScoringModel) -> Callable[[Any], object]:
+    """The booster under calibration and pipeline, one thread: XGBoost inplace_predict or
+    LightGBM's Booster.predict on a NumPy matrix.
+
+    One thread because that is the floor: with the default (one OpenMP thread per core) a
+    one-row LightGBM predict took ~16 ms p50 on this 2-core machine under load, against
+    0.02 ms single-threaded (the threads' barrier waits for cores other jobs hold).
+    """
+    estimator = _final_estimator(model)
+    if hasattr(estimator, "get_booster"):
+        booster = estimator.get_booster()
+        booster.set_param({"nthread": 1})
+        return cast(Callable[[Any], object], booster.inplace_predict)
+    if hasattr(estimator, "booster_"):
+        lgb_booster = estimator.booster_
+        return lambda x: lgb_booster.predict(x, num_threads=1)
+    raise TypeError(f"no bare booster under {type(estimator).__name__}")
+
+
+def _final_estimator(model: ScoringModel) -> Any:
+    """XGBClassifier / LGBMClassifier under the calibration wrapper and the pipeline."""
+    from imblearn.pipeline import Pipeline  # noqa: PLC0415
+
+    from training.explain import unwrap  # noqa: PLC0415
+
+    inner = unwrap(model.estimator)
+    final = inner.steps[-1][1] if isinstance(inner, Pipeline) else inner
+    return getattr(final, "estimator_", final)
+
+
+@contextmanager
+def floors(accounts: Accounts) -> Iterator[Floors]:
+    """Raw clients, the champion's booster and real model rows (read through the scorer's
+    own online path once, so the floor predicts on exactly what the scorer would)."""
+    import sqlite3  # noqa: PLC0415
+
+    import redis  # noqa: PLC0415
+
+    from ingestion.store import open_store  # noqa: PLC0415
+    from training.registry import load_scoring_model  # noqa: PLC0415
+
+    store = open_store(REPO_ROOT, YAMLS["redis"])
+    quiet_warnings()
+    model = load_scoring_model("champion")
+    rows = model_rows(store, model, accounts.ids[:BATCH])
+    sqlite_path = REPO_ROOT / "data" / "online_store.db"
+    host, _, port = os.environ.get("REDIS_CONNECTION_STRING", REDIS_URL).partition(":")
+    client = redis.Redis(host=host, port=int(port or 6379))
+    connection = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    try:
+        yield Floors(accounts, store.project, client, connection, bare_predictor(model), rows)
+    finally:
+        client.close()
+        connection.close()
+
+
+def model_rows(store: Any, model: ScoringModel, ids: list[str]) -> np.ndarray:
+    import pandas as pd  # noqa: PLC0415
+
+    from serving.online import OnlineFeatures  # noqa: PLC0415
+    from training.matrix import model_matrix  # noqa: PLC0415
+
+    online = OnlineFeatures(store, SERVICE, timeout=30.0)
+    online.open()
+    try:
+        rows = online.read(ids, datetime.now(UTC), None)
+    finally:
+        online.close()
+    frame = model_matrix(pd.DataFrame([r.features for r in rows if r.known]))
+    return model.matrix(frame).to_numpy(dtype="float64")
+
+
+def time_calls(
+    fn: Callable[[int], object], n: int, warm: int, *, pause_gc: bool = True
+) -> tuple[list[int], float]:
+    """Wall time of each call (ns), and the process's CPU per call (ms, every thread)."""
+    for i in range(warm):
+        fn(i)
+    samples = []
+    with collector_paused() if pause_gc else _nothing():
+        cpu = time.process_time_ns()
+        for i in range(n):
+            started = time.perf_counter_ns()
+            fn(i)
+            samples.append(time.perf_counter_ns() - started)
+        cpu_ms = (time.process_time_ns() - cpu) / n / 1e6
+    return samples, cpu_ms
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield
+
+
+# --- the rounds -------------------------------------------------------------------------------
+
+
+@dataclass
+class Figures:
+    """Per configuration key, one stats record per round."""
+
+    rounds: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+
+    def add(
+        self, key: str, samples: Sequence[int], errors: int = 0, cpu_ms: float | None = None
+    ) -> dict[str, float]:
+        record = stats(samples) | {"errors": float(errors)}
+        if cpu_ms is not None:
+            record["cpu_ms"] = cpu_ms
+        self.rounds.setdefault(key, []).append(record)
+        return record
+
+    def median(self, key: str, measure: str) -> float:
+        return statistics.median(r[measure] for r in self.rounds[key])
+
+    def medians(self) -> dict[str, dict[str, float]]:
+        measures = ("p50_ms", "p99_ms", "mean_ms", "max_ms")
+        out = {}
+        for k, rounds in self.rounds.items():
+            out[k] = {m: self.median(k, m) for m in measures}
+            out[k]["errors"] = sum(r.get("errors", 0.0) for r in rounds)
+            if all("cpu_ms" in r for r in rounds):
+                out[k]["cpu_ms"] = self.median(k, "cpu_ms")
+        return out
+
+
+def server_specs(keys: str, workdir: Path) -> dict[str, ServerSpec]:
+    """Every server of a run; ports are chosen when they are spawned."""
+    env = dict(os.environ)
+    env.setdefault("REDIS_CONNECTION_STRING", REDIS_URL)
+    specs = {"hello": ServerSpec(hello_command, env, "/healthz")}
+    for backend in YAMLS:
+        specs[f"peer_{backend}"] = ServerSpec(partial(peer_command, backend), env, "/health")
+        scorer = scorer_env(backend, keys, workdir / backend)
+        specs[f"scorer_{backend}"] = ServerSpec(scorer_command, scorer, "/readyz")
+    norecord = scorer_env("redis", keys, workdir / "norecord", record=False)
+    specs["scorer_redis_norecord"] = ServerSpec(scorer_command, norecord, "/readyz")
+    return specs
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    command: Callable[[int], list[str]]
+    env: dict[str, str]
+    ready_path: str
+
+
+def start_servers(stack: ExitStack, specs: Mapping[str, ServerSpec], log_dir: Path):
+    """Spawn all (they boot in parallel), stop each on leaving `stack`, wait until ready."""
+    servers: dict[str, Server] = {}
+    for name, spec in specs.items():
+        port = free_port()
+        servers[name] = spawn(name, spec.command(port), spec.env, log_dir, spec.ready_path, port)
+        stack.callback(stop, servers[name])
+    for server in servers.values():
+        wait_ready(server)
+    return servers
+
+
+def run_round(
+    number: int,
+    plan: Plan,
+    floor: Floors,
+    servers: dict[str, Server],
+    key: str,
+    configs: list[Target],
+    figures: Figures,
+) -> None:
+    for name, fn in floor.cases().items():
+        n = plan.single if "|single|" in name else plan.batch
+        samples, cpu_ms = time_calls(fn, n, warm=min(50, n))
+        figures.add(name, samples, cpu_ms=cpu_ms)
+    for target in configs:
+        n, warm = (
+            (plan.single, plan.warm_single)
+            if target.kind == "single"
+            else (plan.batch, plan.warm_batch)
+        )
+        for c in target.concurrency:
+            driven = drive(servers[target.server], key, target, c, n, warm)
+            errors = sum(driven.errors.values())
+            record = figures.add(target.key(c), driven.samples, errors, driven.server_cpu_ms)
+            log.info(
+                "round %d, %s: p50 %.2f ms, p99 %.2f ms, errors %d",
+                number,
+                target.key(c).replace("|", " "),
+                record["p50_ms"],
+                record["p99_ms"],
+                errors,
+            )
+
+
+# --- in process: stages and profile -----------------------------------------------------------
+
+
+class InlineExecutor:
+    """Runs a submitted read on the calling thread, so cProfile sees inside it."""
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        future: Future[Any] = Future()
+        try:
+            future.set_result(fn(*args))
+        except BaseException as exc:
+            future.set_exception(exc)
+        return future
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        return None
+
+
+@contextmanager
+def in_process_service(backend: str) -> Iterator[Service]:
+    """The scorer's service as its lifespan builds it (logs off: nothing to write here)."""
+    from ingestion.store import open_store  # noqa: PLC0415
+    from serving.main import build_service  # noqa: PLC0415
+    from serving.settings import ServingSettings  # noqa: PLC0415
+
+    store = open_store(REPO_ROOT, YAMLS[backend])
+    quiet_warnings()
+    service = build_service(ServingSettings(api_keys="[]", record=False), store)
+    service.start()
+    try:
+        yield service
+    finally:
+        service.stop()
+
+
+def stage_calls(service: Service, accounts: Accounts) -> dict[str, Callable[[int], object]]:
+    """The handler path piece by piece, for one account and for a batch of 100."""
+    from dataclasses import replace  # noqa: PLC0415
+
+    from serving.api.score import score, score_batch  # noqa: PLC0415
+    from serving.auth import Caller  # noqa: PLC0415
+    from serving.schemas import BatchItem, BatchRequest, ScoreRequest  # noqa: PLC0415
+    from serving.scoring import score_rows  # noqa: PLC0415
+
+    ids, batches, now = accounts.ids, accounts.batches, datetime.now(UTC)
+    online, models, caller = service.online, service.watcher.current, Caller("bench", frozenset())
+    one_rows = [r for a in ids[:200] for r in online.read([a], now, None)]
+    many_rows = online.read(batches[0], now, None)
+    plain = replace(service.options, reasons=0)
+    bodies = {e: [ScoreRequest(account_id=a, explain=e) for a in ids] for e in (True, False)}
+    batch_bodies = {
+        e: [BatchRequest(accounts=[BatchItem(account_id=a) for a in b], explain=e) for b in batches]
+        for e in (True, False)
+    }
+    pool = ThreadPoolExecutor(1)
+    return {
+        "thread-pool hop (online.read makes 2)": lambda i: pool.submit(int).result(),
+        "feast sdk: account -> customer": lambda i: online._customers([ids[i % len(ids)]]),
+        "feast sdk: service read (3 views + ODFV)": lambda i: online._service_read(
+            [_entity_row(one_rows[i % len(one_rows)], now)]
+        ),
+        "online.read (both reads, hops, freshness)": lambda i: online.read(
+            [ids[i % len(ids)]], now, None
+        ),
+        "score_rows, reasons": lambda i: score_rows(
+            [one_rows[i % len(one_rows)]], models, service.options
+        ),
+        "score_rows, no reasons": lambda i: score_rows(
+            [one_rows[i % len(one_rows)]], models, plain
+        ),
+        "handler /v1/score, reasons": lambda i: score(bodies[True][i % len(ids)], service, caller),
+        "handler /v1/score, no reasons": lambda i: score(
+            bodies[False][i % len(ids)], service, caller
+        ),
+        "batch 100: online.read": lambda i: online.read(batches[i % len(batches)], now, None),
+        "batch 100: score_rows, reasons": lambda i: score_rows(many_rows, models, service.options),
+        "batch 100: score_rows, no reasons": lambda i: score_rows(many_rows, models, plain),
+        "batch 100: handler, reasons": lambda i: score_batch(
+            batch_bodies[True][i % len(batches)], service, caller
+        ),
+        "batch 100: handler, no reasons": lambda i: score_batch(
+            batch_bodies[False][i % len(batches)], service, caller
+        ),
+    }
+
+
+def _entity_row(row: Any, now: datetime) -> dict[str, Any]:
+    return {
+        "account_id": row.account_id,
+        "customer_id": row.customer_id,
+        "scoring_time": now,
+        "reported_monthly_income": 0.0,
+    }
+
+
+def model_stages(service: Service, accounts: Accounts) -> dict[str, Callable[[int], object]]:
+    """The model step of the real path in pieces, beside the booster alone on the service's
+    own model (default threads, as served: this process has not set a thread count yet)."""
+    import pandas as pd  # noqa: PLC0415
+
+    from training.matrix import model_matrix  # noqa: PLC0415
+
+    served = service.watcher.current.require_champion()
+    rows = service.online.read(accounts.ids[:BATCH], datetime.now(UTC), None)
+    frames = [pd.DataFrame([r.features]) for r in rows if r.known]
+    one = [served.model.matrix(model_matrix(f)) for f in frames]
+    booster = getattr(_final_estimator(served.model), "booster_", None)
+    out: dict[str, Callable[[int], object]] = {
+        "model_matrix, 1 row": lambda i: model_matrix(frames[i % len(frames)]),
+        "ScoringModel.predict_proba, 1 row": lambda i: served.model.predict_proba(
+            one[i % len(one)]
+        ),
+    }
+    if booster is not None:
+        arrays = [x.to_numpy(dtype="float64") for x in one]
+        out["LightGBM Booster.predict, 1 row, default threads"] = lambda i: booster.predict(
+            arrays[i % len(arrays)]
+        )
+    if served.explainer is not None:
+        explainer = served.explainer
+        out["TreeRowExplainer.contributions, 1 row"] = lambda i: explainer.contributions(
+            one[i % len(one)]
+        )
+    return out
+
+
+def in_process(accounts: Accounts, plan: Plan) -> dict[str, Any]:
+    """Stage timings on SQLite and Redis, and the profiles (Redis)."""
+    out: dict[str, Any] = {"stages": {}, "profiles": {}}
+    for backend in YAMLS:
+        with in_process_service(backend) as service:
+            calls = stage_calls(service, accounts)
+            if backend == "redis":
+                calls |= model_stages(service, accounts)
+            gc.collect()
+            gc.freeze()
+            stages = {}
+            for name, fn in calls.items():
+                n = plan.in_process if "batch" not in name else max(plan.in_process // 10, 20)
+                samples, cpu_ms = time_calls(fn, n, warm=min(20, n), pause_gc=False)
+                stages[name] = stats(samples) | {"cpu_ms": cpu_ms}
+            out["stages"][backend] = stages
+            log.info("in process, %s: %d stages timed", backend, len(stages))
+            if backend == "redis":
+                out["profiles"] = profiles(service, calls, plan)
+    return out
+
+
+def profiles(
+    service: Service, calls: dict[str, Callable[[int], object]], plan: Plan
+) -> dict[str, Any]:
+    """cProfile of the handler, reads run inline (a pool thread would hide them)."""
+    pool = service.online._pool
+    service.online._pool = cast(ThreadPoolExecutor, InlineExecutor())
+    try:
+        out = {}
+        for name, calls_n in (
+            ("handler /v1/score, reasons", plan.profile_calls),
+            ("batch 100: handler, no reasons", max(plan.profile_calls // 10, 5)),
+        ):
+            fn = calls[name]
+
+            def run(fn: Callable[[int], object] = fn, calls_n: int = calls_n) -> None:
+                for i in range(calls_n):
+                    fn(i)
+
+            out[name] = {"calls": calls_n, **profile_top(run, limit=25)}
+        return out
+    finally:
+        service.online._pool = pool
+
+
+# --- aims and report --------------------------------------------------------------------------
+
+
+def floor_figures(m: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """Floor = raw store + bare booster + hello, percentile by percentile; at concurrency 4
+    the in-process parts are the sequential figures (only the hello is driven at 4)."""
+    out = {}
+    for backend in YAMLS:
+        for kind in ("single", "batch"):
+            store = m[figure_key("floor_store", backend, kind, "-")]
+            model = m[figure_key("floor_model", "-", kind, "-")]
+            for c in CONCURRENCY:
+                hello = m[figure_key("hello", "-", kind, "-", c)]
+                parts = (store, model, hello)
+                out[figure_key("floor", backend, kind, "-", c)] = {
+                    p: sum(part[p] for part in parts) for p in ("p50_ms", "p99_ms", "cpu_ms")
+                }
+    return out
+
+
+def aims(m: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for backend in YAMLS:
+        floor = m[figure_key("floor", backend, "single", "-")]["p99_ms"]
+        peer = m[figure_key("peer", backend, "single", "-")]["p99_ms"]
+        for variant in ("reasons", "no_reasons"):
+            one = m[figure_key("scorer", backend, "single", variant)]
+            many = m[figure_key("scorer", backend, "batch", variant)]
+            rows += [
+                _aim(backend, variant, "score p99 / floor p99", one["p99_ms"], floor, FLOOR_AIM),
+                _aim(
+                    backend,
+                    variant,
+                    "score p99 / feast serve p99",
+                    one["p99_ms"],
+                    peer,
+                    1.0,
+                ),
+                _aim(
+                    backend,
+                    variant,
+                    "batch-100 p99 / score p99",
+                    many["p99_ms"],
+                    one["p99_ms"],
+                    BATCH_AIM,
+                ),
+            ]
+        on = m[figure_key("scorer", backend, "single", "reasons")]["p50_ms"]
+        off = m[figure_key("scorer", backend, "single", "no_reasons")]["p50_ms"]
+        rows.append(
+            {
+                "backend": backend,
+                "variant": "-",
+                "aim": f"reason codes add <= {REASONS_AIM_MS:g} ms at p50",
+                "real_ms": on,
+                "reference_ms": off,
+                "value": on - off,
+                "bound": REASONS_AIM_MS,
+                "met": on - off <= REASONS_AIM_MS,
+                "ratio": on / (off + REASONS_AIM_MS),
+            }
+        )
+    return rows
+
+
+def _aim(backend: str, variant: str, what: str, real: float, ref: float, bound: float):
+    ratio = real / ref
+    return {
+        "backend": backend,
+        "variant": variant,
+        "aim": f"{what} <= {bound:g}" if bound != 1.0 else f"{what} < 1",
+        "real_ms": real,
+        "reference_ms": ref,
+        "value": ratio,
+        "bound": bound,
+        "met": ratio <= bound if bound != 1.0 else ratio < 1.0,
+        "ratio": ratio,
+    }
+
+
+def comparisons(aim_rows: list[dict[str, Any]]) -> list[Comparison]:
+    out = []
+    for row in aim_rows:
+        reasons = row["aim"].startswith("reason codes")
+        out.append(
+            Comparison(
+                benchmark=NAME,
+                case=f"{row['backend']}, {row['variant']}: {row['aim']}",
+                real_seconds=row["real_ms"] / 1000,
+                floor_seconds=row["reference_ms"] / 1000,
+                ratio=row["ratio"],
+                ratio_kind="p50 with / (p50 without + 1 ms)" if reasons else "p99 ratio",
+                aim="<= 1x" if reasons else f"<= {row['bound']:g}x",
+            )
+        )
+    return out
+
+
+def report(result: dict[str, Any], items: list[Comparison]) -> None:
+    m = result["medians"]
+    order = {"scorer": 0, "scorer_norecord": 1, "peer": 2, "floor": 3}
+    keys = sorted(m, key=lambda k: (k.split("|")[2], order.get(k.split("|")[0], 4), k))
+    log_table(
+        f"online latency, ms (median of {result['rounds']} round(s))",
+        (
+            "configuration: who store kind variant concurrency",
+            "p50 ms",
+            "p99 ms",
+            "max ms",
+            "cpu ms/req",
+            "errors",
+        ),
+        [
+            [
+                k.replace("|", "  "),
+                *(m[k]["p50_ms"], m[k]["p99_ms"], m[k].get("max_ms")),
+                *(m[k].get("cpu_ms"), m[k].get("errors")),
+            ]
+            for k in keys
+        ],
+    )
+    log_table(
+        "aims (concurrency 1)",
+        ("backend", "variant", "aim", "real ms", "reference ms", "value", "met"),
+        [
+            [
+                a["backend"],
+                a["variant"],
+                a["aim"],
+                a["real_ms"],
+                a["reference_ms"],
+                a["value"],
+                "yes" if a["met"] else "no",
+            ]
+            for a in result["aims"]
+        ],
+    )
+    log_table("ratios", COMPARISON_HEADER, comparison_rows(items))
+    log_table(
+        "CPU per request at concurrency 1 (hardly moved by other jobs; latency is)",
+        ("backend", "kind", "scorer, reasons", "scorer, no reasons", "feast serve", "floor"),
+        cpu_rows(m),
+    )
+    for backend, stages in result["in_process"].get("stages", {}).items():
+        log_table(
+            f"in process, {backend}: the handler path by stage (ms; no HTTP)",
+            ("stage", "p50 ms", "p99 ms", "mean ms", "cpu ms/call"),
+            [
+                [k, v["p50_ms"], v["p99_ms"], v["mean_ms"], v.get("cpu_ms")]
+                for k, v in stages.items()
+            ],
+        )
+    for name, profile in result["in_process"].get("profiles", {}).items():
+        log_table(
+            f"cProfile, {name} x {profile['calls']} (redis, reads inline), by cumulative time",
+            ("function", "calls", "own s", "cumulative s"),
+            [
+                [r["function"], r["calls"], r["own_s"], r["cumulative_s"]]
+                for r in profile["by_cumulative_time"]
+            ],
+        )
+
+
+def cpu_rows(m: dict[str, dict[str, float]]) -> list[list[object]]:
+    """CPU ms per request: the scorer's and the peer's server processes, and the floor's
+    (hello server + raw read + booster in this process)."""
+    rows: list[list[object]] = []
+    for backend in YAMLS:
+        for kind in ("single", "batch"):
+            rows.append(
+                [
+                    backend,
+                    kind,
+                    *(
+                        m.get(figure_key(who, backend, kind, variant), {}).get("cpu_ms")
+                        for who, variant in (
+                            ("scorer", "reasons"),
+                            ("scorer", "no_reasons"),
+                            ("peer", "-"),
+                            ("floor", "-"),
+                        )
+                    ),
+                ]
+            )
+    return rows
+
+
+def measure(plan: Plan, skip_in_process: bool) -> dict[str, Any]:
+    accounts = online_accounts(max(plan.single, 1000))
+    key, keys_env = new_api_key()
+    configs = targets(accounts)
+    figures = Figures()
+    loads = [os.getloadavg()]
+    with ExitStack() as stack:
+        workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cwonline-")))
+        servers = start_servers(stack, server_specs(keys_env, workdir), workdir)
+        # In process first: the floor's one-thread predict sets LightGBM's OpenMP thread
+        # count for the whole process, and the stages must see the served default.
+        in_proc = {} if skip_in_process else in_process(accounts, plan)
+        floor = stack.enter_context(floors(accounts))
+        gc.collect()
+        gc.freeze()
+        for number in range(1, plan.rounds + 1):
+            run_round(number, plan, floor, servers, key, configs, figures)
+            loads.append(os.getloadavg())
+    medians = figures.medians()
+    medians |= floor_figures(medians)
+    return {
+        "rounds": plan.rounds,
+        "plan": plan.__dict__,
+        "accounts_sampled": len(accounts.ids),
+        "load_average_per_round": [[round(x, 2) for x in la] for la in loads],
+        "figures_per_round": figures.rounds,
+        "medians": medians,
+        "floors": {k: v for k, v in medians.items() if k.startswith("floor|")},
+        "aims": aims(medians),
+        "in_process": in_proc,
+        "notes": NOTES,
+    }
+
+
+NOTES = [
+    "ms per request as the client sees it (httpx.AsyncClient, keep-alive, same process)",
+    "floor = raw store read + bare booster predict (both in process, sequential) + FastAPI "
+    "hello over HTTP at the same concurrency; summed percentile by percentile",
+    "redis floor: HGETALL account hash, then HGETALL customer hash (2 round trips); batch: "
+    "the same as two pipelines",
+    "sqlite floor: the same rows of Feast's 4 tables with sqlite3 (4 queries), no decoding",
+    "peer: feast serve (gunicorn + uvicorn worker, 1 worker) given account and customer ids",
+    "scorer: collectwise serve, 1 worker, audit + served logs on; scorer_norecord: logs off",
+    "in-process profiles run the online reads inline (no thread pool) so cProfile sees them",
+]
+
+
+def quiet_http_logs() -> None:
+    """httpx logs every request at INFO: thousands of lines that would bury the tables."""
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="fewer requests, one round")
+    p.add_argument("--rounds", type=int, help="rounds (default 3, quick 1)")
+    p.add_argument("--no-in-process", action="store_true", help="skip the stages and profile")
+    args = p.parse_args(argv)
+    setup_logging()
+    quiet_http_logs()
+    os.environ.setdefault("REDIS_CONNECTION_STRING", REDIS_URL)
+    plan = QUICK if args.quick else FULL
+    if args.rounds:
+        plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
+    result = measure(plan, args.no_in_process)
+    items = comparisons(result["aims"])
+    report(result, items)
+    write_result(NAME, result, items)
+
+
+if __name__ == "__main__":
+    main()
