@@ -7,13 +7,12 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
-import mlflow
 import pytest
 
 from tests.integration.conftest import FeatureData, apply_store
+from tests.mlflow_env import temporary_mlflow
 from training import registry
 from training.dataset import build_training_set
-from training.settings import get_training_settings
 from training.train import TrainParams, evaluate_and_report, fit, register_model
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -33,17 +32,8 @@ PARAMS = TrainParams(
 
 @pytest.fixture(scope="module")
 def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("mlflow")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("COLLECTWISE_MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    patch.setenv("COLLECTWISE_MLFLOW_ARTIFACT_LOCATION", (root / "artifacts").as_uri())
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    get_training_settings.cache_clear()
-    yield root
-    patch.undo()
-    get_training_settings.cache_clear()
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    with temporary_mlflow(tmp_path_factory.mktemp("mlflow")) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
 import pandas as pd
 import pytest
 from fastapi import FastAPI
@@ -24,13 +23,13 @@ from ingestion.store import materialize_latest
 from serving.settings import ServingSettings
 from tests.integration import conftest as integration
 from tests.integration.conftest import FeatureData, apply_store
+from tests.mlflow_env import temporary_mlflow
 from training import registry
 from training.bundle import ScoringModel
 from training.dataset import build_training_set, read_dataset
 from training.fingerprint import definitions_fingerprint
 from training.matrix import model_matrix
 from training.models import build_estimator
-from training.settings import get_training_settings
 
 # The session fixture of the integration tier, shared rather than rebuilt.
 feature_data = integration.feature_data
@@ -109,17 +108,8 @@ def register_model(model: ScoringModel, auc: float) -> registry.ModelMetadata:
 
 @pytest.fixture(scope="module")
 def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    root = tmp_path_factory.mktemp("mlflow")
-    patch = pytest.MonkeyPatch()
-    patch.setenv("COLLECTWISE_MLFLOW_TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    patch.setenv("COLLECTWISE_MLFLOW_ARTIFACT_LOCATION", (root / "artifacts").as_uri())
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    get_training_settings.cache_clear()
-    yield root
-    patch.undo()
-    get_training_settings.cache_clear()
-    mlflow.set_tracking_uri(previous[0])
-    mlflow.set_registry_uri(previous[1])
+    with temporary_mlflow(tmp_path_factory.mktemp("mlflow")) as root:
+        yield root
 
 
 @pytest.fixture(scope="module")
