@@ -1199,8 +1199,8 @@ def measure(plan: Plan, skip_in_process: bool) -> dict[str, Any]:
     with ExitStack() as stack:
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cwonline-")))
         servers = start_servers(stack, server_specs(keys_env, workdir), workdir)
-        # In process first: the floor's one-thread predict sets LightGBM's OpenMP thread
-        # count for the whole process, and the stages must see the served default.
+        # In process first: a one-thread LightGBM predict (the floor's) may leave OpenMP's
+        # thread count changed for the whole process, and the stages must see the default.
         in_proc = {} if skip_in_process else in_process(accounts, plan)
         floor = stack.enter_context(floors(accounts))
         gc.collect()
