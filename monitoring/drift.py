@@ -30,12 +30,11 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
-import pyarrow.compute as pc
 
 from feature_repo.services import COLLECTION_RISK_V1
 from monitoring.results import JobResult
 from monitoring.served import stamp
+from training.matrix import HISTORY_LENGTH, expand_arrays
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -47,8 +46,6 @@ log = logging.getLogger(__name__)
 
 JOB = "drift"
 SCORE_COLUMN = "probability"
-# The array features hold six months or statements (feature_repo.transformations).
-HISTORY_LENGTH = 6
 Kind = Literal["numeric", "categorical", "array", "skip"]
 _NUMERIC_DTYPES = {"Float32", "Float64", "Int32", "Int64", "Bool"}
 _ARRAY_DTYPES = {"Array(Float32)", "Array(Float64)", "Array(Int32)", "Array(Int64)"}
@@ -150,17 +147,11 @@ def service_features(service_name: str = COLLECTION_RISK_V1) -> tuple[FeatureSpe
 
 def _array_block(values: pd.Series, width: int) -> np.ndarray:
     """Lists, numpy arrays or missing per row -> (rows, width) floats, NaN where short."""
-    # Arrow converts the whole column at once; a Python loop per row costs seconds at 50k.
-    objects = [None if v is None or np.ndim(v) == 0 else v for v in values.to_numpy(object)]
-    arrays = pa.array(objects, type=pa.list_(pa.float64()), from_pandas=True)
-    lengths = pc.list_value_length(arrays).fill_null(0).to_numpy().astype(np.int64)
-    flat = pc.list_flatten(arrays).to_numpy(zero_copy_only=False).astype(np.float64)
-    rows = np.repeat(np.arange(len(objects)), lengths)
-    positions = np.arange(len(flat)) - np.repeat(np.cumsum(lengths) - lengths, lengths)
-    keep = positions < width
-    out = np.full((len(objects), width), np.nan)
-    out[rows[keep], positions[keep]] = flat[keep]
-    return out
+    objects = np.empty(len(values), dtype=object)
+    # A scalar NaN or None means no history; expand_arrays takes None for that.
+    objects[:] = [None if v is None or np.ndim(v) == 0 else v for v in values.to_numpy(object)]
+    # The model matrix's own expansion, so drift sees arrays exactly as the model does.
+    return expand_arrays(objects, width)
 
 
 def prepare(

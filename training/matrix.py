@@ -152,7 +152,7 @@ def _column_values(series: pd.Series) -> npt.NDArray[Any]:
 
 def _encode(values: npt.NDArray[Any], item: _Input) -> FloatMatrix:
     if item.kind == "array":
-        return _expand_arrays(values, len(item.columns))
+        return expand_arrays(values, len(item.columns))
     if item.kind == "category":
         return _one_hot(values, item.vocabulary)
     return _numeric(values).reshape(-1, 1)
@@ -166,7 +166,7 @@ def _numeric(values: npt.NDArray[Any]) -> npt.NDArray[np.float64]:
         return pd.Series(values, dtype=object).to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def _expand_arrays(values: npt.NDArray[Any], width: int) -> FloatMatrix:
+def expand_arrays(values: npt.NDArray[Any], width: int) -> FloatMatrix:
     """Lists or numpy arrays (or None) per row -> a (rows, width) block, NaN where short."""
     if len(values) <= SMALL_FRAME_ROWS:
         return _expand_few(values, width)

@@ -169,8 +169,8 @@ def test_monotone_directions_name_model_columns() -> None:
     ],
 )
 def test_large_array_columns_expand_like_small_ones(rows: list[Any]) -> None:
-    from training.matrix import _expand_arrays, _expand_few
+    from training.matrix import _expand_few, expand_arrays
 
     values = np.empty(len(rows), dtype=object)
     values[:] = rows
-    np.testing.assert_array_equal(_expand_arrays(values, 6), _expand_few(values, 6))
+    np.testing.assert_array_equal(expand_arrays(values, 6), _expand_few(values, 6))
