@@ -872,6 +872,7 @@ def stage_calls(service: Service, accounts: Accounts) -> dict[str, Callable[[int
 
     from serving.api.score import score, score_batch  # noqa: PLC0415
     from serving.auth import Caller  # noqa: PLC0415
+    from serving.online import OnlineFeatures  # noqa: PLC0415
     from serving.schemas import BatchItem, BatchRequest, ScoreRequest  # noqa: PLC0415
     from serving.scoring import score_rows  # noqa: PLC0415
 
@@ -886,10 +887,15 @@ def stage_calls(service: Service, accounts: Accounts) -> dict[str, Callable[[int
         for e in (True, False)
     }
     pool = ThreadPoolExecutor(1)
+    feast_runs_odfv = OnlineFeatures(service.online.store, SERVICE, feast_ondemand=True)
+    feast_runs_odfv.open()
     return {
-        "thread-pool hop (online.read makes 2)": lambda i: pool.submit(int).result(),
+        "thread-pool hop (online.read makes 1)": lambda i: pool.submit(int).result(),
         "feast sdk: account -> customer": lambda i: online._customers([ids[i % len(ids)]]),
-        "feast sdk: service read (3 views + ODFV)": lambda i: online._service_read(
+        "service read: 3 views (feast sdk) + ODFV (scorer)": lambda i: online._service_read(
+            [_entity_row(one_rows[i % len(one_rows)], now)]
+        ),
+        "service read: feast sdk runs the ODFV": lambda i: feast_runs_odfv._service_read(
             [_entity_row(one_rows[i % len(one_rows)], now)]
         ),
         "online.read (both reads, hops, freshness)": lambda i: online.read(

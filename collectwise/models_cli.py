@@ -8,6 +8,7 @@ from __future__ import annotations
 import getpass
 import json
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -24,6 +25,32 @@ WhoOpt = Annotated[str | None, typer.Option(help="who decided (default: the OS u
 def _fail(exc: Exception) -> typer.Exit:
     log.error("%s: %s", type(exc).__name__, exc)
     return typer.Exit(code=1)
+
+
+def _live_fingerprint() -> Callable[[str], str] | None:
+    """Feature service -> the live Feast registry's definitions fingerprint, as the scorer
+    computes it; None (logged) when there is no registry to read yet."""
+    from feast.errors import FeastObjectNotFoundException  # noqa: PLC0415
+
+    from ingestion.settings import get_settings  # noqa: PLC0415
+    from ingestion.store import open_store  # noqa: PLC0415
+    from training.fingerprint import definitions_fingerprint  # noqa: PLC0415
+
+    s = get_settings()
+    try:
+        store = open_store(s.repo_root, s.feature_store_yaml)
+        store.list_feature_services()
+    except (OSError, FeastObjectNotFoundException, ValueError) as exc:
+        log.warning("no live feature registry to check against (%s): the AUC gate alone", exc)
+        return None
+
+    def live(service: str) -> str:
+        try:
+            return definitions_fingerprint(store, service)
+        except FeastObjectNotFoundException:
+            return f"(no {service} in the live registry)"
+
+    return live
 
 
 def _row(meta: Any) -> str:
@@ -70,7 +97,12 @@ def promote(
     who: WhoOpt = None,
     why: Annotated[str | None, typer.Option(help="the reason, recorded on the version")] = None,
 ) -> None:
-    """Make a version champion if it beats the champion by the margin in params.yaml."""
+    """Make a version champion if it beats the champion by the margin in params.yaml.
+
+    Checked first against the live Feast registry, as the scorer checks: a version trained
+    on other feature definitions is refused; one replacing a champion the scorer would
+    refuse for that reason is promoted.
+    """
     from training.registry import RegistryError  # noqa: PLC0415
     from training.registry import promote as promote_version  # noqa: PLC0415
 
@@ -78,7 +110,11 @@ def promote(
         raise typer.BadParameter("a forced promotion needs --why", param_hint="--why")
     try:
         meta = promote_version(
-            version, force=force, who=who or (getpass.getuser() if force else None), why=why
+            version,
+            force=force,
+            who=who or (getpass.getuser() if force else None),
+            why=why,
+            live_fingerprint=_live_fingerprint(),
         )
     except RegistryError as exc:
         raise _fail(exc) from exc

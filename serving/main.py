@@ -48,7 +48,12 @@ def _open_store() -> FeatureStore:
 
 def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
     service_name = COLLECTION_RISK_V1
-    online = OnlineFeatures(store, service_name, timeout=settings.online_timeout_seconds)
+    online = OnlineFeatures(
+        store,
+        service_name,
+        timeout=settings.online_timeout_seconds,
+        feast_ondemand=settings.ondemand == "feast",
+    )
     online.open()
     metrics = ServiceMetrics()
     holder: list[Service] = []

@@ -1,10 +1,12 @@
 """Records score events off the request path: a queue and one background writer thread.
 
 `record()` only enqueues (never blocks a request); the thread appends what has queued to the
-audit log and the served-features log in batches. When the writers fall behind and the queue
-fills, events are dropped, counted in `dropped` and warned about (at most once a minute),
-never silently. A failed write is logged and retried with backoff; while it keeps failing the
-thread takes nothing new, so memory stays bounded by the queue.
+audit log and the served-features log in batches. Once an event arrives the thread collects
+for `batch_seconds` (or up to `max_batch`) before it writes: one SQLite transaction per
+event would cost each request milliseconds of CPU on the same cores. When the writers fall
+behind and the queue fills, events are dropped, counted in `dropped` and warned about (at
+most once a minute), never silently. A failed write is logged and retried with backoff;
+while it keeps failing the thread takes nothing new, so memory stays bounded by the queue.
 """
 
 from __future__ import annotations
@@ -51,10 +53,12 @@ class Recorder:
         flush_seconds: float = 1.0,
         max_queue: int = 100_000,
         max_batch: int = 2_000,
+        batch_seconds: float = 0.25,
     ) -> None:
         self._audit = audit
         self._served = served
         self._flush_seconds = flush_seconds
+        self._batch_seconds = min(batch_seconds, flush_seconds)
         self._max_batch = max_batch
         # None is the wake-up sentinel close() sends; it is never written.
         self._queue: queue.Queue[ScoreEvent | None] = queue.Queue(maxsize=max_queue)
@@ -197,7 +201,26 @@ class Recorder:
             first = self._queue.get(timeout=self._flush_seconds)
         except queue.Empty:
             return []
-        batch = [] if first is None else [first]
+        if first is None:
+            return self._drain_now([])
+        return self._collect([first], time.monotonic() + self._batch_seconds)
+
+    def _collect(self, batch: list[ScoreEvent], until: float) -> list[ScoreEvent]:
+        """Add what arrives before `until`; close()'s sentinel ends the wait early."""
+        while len(batch) < self._max_batch and not self._stop.is_set():
+            left = until - time.monotonic()
+            if left <= 0:
+                break
+            try:
+                item = self._queue.get(timeout=left)
+            except queue.Empty:
+                break
+            if item is None:
+                break
+            batch.append(item)
+        return self._drain_now(batch)
+
+    def _drain_now(self, batch: list[ScoreEvent]) -> list[ScoreEvent]:
         while len(batch) < self._max_batch:
             try:
                 item = self._queue.get_nowait()

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,7 @@ from imblearn.pipeline import Pipeline
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
+from training.fastpath import SMALL_BATCH
 from training.models import BoostedTrees
 
 log = logging.getLogger(__name__)
@@ -35,6 +37,8 @@ FALLBACK_ROWS = 200
 BACKGROUND_ROWS = 32
 ORDER_PAIRS = 1
 ROW_CHUNK = 25
+# Rows on which a native tree SHAP call must reproduce shap before it is used.
+PROBE_ROWS = 64
 
 
 def unwrap(model: Any) -> Any:
@@ -93,7 +97,10 @@ class TreeRowExplainer:
     """Tree SHAP for one fitted booster pipeline, built once and reused per request.
 
     Building shap.TreeExplainer reads the whole ensemble; the scorer keeps one per loaded
-    model so a request pays only for its rows (XGBoost's native pred_contribs underneath).
+    model so a request pays only for its rows. For those rows shap itself calls the
+    booster's native tree SHAP (LightGBM pred_contrib, XGBoost pred_contribs) after checks
+    and conversions that cost more than the SHAP does; when the booster has that native call
+    and it reproduces shap on probe rows, it is called directly, on one thread for a few rows.
     """
 
     def __init__(self, model: Any) -> None:
@@ -105,11 +112,24 @@ class TreeRowExplainer:
         self._steps = [s for _, s in pipeline.steps[:-1] if not hasattr(s, "fit_resample")]
         self._explainer = shap.TreeExplainer(booster.estimator_)
         self.base_value = float(np.ravel(self._explainer.expected_value)[-1])
+        self._native = _native_contributions(booster.estimator_)
+        if self._native is not None and not self._native_agrees(booster):
+            self._native = None
 
     def contributions(self, x_rows: pd.DataFrame) -> tuple[pd.DataFrame, float]:
         seen = x_rows
         for step in self._steps:
             seen = step.transform(seen)
+        values = self._values(seen)
+        frame = pd.DataFrame(values, index=x_rows.index, columns=list(seen.columns))
+        return frame, self.base_value
+
+    def _values(self, seen: pd.DataFrame) -> np.ndarray:
+        if self._native is not None:
+            return self._native(seen.to_numpy(dtype=np.float64))[:, :-1]
+        return self._shap_values(seen)
+
+    def _shap_values(self, seen: pd.DataFrame) -> np.ndarray:
         with warnings.catch_warnings():
             # SHAP announces its LightGBM output format on every call; it is handled below.
             warnings.filterwarnings("ignore", message="LightGBM binary classifier")
@@ -117,8 +137,60 @@ class TreeRowExplainer:
         # Some SHAP / LightGBM versions return one matrix per class; keep the default class.
         if values.ndim == 3:
             values = values[..., 1] if values.shape[-1] == 2 else values[1]
-        frame = pd.DataFrame(values, index=x_rows.index, columns=list(seen.columns))
-        return frame, self.base_value
+        return values
+
+    def _native_agrees(self, booster: BoostedTrees) -> bool:
+        names = list(getattr(booster, "feature_names_in_", []))
+        if not names or self._native is None:
+            return False
+        rng = np.random.default_rng(0)
+        probe = rng.normal(0.0, 50.0, size=(PROBE_ROWS, len(names)))
+        probe[::5, ::3] = np.nan
+        try:
+            native = self._native(probe)
+        except (ValueError, TypeError) as exc:
+            log.warning("native tree SHAP failed (%s): explaining through shap", exc)
+            return False
+        expected = self._shap_values(pd.DataFrame(probe, columns=names))
+        same = native[:, :-1].shape == expected.shape and np.allclose(
+            native[:, :-1], expected, rtol=1e-6, atol=1e-9
+        )
+        if not same:
+            log.warning("native tree SHAP disagrees with shap: explaining through shap")
+            return False
+        # The booster's own bias column: shap's expected_value misses XGBoost's fitted
+        # intercept (base_score), so contributions + base would not add up to the margin.
+        self.base_value = float(native[0, -1])
+        return True
+
+
+def _native_contributions(estimator: Any) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The booster's own tree SHAP (the bias last), or None for other models."""
+    kind = type(estimator).__name__
+    if kind == "LGBMClassifier":
+        lgb_booster = estimator.booster_
+
+        def lightgbm(x: np.ndarray) -> np.ndarray:
+            # Waking OpenMP's pool for a few rows costs more than it saves.
+            threads = 1 if len(x) <= SMALL_BATCH else 0
+            out = lgb_booster.predict(x, pred_contrib=True, num_threads=threads)
+            return np.asarray(out, dtype=np.float64)
+
+        return lightgbm
+    if kind == "XGBClassifier":
+        import xgboost as xgb  # noqa: PLC0415
+
+        xgb_booster = estimator.get_booster()
+        last = getattr(estimator, "best_iteration", None)
+        rounds = (0, last + 1) if last is not None else (0, 0)
+
+        def xgboost(x: np.ndarray) -> np.ndarray:
+            matrix = xgb.DMatrix(x, missing=np.nan, feature_names=xgb_booster.feature_names)
+            out = xgb_booster.predict(matrix, pred_contribs=True, iteration_range=rounds)
+            return np.asarray(out, dtype=np.float64)
+
+        return xgboost
+    return None
 
 
 def _permutation_contributions(

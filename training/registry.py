@@ -610,9 +610,13 @@ def _gate(
     champion: ModelMetadata | None,
     margin: float,
     evaluate_champion: Callable[[ScoringModel], float] | None,
+    live_fingerprint: Callable[[str], str] | None = None,
 ) -> _Decision:
     if candidate.test_auc is None:
         raise PromotionRefused(f"v{candidate.version} has no {TEST_AUC} tag to compare")
+    servable = _servable_decision(candidate, champion, live_fingerprint)
+    if servable is not None:
+        return servable
     if champion is None:
         return _Decision(f"first champion (test AUC {candidate.test_auc:.4f})", None)
     champion_auc, basis = _champion_auc(client, candidate, champion, evaluate_champion)
@@ -625,6 +629,36 @@ def _gate(
     if gain + 1e-12 < margin:
         raise PromotionRefused(f"promotion refused: {summary}")
     return _Decision(summary, champion_auc)
+
+
+def _servable_decision(
+    candidate: ModelMetadata,
+    champion: ModelMetadata | None,
+    live_fingerprint: Callable[[str], str] | None,
+) -> _Decision | None:
+    """Against the live feature definitions (when given): a candidate the scorer would
+    refuse is never promoted; one that replaces a champion the scorer already refuses is
+    promoted without the AUC comparison, since the alternative is serving nothing."""
+    if live_fingerprint is None:
+        return None
+    live = live_fingerprint(candidate.feature_service)
+    if candidate.definitions_fingerprint != live:
+        raise PromotionRefused(
+            f"promotion refused: v{candidate.version} was trained on feature definitions of "
+            f"{candidate.feature_service} that are not live (model "
+            f"{candidate.definitions_fingerprint[:12]}, live registry {live[:12]}): the "
+            "scorer would not serve it; retrain it"
+        )
+    if champion is None:
+        return None
+    if champion.definitions_fingerprint != live_fingerprint(champion.feature_service):
+        return _Decision(
+            f"champion v{champion.version} cannot be served: the feature definitions it was "
+            f"trained on changed; v{candidate.version} matches the live registry "
+            f"(test AUC {candidate.test_auc:.4f})",
+            None,
+        )
+    return None
 
 
 def _read_json_tag(client: MlflowClient, name: str, key: str) -> list[Any]:
@@ -665,6 +699,7 @@ def promote(
     who: str | None = None,
     why: str | None = None,
     evaluate_champion: Callable[[ScoringModel], float] | None = None,
+    live_fingerprint: Callable[[str], str] | None = None,
     client: MlflowClient | None = None,
     settings: TrainingSettings | None = None,
 ) -> ModelMetadata:
@@ -672,8 +707,11 @@ def promote(
 
     The gate: test AUC at least `margin` (default settings.promotion_margin) above the
     champion's on the same test set (same test_set_fingerprint tag), or on the candidate's
-    test set through `evaluate_champion` when the fingerprints differ. force=True skips the
-    gate and needs who and why. Raises PromotionRefused / IncomparableTestSets.
+    test set through `evaluate_champion` when the fingerprints differ. With
+    `live_fingerprint` (feature service -> the live registry's definitions fingerprint) it
+    first checks what the scorer checks: a candidate trained on other definitions is
+    refused, and one replacing a champion trained on other definitions passes. force=True
+    skips the gate and needs who and why. Raises PromotionRefused / IncomparableTestSets.
     """
     client, settings = _resolve(client, settings)
     name = settings.registered_model_name
@@ -688,7 +726,7 @@ def promote(
         decision = _Decision(f"forced: {why}", None)
     else:
         margin = settings.promotion_margin if margin is None else margin
-        decision = _gate(client, candidate, champion, margin, evaluate_champion)
+        decision = _gate(client, candidate, champion, margin, evaluate_champion, live_fingerprint)
     _tag_promotion(client, candidate, decision, who, forced=force)
     _move_champion(client, candidate, champion)
     stack = [int(v) for v in _read_json_tag(client, name, STACK_TAG)]

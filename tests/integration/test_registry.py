@@ -287,6 +287,29 @@ def test_gate_rescoring_when_test_sets_differ(data, client, settings):
     assert seen and seen[-1].metadata["registered_version"] == 1
 
 
+def test_gate_against_the_live_feature_definitions(data, client, settings):
+    from dataclasses import replace
+
+    old = _model(data, COLUMNS)  # trained on "defs-fp-1"
+    _register(old, _auc(old, data.test, data.y_test), client, settings)
+    promote(client=client, settings=settings)
+    live = {SERVICE: "defs-fp-2"}  # the definitions changed since: the scorer refuses v1
+
+    _register(old, 0.99, client, settings)  # a candidate on the old definitions
+    with pytest.raises(PromotionRefused, match="not live"):
+        promote(live_fingerprint=live.__getitem__, client=client, settings=settings)
+    retrained = replace(_model(data, ["days_overdue"]), definitions_fingerprint="defs-fp-2")
+    # Weaker on AUC, but the only servable one: promoted, and the reason says why.
+    _register(retrained, _auc(retrained, data.test, data.y_test) - 0.1, client, settings)
+    promoted = promote(3, live_fingerprint=live.__getitem__, client=client, settings=settings)
+    assert promoted.status == CHAMPION
+    assert "v1 cannot be served" in (promoted.promotion_reason or "")
+    # Once the champion matches the live definitions the AUC gate applies again.
+    _register(retrained, _auc(retrained, data.test, data.y_test) - 0.1, client, settings)
+    with pytest.raises(PromotionRefused, match="margin"):
+        promote(live_fingerprint=live.__getitem__, client=client, settings=settings)
+
+
 def test_clear_errors_on_an_empty_or_bad_registry(data, client, settings, tmp_path):
     assert list_versions(client=client, settings=settings) == []
     with pytest.raises(RegistryError, match="no challenger"):

@@ -26,7 +26,7 @@ from training.evaluate import (
     min_cost_threshold,
     risk_bands,
 )
-from training.explain import explain_rows, global_importance, method_for
+from training.explain import TreeRowExplainer, explain_rows, global_importance, method_for
 from training.models import build_estimator
 from training.report import build_report, render_html, write_report
 
@@ -176,6 +176,28 @@ def test_explanations_of_a_calibrated_tree_model() -> None:
     raw = model.predict_proba(x.iloc[:3])[:, 1]
     log_odds = rows.sum(axis=1) + rows.attrs["base_value"]
     assert np.allclose(1 / (1 + np.exp(-log_odds)), raw, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("kind", "select_k"), [("lightgbm", None), ("xgboost", None), ("xgboost", 2)]
+)
+def test_the_row_explainer_calls_the_booster_natively_and_matches_shap(kind, select_k) -> None:
+    rng = np.random.default_rng(3)
+    x = pd.DataFrame(rng.normal(size=(800, 3)), columns=list("abc"))
+    x.loc[::9, "b"] = np.nan
+    y = (x["a"] - 0.5 * x["b"].fillna(0) + rng.normal(size=800) > 0).astype(int).to_numpy()
+    model = build_estimator(kind, {"n_estimators": 30}, "class_weight", select_k=select_k)
+    model.fit(x, y)
+    explainer = TreeRowExplainer(model)
+    assert explainer._native is not None  # the probe rows agreed with shap
+    rows = x.iloc[:50]
+    native, base = explainer.contributions(rows)
+    seen = rows if select_k is None else model[:-1].transform(rows)
+    expected = explainer._shap_values(seen)
+    assert list(native.columns) == list(seen.columns) and list(native.index) == list(rows.index)
+    assert np.allclose(native.to_numpy(), expected, rtol=1e-6, atol=1e-9)
+    raw = model.predict_proba(rows)[:, 1]
+    assert np.allclose(1 / (1 + np.exp(-(native.sum(axis=1) + base))), raw, atol=1e-6)
 
 
 def test_fallback_explanation_for_the_scorecard() -> None:
