@@ -27,7 +27,7 @@ from imblearn.pipeline import Pipeline
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from training.fastpath import SMALL_BATCH
+from training.fastpath import SMALL_BATCH, xgboost_rounds, xgboost_single_thread
 from training.models import BoostedTrees
 
 log = logging.getLogger(__name__)
@@ -180,13 +180,16 @@ def _native_contributions(estimator: Any) -> Callable[[np.ndarray], np.ndarray] 
     if kind == "XGBClassifier":
         import xgboost as xgb  # noqa: PLC0415
 
-        xgb_booster = estimator.get_booster()
-        last = getattr(estimator, "best_iteration", None)
-        rounds = (0, last + 1) if last is not None else (0, 0)
+        boosters = (xgboost_single_thread(estimator), estimator.get_booster())
+        rounds = xgboost_rounds(estimator)
 
         def xgboost(x: np.ndarray) -> np.ndarray:
-            matrix = xgb.DMatrix(x, missing=np.nan, feature_names=xgb_booster.feature_names)
-            out = xgb_booster.predict(matrix, pred_contribs=True, iteration_range=rounds)
+            few = len(x) <= SMALL_BATCH
+            booster = boosters[0] if few else boosters[1]
+            matrix = xgb.DMatrix(
+                x, missing=np.nan, feature_names=booster.feature_names, nthread=1 if few else -1
+            )
+            out = booster.predict(matrix, pred_contribs=True, iteration_range=rounds)
             return np.asarray(out, dtype=np.float64)
 
         return xgboost

@@ -73,9 +73,37 @@ def _booster_call(final: Any) -> Predict | None:
             booster.predict(x, num_threads=1 if len(x) <= SMALL_BATCH else 0), dtype=np.float64
         )
     if kind == "XGBClassifier":
-        # On a float array XGBClassifier goes straight to inplace_predict (best iteration).
-        return lambda x: np.asarray(inner.predict_proba(x)[:, 1], dtype=np.float64)
+        one_thread, rounds = xgboost_single_thread(inner), xgboost_rounds(inner)
+
+        def xgboost(x: np.ndarray) -> np.ndarray:
+            if len(x) > SMALL_BATCH:
+                return np.asarray(inner.predict_proba(x)[:, 1], dtype=np.float64)
+            # What predict_proba runs (inplace_predict, best iteration), on one thread.
+            p = one_thread.inplace_predict(
+                x, iteration_range=rounds, missing=np.nan, validate_features=False
+            )
+            return np.asarray(p, dtype=np.float64)
+
+        return xgboost
     return None
+
+
+def xgboost_rounds(estimator: Any) -> tuple[int, int]:
+    """The iteration range XGBClassifier predicts with: up to the best one when early
+    stopping found one, else every tree ((0, 0))."""
+    try:
+        best = estimator.best_iteration
+    except AttributeError:  # XGBoost raises it when no early stopping ran
+        return (0, 0)
+    return (0, int(best) + 1)
+
+
+def xgboost_single_thread(estimator: Any) -> Any:
+    """A copy of the fitted booster that predicts on one thread (for a few rows, waking
+    OpenMP's threads costs more than it saves, and they spin on the scorer's cores)."""
+    booster = estimator.get_booster().copy()
+    booster.set_param({"nthread": 1})
+    return booster
 
 
 def _agrees(fast: Predict, estimator: Any, n_features: int) -> bool:

@@ -25,11 +25,12 @@ def data(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, np.ndarray]:
 
 @pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
 @pytest.mark.parametrize("imbalance", ["class_weight", "smote"])
-def test_fast_path_matches_the_calibrated_pipeline(kind: str, imbalance: str) -> None:
+@pytest.mark.parametrize("method", ["isotonic", "sigmoid"])
+def test_fast_path_matches_the_calibrated_pipeline(kind: str, imbalance: str, method: str) -> None:
     x, y = data()
     params = {"n_estimators": 30, "n_jobs": 1}
     pipeline = build_estimator(kind, params, imbalance, None, None, 0).fit(x, y)
-    calibrated = CalibratedClassifierCV(FrozenEstimator(pipeline), method="isotonic").fit(x, y)
+    calibrated = CalibratedClassifierCV(FrozenEstimator(pipeline), method=method).fit(x, y)
     fast = compile_fast(calibrated, x.shape[1])
     if imbalance == "smote":
         # SMOTE needs an imputer in front (a transforming step): left to sklearn.
@@ -47,3 +48,25 @@ def test_fast_path_matches_the_calibrated_pipeline(kind: str, imbalance: str) ->
 def test_unknown_shapes_keep_the_sklearn_chain() -> None:
     x, y = data()
     assert compile_fast(LogisticRegression().fit(x.fillna(0), y), x.shape[1]) is None
+
+
+@pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
+def test_fast_path_stops_at_the_best_iteration_like_the_estimator(kind: str) -> None:
+    from training.fastpath import xgboost_rounds
+    from training.models import fit_with_eval_set
+
+    x, y = data(1200)
+    noisy = y.copy()
+    noisy[::3] = 1 - noisy[::3]  # hard to fit: validation AUC peaks early
+    params = {"n_estimators": 400, "learning_rate": 0.3}
+    pipeline = build_estimator(kind, params, "class_weight", None, None, 0)
+    fit_with_eval_set(pipeline, x[:800], noisy[:800], x[800:], noisy[800:])
+    booster = pipeline.steps[-1][1].estimator_
+    if kind == "xgboost":
+        assert 0 < xgboost_rounds(booster)[1] < 400  # early stopping cut the ensemble
+    fast = compile_fast(pipeline, x.shape[1])
+    assert fast is not None
+    fresh, _ = data(300, seed=2)
+    np.testing.assert_allclose(
+        fast(fresh.to_numpy()), pipeline.predict_proba(fresh)[:, 1], rtol=0, atol=1e-12
+    )
