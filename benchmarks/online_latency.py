@@ -887,7 +887,7 @@ def stage_calls(service: Service, accounts: Accounts) -> dict[str, Callable[[int
         for e in (True, False)
     }
     pool = ThreadPoolExecutor(1)
-    feast_runs_odfv = OnlineFeatures(service.online.store, SERVICE, feast_ondemand=True)
+    feast_runs_odfv = OnlineFeatures(service.online.store, SERVICE, via_sdk=True)
     feast_runs_odfv.open()
     return {
         "thread-pool hop (online.read makes 1)": lambda i: pool.submit(int).result(),

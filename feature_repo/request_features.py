@@ -37,8 +37,8 @@ def request_time_features(inputs: pd.DataFrame) -> pd.DataFrame:
     import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    def numbers(column: str) -> np.ndarray:
-        return pd.to_numeric(inputs[column], errors="coerce").to_numpy(dtype="float64")
+    def numbers(column: pd.Series) -> np.ndarray:
+        return pd.to_numeric(column, errors="coerce").to_numpy(dtype="float64")
 
     since = pd.to_datetime(inputs["overdue_since"], utc=True)
     now = pd.to_datetime(inputs["scoring_time"], utc=True)
@@ -46,13 +46,13 @@ def request_time_features(inputs: pd.DataFrame) -> pd.DataFrame:
     # Whole days, never negative; an account with no overdue date has 0 days.
     overdue = np.floor(np.clip(days, 0.0, None))
     overdue[np.isnan(overdue)] = 0.0
-    income = numbers("reported_monthly_income")
+    income = numbers(inputs["reported_monthly_income"])
     income[np.isnan(income)] = 0.0
-    debt = np.clip(numbers("debt_amount"), 0.0, None)
+    debt = np.clip(numbers(inputs["debt_amount"]), 0.0, None)
     with np.errstate(divide="ignore", invalid="ignore"):
         reported = np.minimum(debt / np.maximum(income, 1.0), 1000.0)
     # No income reported (0 or less): the snapshot's debt-to-income ratio stands.
-    ratio = np.where(income > 0, reported, numbers("debt_to_income_ratio"))
+    ratio = np.where(income > 0, reported, numbers(inputs["debt_to_income_ratio"]))
     return pd.DataFrame(
         {"days_overdue_at_request": overdue, "debt_to_reported_income": ratio},
         index=inputs.index,

@@ -52,7 +52,7 @@ def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
         store,
         service_name,
         timeout=settings.online_timeout_seconds,
-        feast_ondemand=settings.ondemand == "feast",
+        via_sdk=settings.online_path == "sdk",
     )
     online.open()
     metrics = ServiceMetrics()

@@ -15,7 +15,9 @@ lets Feast do the whole read.
 
 from __future__ import annotations
 
+import ast
 import math
+import textwrap
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -106,7 +108,38 @@ def _plan_view(odfv: OnDemandFeatureView, features: Sequence[str], prefix: str) 
     transformation = odfv.feature_transformation
     if transformation is None:  # _reproducible() ruled this out
         raise ValueError(f"on-demand view {odfv.name} has no transformation")
+    read = columns_read(transformation.udf_string or "")
+    if read is not None and read <= inputs.keys():
+        # Building a frame costs per column: give the function only what it reads.
+        inputs = {name: inputs[name] for name in inputs if name in read}
     return _View(transformation.transform, inputs, {n: f"{prefix}__{n}" for n in features})
+
+
+def columns_read(source: str) -> set[str] | None:
+    """The columns a transformation reads from its input frame, from its source: each use
+    of the parameter must be `param["constant"]` or `param.index`; anything else (a
+    variable key, passing the frame on, iterating it) gives None, meaning "all of them"."""
+    try:
+        tree = ast.parse(textwrap.dedent(source))
+    except SyntaxError:
+        return None
+    functions = [n for n in tree.body if isinstance(n, ast.FunctionDef)]
+    if len(functions) != 1 or len(functions[0].args.args) != 1:
+        return None
+    param = functions[0].args.args[0].arg
+    parents = {id(c): n for n in ast.walk(tree) for c in ast.iter_child_nodes(n)}
+    read: set[str] = set()
+    for node in ast.walk(functions[0]):
+        if not (isinstance(node, ast.Name) and node.id == param):
+            continue
+        parent = parents.get(id(node))
+        if isinstance(parent, ast.Attribute) and parent.attr == "index":
+            continue
+        key = parent.slice if isinstance(parent, ast.Subscript) else None
+        if not (isinstance(key, ast.Constant) and isinstance(key.value, str)):
+            return None
+        read.add(key.value)
+    return read
 
 
 def _only_an_input(name: str, returned: frozenset[str]) -> bool:

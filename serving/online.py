@@ -18,7 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from feature_repo.services import COLLECTION_RISK_V1
-from serving import ondemand
+from serving import direct, ondemand
+from serving.direct import DirectReader
 from serving.ondemand import OnDemandPlan
 
 if TYPE_CHECKING:
@@ -68,10 +69,13 @@ class OnlineFeatures:
     workers: int = 8
     healthy: bool = True
     last_error: str | None = None
-    # True: Feast runs the service's on-demand views (slower; see serving.ondemand).
-    feast_ondemand: bool = False
+    # True: every read goes through get_online_features, which also runs the service's
+    # on-demand views (slower; see serving.direct and serving.ondemand).
+    via_sdk: bool = False
     _service: FeatureService | None = None
     _plan: OnDemandPlan | None = None
+    _views: DirectReader | None = None
+    _profile: DirectReader | None = None
     _ttls: dict[str, timedelta] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -84,10 +88,13 @@ class OnlineFeatures:
             for p in self._service.feature_view_projections
             if p.name != "request_time_features"
         }
-        if not self.feast_ondemand:
+        if not self.via_sdk:
             self._plan = ondemand.for_service(self.store, self._service)
-        if self._plan is None:
-            log.info("on-demand features of %s computed by Feast", self.service_name)
+        if self._plan is not None:
+            self._views = direct.for_refs(self.store, self._plan.refs)
+            self._profile = direct.for_refs(self.store, [PROFILE_REF])
+        else:
+            log.info("online reads of %s go through get_online_features", self.service_name)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="online-read")
 
     def close(self) -> None:
@@ -175,9 +182,11 @@ class OnlineFeatures:
         self.healthy, self.last_error = False, why
 
     def _customers(self, account_ids: list[str]) -> dict[str, str | None]:
-        result = self.store.get_online_features(
-            features=[PROFILE_REF], entity_rows=[{"account_id": a} for a in account_ids]
-        ).to_dict()
+        rows = [{"account_id": a} for a in account_ids]
+        if self._profile is not None:
+            found = self._profile.read(rows)[PROFILE_REF.replace(":", "__")]
+            return dict(zip(account_ids, found, strict=True))
+        result = self.store.get_online_features(features=[PROFILE_REF], entity_rows=rows).to_dict()
         return dict(zip(result["account_id"], result["customer_id"], strict=True))
 
     def _service_read(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
@@ -189,9 +198,12 @@ class OnlineFeatures:
             )
             return response.to_dict(include_event_timestamps=True)
         entities = [{k: r[k] for k in ENTITY_KEYS} for r in rows]
-        values = self.store.get_online_features(
-            features=self._plan.refs, entity_rows=entities, full_feature_names=True
-        ).to_dict(include_event_timestamps=True)
+        if self._views is not None:
+            values = self._views.read(entities)
+        else:
+            values = self.store.get_online_features(
+                features=self._plan.refs, entity_rows=entities, full_feature_names=True
+            ).to_dict(include_event_timestamps=True)
         request = {k: [r[k] for r in rows] for k in rows[0] if k not in ENTITY_KEYS}
         self._plan.apply(values, request)
         return values

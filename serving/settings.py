@@ -43,9 +43,10 @@ class ServingSettings(BaseSettings):
 
     # Online reads: the Feast SDK has no deadline of its own.
     online_timeout_seconds: float = Field(default=0.5, gt=0)
-    # Who runs the service's on-demand views online: the scorer, calling the registered
-    # transformation itself (serving.ondemand), or Feast's get_online_features (slower).
-    ondemand: Literal["scorer", "feast"] = "scorer"
+    # direct: feature views read through Feast's provider (online_read) and the on-demand
+    # view's registered transformation called by the scorer (serving.direct, .ondemand);
+    # sdk: everything through get_online_features (slower, same values).
+    online_path: Literal["direct", "sdk"] = "direct"
     store_probe_seconds: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
     # Features older than their view's TTL: score and flag `degraded`, or refuse.

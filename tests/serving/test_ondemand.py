@@ -8,6 +8,7 @@ a reported income, for known and unknown accounts.
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -16,8 +17,10 @@ import pandas as pd
 import pytest
 
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion.store import materialize_latest
 from serving import ondemand
 from serving.online import OnlineFeatures, OnlineRow
+from tests.integration.conftest import FeatureData, apply_store
 from tests.serving.conftest import ScorerWorld
 from tests.serving.test_scorer import known_accounts
 from training.dataset import retrieve_features
@@ -28,8 +31,8 @@ REQUEST = ("request_time_features__days_overdue_at_request",)
 RATIO = "request_time_features__debt_to_reported_income"
 
 
-def reads(world: ScorerWorld, feast_ondemand: bool) -> OnlineFeatures:
-    online = OnlineFeatures(world.store, feast_ondemand=feast_ondemand, timeout=30.0)
+def reads(world: ScorerWorld, via_sdk: bool, store: Any = None) -> OnlineFeatures:
+    online = OnlineFeatures(store or world.store, via_sdk=via_sdk, timeout=30.0)
     online.open()
     return online
 
@@ -43,13 +46,13 @@ def same(a: Any, b: Any) -> bool:
 def assert_rows_equal(mine: list[OnlineRow], feast: list[OnlineRow]) -> None:
     assert [r.account_id for r in mine] == [r.account_id for r in feast]
     for a, b in zip(mine, feast, strict=True):
-        assert (a.customer_id, a.as_of, a.stale_views, a.missing) == (
+        assert (a.customer_id, a.as_of, a.stale_views, sorted(a.missing)) == (
             b.customer_id,
             b.as_of,
             b.stale_views,
-            b.missing,
+            sorted(b.missing),
         )
-        assert list(a.features) == list(b.features)  # same names, same order
+        assert sorted(a.features) == sorted(b.features)
         for name in a.features:
             assert same(a.features[name], b.features[name]), (a.account_id, name)
 
@@ -62,12 +65,28 @@ def test_the_plan_reads_the_views_and_runs_the_registered_transformation(world: 
     assert {*REQUEST, RATIO} <= plan.returned
 
 
+@pytest.fixture(scope="module")
+def redis_store(world: ScorerWorld, feature_data: FeatureData) -> Any:
+    """The same features in the machine's Redis, under a project of this test's own."""
+    online = {"type": "redis", "connection_string": "127.0.0.1:6379"}
+    project = f"cwtest_direct_{uuid.uuid4().hex[:8]}"
+    applied = apply_store(world.root / "redis_repo", feature_data.features_dir, online, project)
+    materialize_latest(applied.store, feature_data.as_of)
+    yield applied.store
+    applied.store.teardown()
+
+
 @pytest.mark.parametrize("income", [None, 2500.0])
-def test_the_scorer_computes_what_feast_computes(world: ScorerWorld, income) -> None:
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_the_scorer_computes_what_feast_computes(
+    world: ScorerWorld, income, backend, request
+) -> None:
+    store = request.getfixturevalue("redis_store") if backend == "redis" else world.store
     accounts = [*known_accounts(world, 40), "NO_SUCH_ACCOUNT"]
     later = world.data.as_of + timedelta(days=9, hours=5)  # days overdue age with the request
-    mine = reads(world, feast_ondemand=False)
-    feast = reads(world, feast_ondemand=True)
+    mine = reads(world, via_sdk=False, store=store)
+    feast = reads(world, via_sdk=True, store=store)
+    assert mine._views is not None and mine._profile is not None  # the direct path is used
     try:
         for when in (world.data.as_of, later):
             assert_rows_equal(mine.read(accounts, when, income), feast.read(accounts, when, income))
@@ -80,7 +99,7 @@ def test_the_scorer_computes_what_feast_computes(world: ScorerWorld, income) -> 
 
 def test_a_reported_income_online_equals_offline(world: ScorerWorld) -> None:
     accounts = known_accounts(world, 10)
-    online = reads(world, feast_ondemand=False)
+    online = reads(world, via_sdk=False)
     try:
         rows = online.read(accounts, world.data.as_of, 2500.0)
     finally:

@@ -116,3 +116,24 @@ def test_watcher_refuses_a_mismatched_champion_once(watcher: Any) -> None:
     assert w.current.champion.version == 1  # keeps serving the consistent one
     assert fake.loads.count(9) == 1 and len(problems) == 1
     assert "definitions changed" in problems[0]
+
+
+def test_columns_read_from_a_transformation_source() -> None:
+    import inspect
+
+    from feature_repo.request_features import request_time_features
+    from serving.ondemand import columns_read
+
+    assert columns_read(inspect.getsource(request_time_features)) == {
+        "overdue_since",
+        "scoring_time",
+        "reported_monthly_income",
+        "debt_amount",
+        "debt_to_income_ratio",
+    }
+    # Anything but constant keys and .index: unknown, so every column is given.
+    assert columns_read("def f(df):\n    key = 'a'\n    return df[key]") is None
+    assert columns_read("def f(df):\n    return helper(df)") is None
+    assert columns_read("def f(df):\n    return df.sum()") is None
+    assert columns_read("not python (") is None
+    assert columns_read("def f(df):\n    return df['x'] / df['y'].clip(1)") == {"x", "y"}

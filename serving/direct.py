@@ -1,0 +1,116 @@
+"""Feature-view reads through Feast's provider interface, without get_online_features.
+
+get_online_features prepares a request, reads each view through the provider's
+`online_read` (the interface every Feast online store implements), then builds a protobuf
+response and converts it back to Python in `to_dict`. For one account the building and
+converting cost more than the read: 2.1 ms against 0.25 ms for the raw store read; for 100
+accounts about 19 ms (benchmarks/online_latency.py). `DirectReader` calls the same
+`online_read` and converts each value with the same `feast_value_type_to_python_type`, so
+it returns what `to_dict(include_event_timestamps=True)` returns, in the same layout:
+full feature names, `<name>__ts` event seconds (0 when absent), None for a missing value.
+Tests hold it to get_online_features on SQLite and Redis.
+
+Only views keyed by one entity are read this way; `for_refs` returns None otherwise and
+the scorer uses get_online_features.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from feast.infra.provider import get_provider
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+
+if TYPE_CHECKING:
+    from feast import FeatureStore, FeatureView
+    from feast.infra.provider import Provider
+    from feast.value_type import ValueType
+
+TS_SUFFIX = "__ts"
+
+
+@dataclass(frozen=True)
+class _Table:
+    view: FeatureView
+    join_key: str
+    key_type: ValueType
+    prefix: str
+    features: list[str]
+    types: dict[str, ValueType]
+
+
+class DirectReader:
+    """Reads the feature values behind a list of "view:feature" references."""
+
+    def __init__(self, store: FeatureStore, tables: Sequence[_Table]) -> None:
+        self._config = store.config
+        self._provider: Provider = get_provider(store.config)
+        self._tables = tuple(tables)
+
+    @property
+    def join_keys(self) -> list[str]:
+        return list(dict.fromkeys(t.join_key for t in self._tables))
+
+    def read(self, entity_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {k: [r[k] for r in entity_rows] for k in self.join_keys}
+        for table in self._tables:
+            keys = [_entity_key(table, row[table.join_key]) for row in entity_rows]
+            # A copy: some stores (Redis) append their own keys to the list they are given.
+            wanted = list(table.features)
+            found = self._provider.online_read(self._config, table.view, keys, wanted)
+            for name in table.features:
+                kind = table.types[name]
+                out[f"{table.prefix}__{name}"] = [
+                    None
+                    if values is None or name not in values
+                    # The same conversion to_dict() applies.
+                    else feast_value_type_to_python_type(values[name], kind)
+                    for _, values in found
+                ]
+                out[f"{table.prefix}__{name}{TS_SUFFIX}"] = [_seconds(ts) for ts, _ in found]
+        return out
+
+
+def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
+    """A reader for `refs` ("view:feature", feature views only), or None when a view is
+    keyed by more or less than one entity."""
+    by_view: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, feature = ref.split(":", 1)
+        by_view.setdefault(view_name, []).append(feature)
+    tables = []
+    for name, features in by_view.items():
+        view = store.get_feature_view(name)
+        if len(view.entity_columns) != 1:
+            return None
+        key = view.entity_columns[0]
+        types = {f.name: f.dtype.to_value_type() for f in view.features}
+        tables.append(
+            _Table(
+                view=view,
+                join_key=key.name,
+                key_type=key.dtype.to_value_type(),
+                prefix=view.projection.name_to_use(),
+                features=features,
+                types={f: types[f] for f in features},
+            )
+        )
+    return DirectReader(store, tables)
+
+
+def _entity_key(table: _Table, value: Any) -> EntityKeyProto:
+    proto = python_values_to_proto_values([value], table.key_type)[0]
+    return EntityKeyProto(join_keys=[table.join_key], entity_values=[proto])
+
+
+def _seconds(ts: datetime | None) -> int:
+    # As Feast's response: the row's event time in whole seconds (naive means UTC), 0 for
+    # an entity it did not find.
+    if ts is None:
+        return 0
+    return math.floor((ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp())
