@@ -24,12 +24,13 @@ from typing import TYPE_CHECKING, Any
 
 from feast.infra.provider import get_provider
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
+from feast.value_type import ValueType
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
     from feast.infra.provider import Provider
-    from feast.value_type import ValueType
 
 TS_SUFFIX = "__ts"
 
@@ -58,8 +59,12 @@ class DirectReader:
 
     def read(self, entity_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [r[k] for r in entity_rows] for k in self.join_keys}
+        keys_by_join: dict[str, list[EntityKeyProto]] = {}
         for table in self._tables:
-            keys = [_entity_key(table, row[table.join_key]) for row in entity_rows]
+            keys = keys_by_join.get(table.join_key)
+            if keys is None:  # views on the same entity share the keys
+                keys = [_entity_key(table, row[table.join_key]) for row in entity_rows]
+                keys_by_join[table.join_key] = keys
             # A copy: some stores (Redis) append their own keys to the list they are given.
             wanted = list(table.features)
             found = self._provider.online_read(self._config, table.view, keys, wanted)
@@ -104,7 +109,11 @@ def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
 
 
 def _entity_key(table: _Table, value: Any) -> EntityKeyProto:
-    proto = python_values_to_proto_values([value], table.key_type)[0]
+    if table.key_type == ValueType.STRING and isinstance(value, str):
+        # What python_values_to_proto_values builds for a string, without its type checks.
+        proto = ValueProto(string_val=value)
+    else:
+        proto = python_values_to_proto_values([value], table.key_type)[0]
     return EntityKeyProto(join_keys=[table.join_key], entity_values=[proto])
 
 

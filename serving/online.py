@@ -216,32 +216,43 @@ class OnlineFeatures:
         scoring_time: datetime,
     ) -> list[OnlineRow]:
         position = {a: i for i, a in enumerate(values.get("account_id", []))}
+        layout = self._layout(values)
         out = []
         for account in account_ids:
             i = position.get(account)
             if i is None:
                 out.append(OnlineRow(account, None, {}, {}))
                 continue
-            out.append(self._row(account, customers.get(account), values, i, scoring_time))
+            out.append(self._row(account, customers.get(account), layout, i, scoring_time))
         return out
+
+    def _layout(
+        self, values: dict[str, list[Any]]
+    ) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
+        """The feature columns, and per view with a TTL the event times of its first feature
+        (Feast stamps a row per view), worked out once for all rows of a read."""
+        features: dict[str, list[Any]] = {}
+        times: dict[str, list[Any]] = {}
+        for key, column in values.items():
+            if key.endswith(TS_SUFFIX) or key in ENTITY_KEYS:
+                continue
+            features[key] = column
+            view = key.split("__", 1)[0]
+            if view in self._ttls and view not in times:
+                times[view] = values.get(key + TS_SUFFIX) or [None] * len(column)
+        return features, times
 
     def _row(
         self,
         account: str,
         customer: str | None,
-        values: dict[str, list[Any]],
+        layout: tuple[dict[str, list[Any]], dict[str, list[Any]]],
         i: int,
         scoring_time: datetime,
     ) -> OnlineRow:
-        features: dict[str, Any] = {}
-        as_of: dict[str, datetime | None] = {}
-        for key, column in values.items():
-            if key.endswith(TS_SUFFIX) or key in ENTITY_KEYS:
-                continue
-            features[key] = column[i]
-            view = key.split("__", 1)[0]
-            if view in self._ttls and view not in as_of:
-                as_of[view] = _timestamp(values.get(key + TS_SUFFIX, [None])[i])
+        columns, times = layout
+        features = {key: column[i] for key, column in columns.items()}
+        as_of = {view: _timestamp(stamps[i]) for view, stamps in times.items()}
         row = OnlineRow(account, customer, features, as_of)
         row.stale_views = self._stale(as_of, scoring_time)
         row.missing = missing_features(features)
