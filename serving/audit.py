@@ -20,6 +20,7 @@ import logging
 import math
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -346,10 +347,25 @@ class AuditLog:
 
 def _create_schema(conn: sqlite3.Connection) -> None:
     # WAL lets readers (verify, the console) run beside the writers; it persists in the file.
-    conn.execute("PRAGMA journal_mode=WAL")
+    _retry_locked(lambda: conn.execute("PRAGMA journal_mode=WAL"))
     with _transaction(conn, "BEGIN IMMEDIATE"):
         for statement in _SCHEMA:
             conn.execute(statement)
+
+
+def _retry_locked(statement: Callable[[], object]) -> None:
+    """Run `statement`, retrying while another process holds the lock: switching the
+    journal mode can fail at once with "database is locked" instead of waiting on the busy
+    timeout (two workers opening a new log together)."""
+    deadline = time.monotonic() + _BUSY_TIMEOUT_S
+    while True:
+        try:
+            statement()
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
 
 
 @contextmanager

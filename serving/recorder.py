@@ -52,7 +52,7 @@ class Recorder:
         served: ServedLogWriter,
         flush_seconds: float = 1.0,
         max_queue: int = 100_000,
-        max_batch: int = 2_000,
+        max_batch: int = 250,
         batch_seconds: float = 0.25,
     ) -> None:
         self._audit = audit

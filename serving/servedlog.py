@@ -145,7 +145,10 @@ def _coerce(kind: str, value: Any) -> Any:
 class ServedLogWriter:
     """Buffers events and writes them as parquet parts; thread-safe, one per process.
 
-    A part is written when the buffer reaches `flush_rows` or on flush() / close();
+    Events become Arrow tables as they are written (a few hundred at a time, from the
+    recorder's thread), and a flush only joins and encodes them: converting thousands of
+    rows at once would hold the GIL for tens of milliseconds and stall the requests of the
+    same process. A part is written when `flush_rows` rows wait or on flush() / close();
     `flush_if_due()` is the time-based flush the recorder calls, after `flush_seconds`.
     A failed flush keeps the rows buffered (nothing is lost) and raises.
     """
@@ -153,7 +156,7 @@ class ServedLogWriter:
     def __init__(
         self,
         directory: Path,
-        flush_rows: int = 500,
+        flush_rows: int = 5000,
         flush_seconds: float = 5.0,
         feature_types: Mapping[str, FeatureKind] | None = None,
     ) -> None:
@@ -164,28 +167,34 @@ class ServedLogWriter:
         self.parts_written = 0
         self._kinds: dict[str, str] = dict(feature_types or {})
         self._views: set[str] = set()
-        self._buffer: list[ScoreEvent] = []
+        self._chunks: list[tuple[date, pa.Table]] = []
+        self._pending = 0
         self._oldest: float | None = None
         self._warned: set[str] = set()
         self._lock = threading.Lock()
 
     @property
     def pending(self) -> int:
-        return len(self._buffer)
+        return self._pending
 
     def write(self, events: Sequence[ScoreEvent]) -> None:
         with self._lock:
-            if events and not self._buffer:
+            if events and not self._chunks:
                 self._oldest = time.monotonic()
-            self._buffer.extend(events)
-            if len(self._buffer) >= self.flush_rows:
+            by_day: dict[date, list[ScoreEvent]] = {}
+            for event in events:
+                by_day.setdefault(as_utc(event.scored_at).date(), []).append(event)
+            for day, day_events in by_day.items():
+                self._chunks.append((day, self.table(day_events)))
+                self._pending += len(day_events)
+            if self._pending >= self.flush_rows:
                 self._flush_locked()
 
     def due(self) -> bool:
         """Rows have waited flush_seconds or longer."""
         oldest = self._oldest
         return (
-            bool(self._buffer)
+            bool(self._chunks)
             and oldest is not None
             and (time.monotonic() - oldest >= self.flush_seconds)
         )
@@ -202,16 +211,17 @@ class ServedLogWriter:
         self.flush()
 
     def _flush_locked(self) -> int:
-        by_day: dict[date, list[ScoreEvent]] = {}
-        for event in self._buffer:
-            by_day.setdefault(as_utc(event.scored_at).date(), []).append(event)
         written = 0
-        for day, events in sorted(by_day.items()):
-            self._write_part(day, self.table(events))
-            written += len(events)
+        for day in sorted({d for d, _ in self._chunks}):
+            tables = [t for d, t in self._chunks if d == day]
+            for table in _joined(tables):
+                self._write_part(day, table)
+            rows = sum(t.num_rows for t in tables)
             # Drop a day only once its part is on disk, so a failure loses nothing.
-            self._buffer = [e for e in self._buffer if as_utc(e.scored_at).date() != day]
-        self._oldest = time.monotonic() if self._buffer else None
+            self._chunks = [(d, t) for d, t in self._chunks if d != day]
+            self._pending -= rows
+            written += rows
+        self._oldest = time.monotonic() if self._chunks else None
         self.rows_written += written
         return written
 
@@ -273,6 +283,17 @@ class ServedLogWriter:
                 self._warned.add(name)
                 log.warning("served log: %s is not %s (%s); logged as null", name, kind, exc)
             return None
+
+
+def _joined(tables: list[pa.Table]) -> list[pa.Table]:
+    """One table of the chunks (a view first seen in a later chunk is null before it), or
+    the chunks as they are when their types cannot be unified (each becomes its own part)."""
+    if len(tables) == 1:
+        return tables
+    try:
+        return [pa.concat_tables(tables, promote_options="default").combine_chunks()]
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return tables
 
 
 def _base_value(event: ScoreEvent, name: str) -> Any:
