@@ -8,7 +8,6 @@ privately, for the model card): a candidate for a public registry function.
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 from dataclasses import dataclass
@@ -119,20 +118,9 @@ def reference_matrix(b: Backends, version: int) -> pd.DataFrame:
 
 def evaluation_report(b: Backends, version: int) -> dict[str, Any] | None:
     """The version's evaluation report (report_json/*.json of its run), or None."""
-    from training.registry import REPORT_JSON_KEY, show  # noqa: PLC0415
+    from training.registry import evaluation_report as logged_report  # noqa: PLC0415
 
-    client = b.mlflow()
-    meta = show(version, client=client)
-    if not meta.run_id:
-        return None
-    files = [f.path for f in client.list_artifacts(meta.run_id, REPORT_JSON_KEY) if not f.is_dir]
-    json_files = [f for f in files if f.endswith(".json")]
-    if not json_files:
-        return None
-    with tempfile.TemporaryDirectory(prefix="collectwise-console-") as tmp:
-        local = client.download_artifacts(meta.run_id, json_files[0], tmp)
-        loaded = json.loads(Path(local).read_text(encoding="utf-8"))
-    return loaded if isinstance(loaded, dict) else None
+    return logged_report(version, client=b.mlflow())
 
 
 def latest_fairness(b: Backends, versions: list[int]) -> tuple[int, dict[str, Any]] | None:

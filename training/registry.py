@@ -840,6 +840,24 @@ def _download_report(client: MlflowClient, meta: ModelMetadata, workdir: Path) -
     return Path(client.download_artifacts(meta.run_id, json_files[0], str(workdir)))
 
 
+def evaluation_report(
+    version_or_alias: str | int,
+    *,
+    client: MlflowClient | None = None,
+    settings: TrainingSettings | None = None,
+) -> dict[str, Any] | None:
+    """The evaluation report its run logged (REPORT_JSON_KEY/*.json), or None."""
+    client, settings = _resolve(client, settings)
+    return _report_of(
+        client, _metadata_of(client, settings.registered_model_name, version_or_alias)
+    )
+
+
+def _report_of(client: MlflowClient, meta: ModelMetadata) -> dict[str, Any] | None:
+    with tempfile.TemporaryDirectory(prefix="collectwise-report-") as tmp:
+        return load_report(_download_report(client, meta, Path(tmp)))
+
+
 def card_for_version(
     version_or_alias: str | int,
     out: Path,
@@ -850,6 +868,4 @@ def card_for_version(
     """Write the model card of a registered version, with its run's report when logged."""
     client, settings = _resolve(client, settings)
     meta = _metadata_of(client, settings.registered_model_name, version_or_alias)
-    with tempfile.TemporaryDirectory(prefix="collectwise-card-") as tmp:
-        report = load_report(_download_report(client, meta, Path(tmp)))
-    return write_model_card(meta, report, out)
+    return write_model_card(meta, _report_of(client, meta), out)
