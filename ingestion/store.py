@@ -17,6 +17,7 @@ import pandas as pd
 
 from feature_repo.services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
+from ingestion.snapshot_marker import mark_complete, mark_pending
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -54,8 +55,12 @@ def materialize_latest(store: FeatureStore, as_of: datetime) -> tuple[datetime, 
     start = as_of - SNAPSHOT_TTL
     end = as_of + timedelta(seconds=1)
     ensure_online_tables(store)
+    # Bracketed by the snapshot marker, so a scorer can tell a whole snapshot from an
+    # emptied or half-loaded store (ingestion.snapshot_marker).
+    mark_pending(store, as_of)
     log.info("materialising %s from %s to %s", ", ".join(ONLINE_VIEWS), start, end)
     store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
+    mark_complete(store, as_of, ONLINE_VIEWS)
     return start, end
 
 

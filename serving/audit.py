@@ -272,6 +272,14 @@ def _audit_row(row: sqlite3.Row) -> AuditRow:
 # --------------------------------------------------------------------------- the log
 
 
+def _owner_only(path: Path) -> None:
+    """Create the log readable by its owner alone (it names callers and decisions), and
+    tighten one made before. SQLite gives its -wal and -shm files the database's mode."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    os.close(os.open(path, os.O_CREAT | os.O_RDWR, 0o600))
+    os.chmod(path, 0o600)
+
+
 class AuditLog:
     """The audit log in one SQLite file; safe to share across threads and processes.
 
@@ -285,7 +293,8 @@ class AuditLog:
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self._schema_ready:
+            _owner_only(self.path)
         # isolation_level=None: we issue BEGIN ourselves (the sqlite3 module would otherwise
         # open a deferred transaction, which cannot serialise the read of the head).
         conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)

@@ -31,8 +31,8 @@ class ScopeError(Exception):
 class RateLimitedError(Exception):
     """Over the key's rate (HTTP 429)."""
 
-    def __init__(self, retry_after: int) -> None:
-        super().__init__(f"rate limit exceeded; retry after {retry_after}s")
+    def __init__(self, retry_after: int, detail: str | None = None) -> None:
+        super().__init__(detail or f"rate limit exceeded; retry after {retry_after}s")
         self.retry_after = retry_after
 
 
@@ -40,6 +40,7 @@ class RateLimitedError(Exception):
 class Caller:
     name: str
     scopes: frozenset[str]
+    rate_per_minute: int | None = None
 
 
 def hash_key(key: str) -> str:
@@ -74,7 +75,7 @@ class KeyRing:
         entry = self.entry(key)
         if scope not in entry.scopes:
             raise ScopeError(f"this key lacks the '{scope}' scope")
-        return Caller(entry.name, frozenset(entry.scopes))
+        return Caller(entry.name, frozenset(entry.scopes), entry.rate_per_minute)
 
 
 class RateLimiter:
@@ -88,6 +89,9 @@ class RateLimiter:
         self._default = default_rate
         self._buckets: dict[str, tuple[float, float]] = {}
         self._lock = threading.Lock()
+
+    def per_minute(self, rate: int | None = None) -> int:
+        return rate or self._default
 
     def take(self, caller: str, rate: int | None = None, cost: float = 1.0) -> None:
         per_minute = float(rate or self._default)

@@ -1,11 +1,20 @@
-"""Domain errors mapped to HTTP in one place, each with a body that names the problem."""
+"""Domain errors mapped to HTTP in one place, each with a body that names the problem.
+
+A 422 names each bad field and what is wrong with it, but never echoes the input: an echo
+of a 20 MB body is a 20 MB answer, and a NaN or a lone surrogate in the input cannot even
+be encoded as JSON (that was a 500).
+"""
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
 from serving.auth import AuthError, RateLimitedError, ScopeError
 from serving.models import ModelUnavailableError
@@ -27,56 +36,107 @@ class StaleFeaturesError(Exception):
     """Features older than their view's TTL, with the refuse policy configured."""
 
 
-def _body(kind: str, detail: str) -> dict[str, str]:
+# At most this many field errors in one 422, and this many characters of any text in it.
+MAX_FIELD_ERRORS = 20
+MAX_TEXT = 400
+HTTP_KINDS = {400: "bad_request", 404: "not_found", 405: "method_not_allowed",
+              413: "body_too_large"}  # fmt: skip
+
+
+def body(kind: str, detail: str) -> dict[str, str]:
     return {"error": kind, "detail": detail}
 
 
+def invalid(field: str, message: str, kind: str = "value_error") -> RequestValidationError:
+    """A 422 for a body field that validated but cannot be served (e.g. an as_of before the
+    online snapshot), in the same shape as the schema's own validation errors."""
+    return RequestValidationError([{"loc": ("body", field), "msg": message, "type": kind}])
+
+
+def field_errors(errors: Sequence[Any]) -> list[dict[str, Any]]:
+    """Where and what, without the input; at most MAX_FIELD_ERRORS, then a count."""
+    out = [
+        {
+            "loc": [p if isinstance(p, int) else _text(p) for p in e.get("loc", ())],
+            "msg": _message(e),
+            "type": _text(e.get("type", "value_error")),
+        }
+        for e in list(errors)[:MAX_FIELD_ERRORS]
+    ]
+    if len(errors) > MAX_FIELD_ERRORS:
+        more = len(errors) - MAX_FIELD_ERRORS
+        out.append({"loc": ["body"], "msg": f"and {more} more errors", "type": "more_errors"})
+    return out
+
+
+def _message(error: Any) -> str:
+    msg = str(error.get("msg", "invalid"))
+    ctx = error.get("ctx") or {}
+    if error.get("type") == "json_invalid" and isinstance(ctx.get("error"), str):
+        msg = f"{msg}: {ctx['error']}"
+    return _text(msg)
+
+
+def _text(value: Any) -> str:
+    # backslashreplace: a lone surrogate from the input must not break the UTF-8 answer.
+    text = str(value).encode("utf-8", "backslashreplace").decode("utf-8")
+    return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
+
+
+# Every domain error the API can meet: its status and the error kind its body names.
+DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
+    AuthError: (401, "unauthenticated"),
+    ScopeError: (403, "forbidden"),
+    UnknownAccountError: (404, "unknown_account"),
+    RateLimitedError: (429, "rate_limited"),
+    StoreUnavailableError: (503, "store_unavailable"),
+    ModelUnavailableError: (503, "model_unavailable"),
+    StaleFeaturesError: (503, "stale_features"),
+}
+
+
 def install(app: FastAPI) -> None:
-    def count(request: Request, kind: str) -> None:
-        metrics = getattr(request.app.state, "metrics", None)
-        if metrics is not None:
-            metrics.errors.labels(kind).inc()
+    """One handler for the domain errors, one for invalid bodies, one for HTTP errors."""
+    for error in DOMAIN_ERRORS:
+        app.add_exception_handler(error, _domain)
+    app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(HTTPException, _http)
 
-    @app.exception_handler(AuthError)
-    async def _auth(request: Request, exc: AuthError) -> JSONResponse:
-        count(request, "unauthenticated")
-        return JSONResponse(
-            _body("unauthenticated", str(exc)), 401, headers={"WWW-Authenticate": "ApiKey"}
-        )
 
-    @app.exception_handler(ScopeError)
-    async def _scope(request: Request, exc: ScopeError) -> JSONResponse:
-        count(request, "forbidden")
-        return JSONResponse(_body("forbidden", str(exc)), 403)
+def _count(request: Request, kind: str) -> None:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.errors.labels(kind).inc()
 
-    @app.exception_handler(RateLimitedError)
-    async def _rate(request: Request, exc: RateLimitedError) -> JSONResponse:
-        count(request, "rate_limited")
-        headers = {"Retry-After": str(exc.retry_after)}
-        return JSONResponse(_body("rate_limited", str(exc)), 429, headers=headers)
 
-    @app.exception_handler(UnknownAccountError)
-    async def _unknown(request: Request, exc: UnknownAccountError) -> JSONResponse:
-        count(request, "unknown_account")
-        return JSONResponse(_body("unknown_account", str(exc)), 404)
-
-    @app.exception_handler(StoreUnavailableError)
-    async def _store(request: Request, exc: StoreUnavailableError) -> JSONResponse:
-        count(request, "store_unavailable")
-        retry = str(request.app.state.settings.retry_after_seconds)
+async def _domain(request: Request, exc: Exception) -> JSONResponse:
+    status, kind = next(v for t, v in DOMAIN_ERRORS.items() if isinstance(exc, t))
+    _count(request, kind)
+    detail = str(exc)
+    if isinstance(exc, StoreUnavailableError):
         detail = f"online feature store unavailable: {exc}"
-        return JSONResponse(_body("store_unavailable", detail), 503, headers={"Retry-After": retry})
+    return JSONResponse(body(kind, detail), status, headers=_headers(request, exc, status))
 
-    @app.exception_handler(ModelUnavailableError)
-    async def _model(request: Request, exc: ModelUnavailableError) -> JSONResponse:
-        count(request, "model_unavailable")
-        retry = str(request.app.state.settings.retry_after_seconds)
-        return JSONResponse(
-            _body("model_unavailable", str(exc)), 503, headers={"Retry-After": retry}
-        )
 
-    @app.exception_handler(StaleFeaturesError)
-    async def _stale(request: Request, exc: StaleFeaturesError) -> JSONResponse:
-        count(request, "stale_features")
-        retry = str(request.app.state.settings.retry_after_seconds)
-        return JSONResponse(_body("stale_features", str(exc)), 503, headers={"Retry-After": retry})
+def _headers(request: Request, exc: Exception, status: int) -> dict[str, str]:
+    if isinstance(exc, AuthError):
+        return {"WWW-Authenticate": "ApiKey"}
+    if isinstance(exc, RateLimitedError):
+        return {"Retry-After": str(exc.retry_after)}
+    if status == 503:
+        return {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
+    return {}
+
+
+async def _invalid(request: Request, exc: Exception) -> JSONResponse:
+    _count(request, "invalid_request")
+    errors = exc.errors() if isinstance(exc, RequestValidationError) else []
+    return JSONResponse({"detail": field_errors(errors)}, 422)
+
+
+async def _http(request: Request, exc: Exception) -> JSONResponse:
+    status = getattr(exc, "status_code", 500)
+    kind = HTTP_KINDS.get(status, "http_error")
+    _count(request, kind)
+    detail = _text(getattr(exc, "detail", ""))
+    return JSONResponse(body(kind, detail), status, headers=getattr(exc, "headers", None))

@@ -12,9 +12,13 @@ import logging
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from feature_repo.services import COLLECTION_RISK_V1
@@ -52,6 +56,9 @@ def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
         store,
         service_name,
         timeout=settings.online_timeout_seconds,
+        chunk_rows=settings.online_chunk_rows,
+        check_marker=settings.readiness_marker,
+        marker_grace=timedelta(seconds=settings.materialize_grace_seconds),
         via_sdk=settings.online_path == "sdk",
     )
     online.open()
@@ -110,7 +117,30 @@ def create_app(
     for router in (score.router, models.router, health.router):
         app.include_router(router)
     app.add_middleware(TimedRoutes)
+    # Bodies over the limit get 413 before they are parsed: parsing a 30 MB body held the
+    # event loop, and /healthz with it, for tens of seconds. Starlette's limiter counts
+    # what arrives (its 413 goes through our handlers); the outer check answers a declared
+    # length at once.
+    app.add_middleware(RequestBodyLimitMiddleware, max_body_size=settings.max_body_bytes)
+    app.add_middleware(DeclaredBodyLimit, max_bytes=settings.max_body_bytes)
     return app
+
+
+class DeclaredBodyLimit:
+    """413 in the API's JSON error shape for a body whose declared length is over the limit,
+    before anything reads it (Starlette's own answer to that case is plain text)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        declared = Headers(scope=scope).get("content-length") if scope["type"] == "http" else None
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            detail = f"the body is {declared} bytes; at most {self.max_bytes} are accepted"
+            await JSONResponse(errors.body("body_too_large", detail), 413)(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class TimedRoutes:

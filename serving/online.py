@@ -1,8 +1,13 @@
 """Online feature reads with a deadline, freshness checks and declared imputation.
 
 The Feast SDK has no timeout: a read runs on a small thread pool and the caller waits at
-most `timeout` seconds. A read that misses its deadline, or fails, marks the store down;
-a background probe marks it up again once a read succeeds, so the service recovers alone.
+most `timeout` seconds per chunk of at most `chunk_rows` entity rows, so a 1,000-account
+batch gets the time its size needs while one account still fails fast.
+
+Readiness (`healthy`) is the probe's alone: a request whose read fails gets its 503 and
+wakes the probe, but cannot mark the store down itself, so no client input can take the
+scorer out of rotation. The probe reads the snapshot marker (ingestion.snapshot_marker):
+the store is healthy when it answers within the deadline and holds one whole snapshot.
 """
 
 from __future__ import annotations
@@ -18,6 +23,14 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion.snapshot_marker import (
+    CANARY_ROW,
+    DEFAULT_GRACE,
+    marker_problems,
+    marker_refs,
+    problems_from_values,
+)
+from ingestion.store import ONLINE_VIEWS
 from serving import direct, ondemand
 from serving.direct import DirectReader
 from serving.ondemand import OnDemandPlan
@@ -66,9 +79,16 @@ class OnlineFeatures:
     store: FeatureStore
     service_name: str = COLLECTION_RISK_V1
     timeout: float = 0.5
+    chunk_rows: int = 250
     workers: int = 8
+    # Whether readiness also needs the snapshot marker (False: any answer will do), and how
+    # long a materialisation may run before readiness takes it for dead.
+    check_marker: bool = True
+    marker_grace: timedelta = DEFAULT_GRACE
     healthy: bool = True
     last_error: str | None = None
+    # Set by a failed request read: the probe runs at once instead of at its next tick.
+    suspect: threading.Event = field(default_factory=threading.Event)
     # True: every read goes through get_online_features, which also runs the service's
     # on-demand views (slower; see serving.direct and serving.ondemand).
     via_sdk: bool = False
@@ -76,6 +96,8 @@ class OnlineFeatures:
     _plan: OnDemandPlan | None = None
     _views: DirectReader | None = None
     _profile: DirectReader | None = None
+    _marker: DirectReader | None = None
+    _marker_refs: list[str] = field(default_factory=list)
     _ttls: dict[str, timedelta] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -95,6 +117,10 @@ class OnlineFeatures:
             self._profile = direct.for_refs(self.store, [PROFILE_REF])
         else:
             log.info("online reads of %s go through get_online_features", self.service_name)
+        self._marker_refs = marker_refs(self.store, ONLINE_VIEWS)
+        # Through the provider: get_online_features refuses a view while Feast marks it
+        # MATERIALIZING, which would take the scorer out of rotation on every load.
+        self._marker = direct.for_refs(self.store, self._marker_refs)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="online-read")
 
     def close(self) -> None:
@@ -102,34 +128,45 @@ class OnlineFeatures:
             self._pool.shutdown(wait=False, cancel_futures=True)
 
     def read(
-        self, account_ids: Sequence[str], scoring_time: datetime, income: float | None
+        self,
+        account_ids: Sequence[str],
+        scoring_time: datetime,
+        incomes: float | Sequence[float | None] | None = None,
     ) -> list[OnlineRow]:
-        """Two batched reads (account -> customer, then the service), under one deadline.
+        """One row per position of `account_ids`, each with its own reported income (one
+        value for all, or one per account); read in chunks, each under the deadline."""
+        ids = list(account_ids)
+        per_row = _per_row(incomes, len(ids))
+        out: list[OnlineRow] = []
+        for start in range(0, len(ids), self.chunk_rows):
+            chunk = slice(start, start + self.chunk_rows)
+            out.extend(self._read_chunk(ids[chunk], per_row[chunk], scoring_time))
+        return out
 
-        Both run in one pool task: each hand-over to a thread costs a wake-up, which on a
-        busy machine shows in the tail.
-        """
-        customers, values = self._call(
-            self._read_both, (list(account_ids), scoring_time, income), timeout=self.timeout
-        )
-        out = self._rows(account_ids, customers, values, scoring_time)
-        for row in out:
+    def _read_chunk(
+        self, ids: list[str], incomes: list[float | None], scoring_time: datetime
+    ) -> list[OnlineRow]:
+        # Both reads run in one pool task: each hand-over to a thread costs a wake-up,
+        # which on a busy machine shows in the tail.
+        customers, values = self._request_call(self._read_both, (ids, scoring_time, incomes))
+        out = self._rows(ids, customers, values, scoring_time)
+        for row, income in zip(out, incomes, strict=True):
             row.reported_income = income
         return out
 
     def _read_both(
-        self, args: tuple[list[str], datetime, float | None]
+        self, args: tuple[list[str], datetime, list[float | None]]
     ) -> tuple[dict[str, str | None], dict[str, list[Any]]]:
-        account_ids, scoring_time, income = args
-        customers = self._customers(account_ids)
+        account_ids, scoring_time, incomes = args
+        customers = self._customers(list(dict.fromkeys(account_ids)))
         rows = [
             {
                 "account_id": a,
-                "customer_id": customers.get(a) or "",
+                "customer_id": customers[a],
                 "scoring_time": scoring_time,
                 "reported_monthly_income": float(income or 0.0),
             }
-            for a in account_ids
+            for a, income in zip(account_ids, incomes, strict=True)
             if customers.get(a)
         ]
         return customers, self._service_read(rows) if rows else {}
@@ -148,33 +185,57 @@ class OnlineFeatures:
         for _ in range(3):
             self._call(self._customers, [WARM_UP_ID], timeout=timeout)
             self._call(self._service_read, [row], timeout=timeout)
+        self.probe()
 
-    def probe(self, account_id: str = WARM_UP_ID) -> bool:
-        """A cheap read to learn whether the store answers; updates `healthy`."""
+    def probe(self) -> bool:
+        """Whether the store answers and holds one whole snapshot; sets `healthy`."""
+        self.suspect.clear()
         try:
-            self._call(self._customers, [account_id], timeout=self.timeout)
-        except StoreUnavailableError:
+            problems = self._call(self._probe_read, None, timeout=self.timeout)
+        except StoreUnavailableError as exc:
+            self._mark_down(str(exc))
             return False
+        if problems:
+            self._mark_down("; ".join(problems))
+            return False
+        if not self.healthy:
+            log.info("online store answers again and holds a whole snapshot")
+        self.healthy, self.last_error = True, None
         return True
 
     # ----------------------------------------------------------------- internals
+
+    def _probe_read(self, _: None) -> list[str]:
+        if self.check_marker and self._marker is not None:
+            values = self._marker.read([CANARY_ROW])
+            return problems_from_values(
+                values, self._marker_refs, datetime.now(UTC), self.marker_grace
+            )
+        if self.check_marker:
+            return marker_problems(self.store, ONLINE_VIEWS, self.marker_grace)
+        self._customers([WARM_UP_ID])
+        return []
+
+    def _request_call(self, fn: Any, arg: Any) -> Any:
+        try:
+            return self._call(fn, arg, timeout=self.timeout)
+        except StoreUnavailableError:
+            self.suspect.set()
+            raise
 
     def _call(self, fn: Any, arg: Any, timeout: float) -> Any:
         if self._pool is None:
             raise RuntimeError("OnlineFeatures.open() was not called")
         future = self._pool.submit(fn, arg)
         try:
-            result = future.result(timeout=timeout)
+            return future.result(timeout=timeout)
         except FutureTimeout as exc:
-            self._mark_down(f"online store read exceeded {timeout * 1000:.0f} ms")
-            raise StoreUnavailableError(self.last_error or "timeout") from exc
+            why = f"online store read exceeded {timeout * 1000:.0f} ms"
+            raise StoreUnavailableError(why) from exc
         except Exception as exc:
-            self._mark_down(f"online store read failed: {type(exc).__name__}: {exc}")
-            raise StoreUnavailableError(self.last_error or "error") from exc
-        if not self.healthy:
-            log.info("online store answers again")
-        self.healthy, self.last_error = True, None
-        return result
+            raise StoreUnavailableError(
+                f"online store read failed: {type(exc).__name__}: {exc}"
+            ) from exc
 
     def _mark_down(self, why: str) -> None:
         if self.healthy:
@@ -215,15 +276,17 @@ class OnlineFeatures:
         values: dict[str, list[Any]],
         scoring_time: datetime,
     ) -> list[OnlineRow]:
-        position = {a: i for i, a in enumerate(values.get("account_id", []))}
+        # `values` holds one row per known position, in order (see _read_both).
         layout = self._layout(values)
         out = []
+        i = 0
         for account in account_ids:
-            i = position.get(account)
-            if i is None:
+            customer = customers.get(account)
+            if not customer:
                 out.append(OnlineRow(account, None, {}, {}))
                 continue
-            out.append(self._row(account, customers.get(account), layout, i, scoring_time))
+            out.append(self._row(account, customer, layout, i, scoring_time))
+            i += 1
         return out
 
     def _layout(
@@ -283,3 +346,12 @@ def _timestamp(value: Any) -> datetime | None:
         return value if value.tzinfo else value.replace(tzinfo=UTC)
     seconds = float(getattr(value, "seconds", value))
     return datetime.fromtimestamp(seconds, tz=UTC) if seconds > 0 else None
+
+
+def _per_row(incomes: float | Sequence[float | None] | None, n: int) -> list[float | None]:
+    if incomes is None or isinstance(incomes, float | int):
+        return [None if incomes is None else float(incomes)] * n
+    values = list(incomes)
+    if len(values) != n:
+        raise ValueError(f"{len(values)} incomes for {n} accounts")
+    return values

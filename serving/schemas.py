@@ -2,23 +2,73 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from serving.events import as_utc
+from serving.settings import MAX_BATCH_CEILING
+
+# Letters, digits and _ . : - ; ids that begin with "__" are reserved for the platform's own
+# canary and probe entities (ingestion.snapshot_marker), so no caller can score them.
+ACCOUNT_ID_PATTERN = r"^(_?[A-Za-z0-9.:-][A-Za-z0-9_.:-]*|_)$"
+ACCOUNT_ID_MAX_LENGTH = 64
 ACCOUNT_ID = Field(
     min_length=1,
-    max_length=64,
-    pattern=r"^[A-Za-z0-9_.:-]+$",
+    max_length=ACCOUNT_ID_MAX_LENGTH,
+    pattern=ACCOUNT_ID_PATTERN,
     description="the account to score, as known to the feature store",
     examples=["A00000001"],
 )
+# Scoring moments the platform accepts: within what Feast's pandas timestamps can hold, and
+# far enough from either end that ageing a feature by days cannot overflow.
+AS_OF_MIN = datetime(1970, 1, 1, tzinfo=UTC)
+AS_OF_MAX = datetime(2200, 1, 1, tzinfo=UTC)
+AS_OF = Field(
+    default=None,
+    description="the scoring moment for request-time features (default: now), from 1970 up "
+    "to 2200; a time without a zone is read as UTC",
+    # JSON Schema has no date range; the year pattern states the bounds in the contract.
+    json_schema_extra={"pattern": r"^(19[7-9][0-9]|2[01][0-9]{2})-"},
+    # Not strict: in strict mode pydantic takes no ISO string for a datetime.
+    strict=False,
+)
+INCOME = Field(
+    default=None,
+    ge=0,
+    le=10_000_000,
+    allow_inf_nan=False,
+    description="monthly income verified with this request",
+)
+# Strict: a JSON string or boolean is not a number, and 0 / "yes" are not booleans.
+STRICT = ConfigDict(extra="forbid", strict=True)
+
+
+def as_of_text(value: object) -> object:
+    """Only an ISO 8601 string (or nothing): lax pydantic would read a number as epoch
+    seconds, which the contract does not offer."""
+    if value is None or isinstance(value, str | datetime):
+        return value
+    raise ValueError("as_of must be an ISO 8601 date-time string")
+
+
+def checked_as_of(value: datetime | None) -> datetime | None:
+    """UTC, and within [AS_OF_MIN, AS_OF_MAX): anything else is a client error (422)."""
+    if value is None:
+        return None
+    try:
+        moment = as_utc(value)
+    except OverflowError:
+        raise ValueError("as_of is out of range") from None
+    if not AS_OF_MIN <= moment < AS_OF_MAX:
+        raise ValueError(f"as_of must lie from {AS_OF_MIN:%Y-%m-%d} up to {AS_OF_MAX:%Y-%m-%d}")
+    return moment
 
 
 class ScoreRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid",
+        **STRICT,
         json_schema_extra={
             "examples": [
                 {"account_id": "A00000001"},
@@ -32,49 +82,40 @@ class ScoreRequest(BaseModel):
     )
 
     account_id: str = ACCOUNT_ID
-    as_of: datetime | None = Field(
-        default=None,
-        description="the scoring moment for request-time features (default: now); "
-        "a time without a zone is read as UTC",
-    )
-    reported_monthly_income: float | None = Field(
-        default=None, ge=0, le=10_000_000, description="income verified with this request"
-    )
+    as_of: datetime | None = AS_OF
+    reported_monthly_income: float | None = INCOME
     explain: bool = Field(default=True, description="include reason codes")
 
-    @field_validator("as_of")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        from serving.events import as_utc  # noqa: PLC0415
-
-        return None if value is None else as_utc(value)
+    _as_of_text = field_validator("as_of", mode="before")(as_of_text)
+    _as_of = field_validator("as_of")(checked_as_of)
 
 
 class BatchItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = STRICT
 
     account_id: str = ACCOUNT_ID
-    reported_monthly_income: float | None = Field(default=None, ge=0, le=10_000_000)
+    reported_monthly_income: float | None = INCOME
 
 
 class BatchRequest(BaseModel):
     model_config = ConfigDict(
-        extra="forbid",
+        **STRICT,
         json_schema_extra={
             "examples": [{"accounts": [{"account_id": "A00000001"}, {"account_id": "A00000002"}]}]
         },
     )
 
-    accounts: list[BatchItem] = Field(min_length=1, max_length=1000)
-    as_of: datetime | None = None
+    accounts: list[BatchItem] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_CEILING,
+        description="the accounts to score, at most COLLECTWISE_MAX_BATCH (default 1,000); "
+        "one account may appear more than once, e.g. at two reported incomes",
+    )
+    as_of: datetime | None = AS_OF
     explain: bool = Field(default=False, description="include reason codes for every account")
 
-    @field_validator("as_of")
-    @classmethod
-    def _utc(cls, value: datetime | None) -> datetime | None:
-        from serving.events import as_utc  # noqa: PLC0415
-
-        return None if value is None else as_utc(value)
+    _as_of_text = field_validator("as_of", mode="before")(as_of_text)
+    _as_of = field_validator("as_of")(checked_as_of)
 
 
 class ModelRef(BaseModel):
@@ -107,14 +148,19 @@ class ScoreResponse(BaseModel):
 
 
 class BatchError(BaseModel):
+    index: int = Field(description="the account's position in the request")
     account_id: str
     status: int
     detail: str
 
 
+class BatchResult(ScoreResponse):
+    index: int = Field(description="the account's position in the request")
+
+
 class BatchResponse(BaseModel):
     request_id: str
-    results: list[ScoreResponse]
+    results: list[BatchResult]
     errors: list[BatchError]
 
 

@@ -1,7 +1,8 @@
 """Everything a running scorer holds, built in the lifespan and torn down after it.
 
 Two daemon threads keep it current: one polls the registry's aliases (blue-green model
-moves), one probes the online store while it is marked down (self-recovery).
+moves), one probes the online store (answers within the deadline, holds a whole snapshot),
+which alone sets readiness, so the service drops out of rotation and recovers by itself.
 """
 
 from __future__ import annotations
@@ -31,6 +32,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
 log = logging.getLogger(__name__)
+
+PROBE_FLOOR_SECONDS = 0.1
 
 
 @dataclass
@@ -68,6 +71,7 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        self.online.suspect.set()  # wakes the probe so it sees the stop
         for thread in self._threads:
             thread.join(timeout=5)
         if self.recorder is not None:
@@ -100,10 +104,17 @@ class Service:
             self._publish_models()
 
     def _probe(self) -> None:
-        while not self._stop.wait(self.settings.store_probe_seconds):
-            if not self.online.healthy:
-                self.online.probe()
+        # Always on, not only while down: an emptied or half-loaded store answers reads but
+        # no longer holds a whole snapshot, and only the probe may change readiness.
+        while not self._stop.is_set():
+            self.online.suspect.wait(self.settings.store_probe_seconds)
+            if self._stop.is_set():
+                return
+            self.online.probe()
             self.metrics.ready.set(1 if self.ready else 0)
+            # Failed requests wake the probe; a floor between probes keeps a flood of them
+            # from turning into a flood of probe reads.
+            self._stop.wait(PROBE_FLOOR_SECONDS)
 
 
 def fingerprint_check(store: FeatureStore) -> Any:

@@ -17,6 +17,8 @@ from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Scope = Literal["score", "admin"]
+# The most accounts a batch may ever hold (the schema's bound); max_batch may lower it.
+MAX_BATCH_CEILING = 10_000
 
 
 def _score_only() -> list[Scope]:
@@ -43,6 +45,13 @@ class ServingSettings(BaseSettings):
 
     # Online reads: the Feast SDK has no deadline of its own.
     online_timeout_seconds: float = Field(default=0.5, gt=0)
+    # A batch is read in chunks of this many accounts, each chunk under the deadline above.
+    online_chunk_rows: int = Field(default=250, ge=1)
+    # Readiness needs the store's snapshot marker (ingestion.snapshot_marker); turn off only
+    # for a store loaded by other means than `collectwise materialize`.
+    readiness_marker: bool = True
+    # A materialisation pending for longer than this is taken for dead (not ready).
+    materialize_grace_seconds: float = Field(default=1800.0, ge=0)
     # direct: feature views read through Feast's provider (online_read) and the on-demand
     # view's registered transformation called by the scorer (serving.direct, .ondemand);
     # sdk: everything through get_online_features (slower, same values).
@@ -60,7 +69,9 @@ class ServingSettings(BaseSettings):
     model_refresh_seconds: float = Field(default=15.0, gt=0)
 
     reason_codes: int = Field(default=3, ge=0, le=10)
-    max_batch: int = Field(default=1000, ge=1, le=10000)
+    max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_CEILING)
+    # Request bodies above this get 413 (a full batch of 1,000 is about 70 kB).
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
     audit_db: Path | None = None
     served_dir: Path | None = None
     record: bool = True

@@ -43,5 +43,11 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: {"model": ErrorBody, "description": "over the key's rate limit (Retry-After set)"},
 }
 
+# Documented on every route that takes a body: a body that is not JSON at all, or too big.
+BODY_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "the body could not be read"},
+    413: {"model": ErrorBody, "description": "the body is over COLLECTWISE_MAX_BODY_BYTES"},
+}
+
 ScoreCaller = Annotated[Caller, Depends(require("score"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]

@@ -11,14 +11,16 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from serving.api.deps import AUTH_RESPONSES, ScoreCaller, ServiceDep
-from serving.errors import StaleFeaturesError, UnknownAccountError
+from serving.api.deps import AUTH_RESPONSES, BODY_ERRORS, ScoreCaller, ServiceDep
+from serving.auth import Caller, RateLimitedError
+from serving.errors import StaleFeaturesError, UnknownAccountError, invalid
 from serving.events import ScoreEvent
 from serving.online import OnlineRow
 from serving.schemas import (
     BatchError,
     BatchRequest,
     BatchResponse,
+    BatchResult,
     ErrorBody,
     ModelRef,
     ReasonCode,
@@ -38,7 +40,9 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post("/score", response_model=ScoreResponse, responses={**NOT_FOUND, **UNAVAILABLE})
+@router.post(
+    "/score", response_model=ScoreResponse, responses={**BODY_ERRORS, **NOT_FOUND, **UNAVAILABLE}
+)
 def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> ScoreResponse:
     """Score one account: probability, band, decision, reasons and the model behind them."""
     started = time.perf_counter()
@@ -48,6 +52,9 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
     row = service.online.read([body.account_id], when, body.reported_monthly_income)[0]
     if not row.known:
         raise UnknownAccountError(body.account_id)
+    problem = features_after(row, when)
+    if problem:
+        raise invalid("as_of", problem, "as_of_before_features")
     _check_fresh(service, [row])
     options = service.options if body.explain else replace(service.options, reasons=0)
     scored = score_rows([row], models, options)[0]
@@ -57,46 +64,82 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
     return _response(scored, request_id, now)
 
 
-@router.post("/score/batch", response_model=BatchResponse, responses=UNAVAILABLE)
+@router.post("/score/batch", response_model=BatchResponse, responses={**BODY_ERRORS, **UNAVAILABLE})
 def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) -> BatchResponse:
-    """Score up to 1,000 accounts with one batched online read; unknown ones are listed."""
+    """Score up to COLLECTWISE_MAX_BATCH accounts (default 1,000) in one batched online read.
+
+    Results and errors carry each account's position in the request; an account that is
+    listed twice with the same income is read and scored once. Each account costs one
+    request of the key's rate limit.
+    """
     started = time.perf_counter()
+    _admit(service, caller, len(body.accounts))
     models = service.watcher.current
     models.require_champion()
     when = body.as_of or datetime.now(UTC)
-    rows = _read_batch(service, body, when)
-    known = [r for r in rows if r.known]
-    errors = [
-        BatchError(
-            account_id=r.account_id, status=404, detail=str(UnknownAccountError(r.account_id))
-        )
-        for r in rows
-        if not r.known
-    ]
-    _check_fresh(service, known)
+    pairs = list(dict.fromkeys((i.account_id, i.reported_monthly_income) for i in body.accounts))
+    rows = service.online.read([a for a, _ in pairs], when, [income for _, income in pairs])
+    refused = {pair: _refusal(row, when) for pair, row in zip(pairs, rows, strict=True)}
+    fit = [row for pair, row in zip(pairs, rows, strict=True) if refused[pair] is None]
+    _check_fresh(service, fit)
     options = service.options if body.explain else replace(service.options, reasons=0)
-    scored = score_rows(known, models, options)
+    scored = score_rows(fit, models, options)
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, scored, request_id, "/v1/score/batch", caller.name, when, now, started)
-    return BatchResponse(
-        request_id=request_id,
-        results=[_response(s, request_id, now) for s in scored],
-        errors=errors,
+    by_pair = {(s.row.account_id, s.row.reported_income): s for s in scored}
+    response = BatchResponse(request_id=request_id, results=[], errors=[])
+    for index, item in enumerate(body.accounts):
+        pair = (item.account_id, item.reported_monthly_income)
+        if pair in by_pair:
+            answer = _response(by_pair[pair], request_id, now)
+            response.results.append(BatchResult(index=index, **dict(answer)))
+        else:
+            status, detail = refused[pair] or (500, "not scored")
+            response.errors.append(BatchError(index=index, account_id=item.account_id,
+                                              status=status, detail=detail))  # fmt: skip
+    return response
+
+
+def _admit(service: Service, caller: Caller, accounts: int) -> None:
+    """The batch-size bound of this deployment, and the rate limit charged per account."""
+    limit = service.settings.max_batch
+    if accounts > limit:
+        raise invalid(
+            "accounts",
+            f"a batch holds at most {limit} accounts (COLLECTWISE_MAX_BATCH), not {accounts}",
+            "too_long",
+        )
+    per_minute = service.limiter.per_minute(caller.rate_per_minute)
+    if accounts > per_minute:
+        raise RateLimitedError(
+            60,
+            f"a batch of {accounts} accounts costs more than the key's {per_minute} requests "
+            "per minute: send smaller batches",
+        )
+    # The route's dependency already charged the request itself.
+    service.limiter.take(caller.name, caller.rate_per_minute, cost=accounts - 1)
+
+
+def _refusal(row: OnlineRow, when: datetime) -> tuple[int, str] | None:
+    if not row.known:
+        return 404, str(UnknownAccountError(row.account_id))
+    problem = features_after(row, when)
+    return (422, problem) if problem else None
+
+
+def features_after(row: OnlineRow, when: datetime) -> str | None:
+    """Why a row cannot be scored at `when`: the online store holds only the newest snapshot,
+    and features recorded after the scoring moment would leak the future into the score."""
+    later = {view: seen for view, seen in row.as_of.items() if seen is not None and seen > when}
+    if not later:
+        return None
+    view, seen = min(later.items(), key=lambda kv: kv[1])
+    return (
+        f"as_of {when:%Y-%m-%d %H:%M} is before the online features of {view} "
+        f"({seen:%Y-%m-%d %H:%M}); the online store holds only the latest snapshot, so "
+        "score past moments from offline features (`collectwise score-batch`)"
     )
-
-
-def _read_batch(service: Service, body: BatchRequest, when: datetime) -> list[OnlineRow]:
-    # Income is request data shared by a read; accounts without one (the usual case) go
-    # in one read, and each distinct income reported in the batch adds one.
-    by_income: dict[float | None, list[str]] = {}
-    for item in body.accounts:
-        by_income.setdefault(item.reported_monthly_income, []).append(item.account_id)
-    rows: dict[str, OnlineRow] = {}
-    for income, ids in by_income.items():
-        for row in service.online.read(ids, when, income):
-            rows[row.account_id] = row
-    return [rows[item.account_id] for item in body.accounts]
 
 
 def _check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:

@@ -8,6 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -93,7 +94,8 @@ def test_frozen_store_gives_503_then_recovers(
         assert frozen.status_code == 503 and frozen.headers["Retry-After"] == "2"
         assert frozen.json()["error"] == "store_unavailable"
         assert waited < DEADLINE * 4 + 1.0, f"answered after {waited:.2f}s"
-        assert client.get("/readyz").status_code == 503
+        # Readiness is the probe's: the failed read wakes it, and its own read times out.
+        assert _eventually(lambda: client.get("/readyz").status_code == 503, DEADLINE * 4 + 2)
         os.kill(server.pid, signal.SIGCONT)
         assert _eventually(lambda: client.get("/readyz").status_code == 200)
         assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
@@ -106,3 +108,74 @@ def _eventually(check: Any, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_an_emptied_store_is_not_ready_until_reloaded(
+    world: ScorerWorld, feature_data: FeatureData, own_redis: Any, tmp_path: Path
+) -> None:
+    _, port = own_redis
+    online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
+    applied = apply_store(
+        tmp_path / "repo", feature_data.features_dir, online, f"cwempty_{uuid.uuid4().hex[:8]}"
+    )
+    materialize_latest(applied.store, feature_data.as_of)
+    settings = scorer_settings(tmp_path, store_probe_seconds=0.2)
+    with serve(create_app(settings, store=applied.store)) as client:
+        assert client.get("/readyz").status_code == 200
+        redis.Redis(port=port).flushall()  # what a Redis restarted without persistence holds
+        assert _eventually(lambda: client.get("/readyz").status_code == 503)
+        assert "no snapshot marker" in client.get("/readyz").json()["checks"]["store"]
+        materialize_latest(applied.store, feature_data.as_of)
+        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+
+
+MATERIALIZE = """
+import sys
+from datetime import datetime
+from feast import FeatureStore
+from ingestion.store import materialize_latest
+materialize_latest(FeatureStore(repo_path=sys.argv[1]), datetime.fromisoformat(sys.argv[2]))
+"""
+
+
+def test_a_killed_materialization_is_not_ready_until_rerun(
+    world: ScorerWorld, feature_data: FeatureData, tmp_path: Path
+) -> None:
+    online = {"type": "sqlite", "path": str(tmp_path / "online.db")}
+    repo = tmp_path / "repo"
+    applied = apply_store(repo, feature_data.features_dir, online, f"cwkill_{uuid.uuid4().hex[:8]}")
+    materialize_latest(applied.store, feature_data.as_of)
+    # No grace: a pending load is dead at once (by default it may run for 30 minutes).
+    settings = scorer_settings(tmp_path, store_probe_seconds=0.2, materialize_grace_seconds=0)
+    with serve(create_app(settings, store=applied.store)) as client:
+        assert client.get("/readyz").status_code == 200
+        _kill_midway(repo, feature_data.as_of.isoformat(), applied.store)
+        assert _eventually(lambda: client.get("/readyz").status_code == 503)
+        assert "did not finish" in client.get("/readyz").json()["checks"]["store"]
+        materialize_latest(applied.store, feature_data.as_of)
+        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+
+
+def _kill_midway(repo: Path, as_of: str, store: Any) -> None:
+    """Run `materialize_latest` in a process of its own and SIGKILL it once it has begun
+    (its pending marker is in the store) and before it has finished."""
+    from ingestion.snapshot_marker import CANARY_ROW, PENDING, marker_refs
+    from ingestion.store import ONLINE_VIEWS
+    from serving import direct
+
+    # Read as the scorer does (through the provider): Feast's own get_online_features
+    # refuses a view while it is MATERIALIZING.
+    marker = direct.for_refs(store, marker_refs(store, ONLINE_VIEWS)[-1:])
+    assert marker is not None
+    for _ in range(3):  # the load may win the race; then try again
+        process = subprocess.Popen(
+            [sys.executable, "-c", MATERIALIZE, str(repo), as_of], stderr=subprocess.DEVNULL
+        )
+        while process.poll() is None:
+            state = marker.read([CANARY_ROW])["account_profile__customer_id"][0]
+            if str(state).startswith(PENDING):
+                process.kill()
+                process.wait(timeout=10)
+                return
+            time.sleep(0.002)
+    pytest.fail("materialisation finished every time before it could be killed")
