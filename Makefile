@@ -12,7 +12,7 @@ PYTEST_ARGS ?=
 PORT ?= 8000
 CONSOLE_PORT ?= 8050
 
-.PHONY: help setup lock demo serve serve-bg console-bg demo-redis demo-uci pipeline online test lint format bench stop clean
+.PHONY: help setup services lock demo serve serve-bg console-bg demo-redis demo-uci pipeline online test lint format bench stop clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -75,7 +75,10 @@ demo-uci: setup ## The pipeline on the real UCI data (data_uci/) and its online 
 	dvc repro uci-materialize
 	set -a && source profiles/uci.env && set +a && collectwise online-features --sample 3
 
-test: setup ## Run the test suite (needs Redis and PostgreSQL on 127.0.0.1)
+services: ## Install and start what the tests need (Redis, PostgreSQL, Chromium), where missing
+	@bash .ci/services
+
+test: setup services ## Run the test suite (installs and starts its services first)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 lint: setup ## ruff (lint and format check) and mypy

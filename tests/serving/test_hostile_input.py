@@ -14,6 +14,7 @@ import socket
 import stat
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,8 +24,10 @@ import pytest
 import requests
 import uvicorn
 
+from ingestion.store import materialize_latest
 from serving.main import create_app
 from serving.servedlog import read_served
+from tests.integration.conftest import REDIS_URL, apply_store
 from tests.serving.conftest import SCORE_KEY, SLOW_KEY, ScorerWorld, scorer_settings, serve
 from tests.serving.test_scorer import known_accounts
 
@@ -279,3 +282,24 @@ def _eventually(check: Any, seconds: float = 15.0) -> bool:
             return True
         time.sleep(0.1)
     return False
+
+
+def test_a_batch_of_1000_on_redis(world: ScorerWorld, tmp_path: Path) -> None:
+    online = {"type": "redis", "connection_string": REDIS_URL}
+    project = f"cwbatch_{uuid.uuid4().hex[:8]}"  # its own keys on the machine's Redis
+    applied = apply_store(tmp_path / "repo", world.data.features_dir, online, project)
+    try:
+        materialize_latest(applied.store, world.data.as_of)
+        accounts = known_accounts(world, 50)
+        items = [
+            {"account_id": accounts[i % len(accounts)], "reported_monthly_income": 1000.0 + i}
+            for i in range(1000)
+        ]
+        payload = {"accounts": items, "as_of": world.data.as_of.isoformat()}
+        with serve(create_app(scorer_settings(tmp_path), store=applied.store)) as c:
+            answer = c.post("/v1/score/batch", json=payload, headers=AUTH)
+            ready = c.get("/readyz").status_code
+    finally:
+        applied.store.teardown()
+    assert answer.status_code == 200, answer.text[:500]
+    assert len(answer.json()["results"]) == 1000 and ready == 200
