@@ -2,7 +2,9 @@
 
 Dash pages (use_pages) route the URL to a page's layout; the pages are registered here,
 not at import, so importing admin_app does nothing and tests can build an app of their own.
-Each page module has PATH, NAME, MIN_ROLE, layout(**query) and register(app).
+Each page module has PATH, NAME, MIN_ROLE, layout(**query) and register(app); its
+callbacks are registered through callbacks.CallbackRoles, so each one gets a least role
+that the guard checks on every callback request.
 """
 
 from __future__ import annotations
@@ -14,11 +16,14 @@ import dash
 import dash_bootstrap_components as dbc
 from dash import Dash, html
 from flask import Flask
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_app import auth, routes
 from admin_app.auth import current_role, has_role, signed_in
+from admin_app.callbacks import CallbackRoles
 from admin_app.components import not_permitted
 from admin_app.context import EXTENSION_KEY, Backends
+from admin_app.headers import install_headers
 from admin_app.pages import PAGES, Page
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, secret_key
 from admin_app.settings import AdminSettings, get_admin_settings
@@ -32,6 +37,11 @@ def create_app(settings: AdminSettings | None = None, backends: Backends | None 
     settings = settings or get_admin_settings()
     b = backends or Backends(settings)
     server = Flask("admin_app")
+    if settings.trusted_proxies:
+        # The login throttle counts per client: behind a proxy, the client is in X-F-F.
+        server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
+            server.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
+        )
     server.secret_key = secret_key(settings)
     server.extensions[EXTENSION_KEY] = b
     # The guard must run before Dash's own before_request hooks: install it first.
@@ -49,6 +59,8 @@ def create_app(settings: AdminSettings | None = None, backends: Backends | None 
         csrf_token_name=CSRF_COOKIE,
         csrf_header_name=CSRF_HEADER,
     )
+    install_headers(server, app, https=settings.secure_cookies)
+    roles = CallbackRoles(app)
     for order, page in enumerate(PAGES):
         dash.register_page(
             page.module,
@@ -58,7 +70,8 @@ def create_app(settings: AdminSettings | None = None, backends: Backends | None 
             order=order,
             layout=_guarded(page),
         )
-        page.register(app)
+        roles.register_page(page.register, page.min_role, page.callback_roles)
+    auth.install_callback_roles(server, roles)
     app.layout = _shell
     return app
 

@@ -1,25 +1,40 @@
 """Sign-in for the console: flask-login on the Dash server, a guard in front of every route.
 
 - /login (a plain HTML form, so nothing of the app is sent before sign-in) and /logout;
+  failed sign-ins are throttled per client address first, and an account is locked only
+  past what one client can reach (throttle.py);
 - a before_request guard: every other route, Dash's own JSON routes included, needs a
   signed-in user; pages redirect to /login, Dash requests get 401;
+- the guard also checks every callback request against the callback's least role
+  (callbacks.py), so a viewer cannot read an admin page's data by posting to Dash;
 - callbacks that act call `acting(action)`, which checks the role again on the server:
   hiding a button is a convenience, this is the control;
-- sessions are permanent cookies that expire `session_minutes` after the last request;
-  the user id in the session carries the user's session_epoch (users.py), so a password
-  or role change, or a disabled account, ends that user's open sessions.
+- sessions are permanent cookies that expire `session_minutes` after the last request.
+  The user id in the session carries the user's session_epoch (users.py), so a password
+  or role change, or a disabled account, ends that user's open sessions; and it carries a
+  server-side session id (sessions.py) that /logout deletes, so a copy of the cookie saved
+  before logging out is refused afterwards.
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit
 
-from flask import Flask, Response, jsonify, redirect, render_template_string, request, session
+from flask import (
+    Flask,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template_string,
+    request,
+    session,
+)
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
-from admin_app.actions import ActionLog
+from admin_app.callbacks import DISPATCH, CallbackRoles
 from admin_app.context import Backends, backends
 from admin_app.logic.roles import PermissionDenied, Role, at_least, can
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, CSRF_SESSION_KEY, csrf_ok, new_csrf_token
@@ -31,11 +46,14 @@ LOGIN_PATH = "/login"
 _PUBLIC_PATHS = frozenset({LOGIN_PATH, "/_favicon.ico", "/favicon.ico"})
 _PUBLIC_PREFIXES = ("/assets/",)
 _LOGIN_FORM_KEY = "login_csrf"
+CALLBACKS_KEY = "collectwise_admin_callbacks"
+_TOO_MANY = 429
 
 
 class ConsoleUser(UserMixin):
-    def __init__(self, record: UserRecord) -> None:
+    def __init__(self, record: UserRecord, session_id: str) -> None:
         self.record = record
+        self.session_id = session_id
 
     @property
     def name(self) -> str:
@@ -46,11 +64,14 @@ class ConsoleUser(UserMixin):
         return self.record.role
 
     def get_id(self) -> str:
-        return f"{self.record.name}|{self.record.session_epoch}"
+        return f"{self.record.name}|{self.record.session_epoch}|{self.session_id}"
 
 
 def install_auth(server: Flask, b: Backends) -> None:
-    """Configure sessions, flask-login, the login routes and the guard on `server`."""
+    """Configure sessions, flask-login, the login routes and the guard on `server`.
+
+    The guard refuses every callback until `install_callback_roles` has run.
+    """
     server.config.update(
         PERMANENT_SESSION_LIFETIME=b.settings.session_lifetime,
         SESSION_COOKIE_HTTPONLY=True,
@@ -68,12 +89,19 @@ def install_auth(server: Flask, b: Backends) -> None:
     server.after_request(_mirror_csrf_cookie)
 
 
+def install_callback_roles(server: Flask, roles: CallbackRoles) -> None:
+    server.extensions[CALLBACKS_KEY] = roles
+
+
 def _load_user(user_id: str) -> ConsoleUser | None:
-    name, _, epoch = user_id.rpartition("|")
-    record = backends().users.find(name)
+    name, epoch, session_id = [*user_id.split("|"), "", ""][:3]
+    b = backends()
+    record = b.users.find(name)
     if record is None or not record.active or str(record.session_epoch) != epoch:
         return None
-    return ConsoleUser(record)
+    if not b.sessions.alive(session_id, name):
+        return None
+    return ConsoleUser(record, session_id)
 
 
 def _is_public(path: str) -> bool:
@@ -91,7 +119,25 @@ def _guard() -> Response | tuple[Response, int] | None:
         session.get(CSRF_SESSION_KEY), request.headers.get(CSRF_HEADER)
     ):
         return jsonify(error="missing or wrong CSRF token: reload the page"), 403
-    return None
+    return _callback_refusal()
+
+
+def _callback_refusal() -> tuple[Response, int] | None:
+    """Why the signed-in user's role may not run this callback (callbacks.py), or None."""
+    if request.method != "POST" or not request.path.endswith(f"/{DISPATCH}"):
+        return None
+    roles: CallbackRoles | None = current_app.extensions.get(CALLBACKS_KEY)
+    if roles is None or request.path != roles.dispatch_path:
+        return jsonify(error="callbacks are not set up on this path: refused"), 403
+    body: Any = request.get_json(silent=True)
+    refusal = roles.check(body, current_role())
+    if refusal is None:
+        return None
+    user = signed_in()
+    if refusal.status == 403 and user is not None:
+        target = str(body.get("output"))[:200]
+        backends().actions.record(user.name, "callback", "denied", target, refusal.message)
+    return jsonify(error=refusal.message), refusal.status
 
 
 def _mirror_csrf_cookie(response: Response) -> Response:
@@ -114,7 +160,7 @@ def _safe_next(target: str | None) -> str:
     return target.rstrip("?") or "/"
 
 
-def _login() -> Response | str:
+def _login() -> Response | str | tuple[str, int, dict[str, str]]:
     b = backends()
     if request.method == "GET":
         if current_user.is_authenticated:
@@ -125,45 +171,42 @@ def _login() -> Response | str:
         return _login_page(error="The form expired. Please try again.")
     name = request.form.get("username", "").strip()[:64]
     password = request.form.get("password", "")
-    if locked_out(b.actions, name, b.settings.max_failed_logins, b.settings.lockout_minutes):
-        b.actions.record(name, "login", "denied", detail="too many failed attempts")
-        return _login_page(error="Too many failed attempts. Try again later.")
+    client = request.remote_addr or "unknown"
+    refusal = b.throttle.refusal(client, name)
+    if refusal is not None:
+        b.actions.record(name, "login", "denied", detail=f"{refusal.reason} (from {client})")
+        retry = {"Retry-After": str(refusal.retry_after_s)}
+        return _login_page(error=refusal.message), _TOO_MANY, retry
     record = b.users.authenticate(name, password)
     if record is None:
-        b.actions.record(name or "anonymous", "login", "refused", detail="wrong name or password")
+        b.throttle.failed(client, name)
+        detail = f"wrong name or password (from {client})"
+        b.actions.record(name or "anonymous", "login", "refused", detail=detail)
         return _login_page(error="Wrong user name or password.")
-    _start_session(record)
-    b.actions.record(record.name, "login", "ok", detail=f"role {record.role}")
+    _start_session(b, record)
+    b.actions.record(record.name, "login", "ok", detail=f"role {record.role} (from {client})")
     return redirect(_safe_next(request.form.get("next")))  # type: ignore[return-value]
 
 
-def _start_session(record: UserRecord) -> None:
+def _start_session(b: Backends, record: UserRecord) -> None:
     # A fresh session at sign-in: nothing set before it (fixation) carries over.
     session.clear()
-    login_user(ConsoleUser(record), remember=False)
+    login_user(ConsoleUser(record, b.sessions.start(record.name)), remember=False)
     session.permanent = True
     session[CSRF_SESSION_KEY] = new_csrf_token()
 
 
 def _logout() -> Response:
-    if current_user.is_authenticated:
-        backends().actions.record(current_user.name, "logout", "ok")
+    user = signed_in()
+    if user is not None:
+        # Ended on the server: a saved copy of this cookie names a session that is gone.
+        backends().sessions.end(user.session_id)
+        backends().actions.record(user.name, "logout", "ok")
     logout_user()
     session.clear()
     response: Response = redirect(LOGIN_PATH)  # type: ignore[assignment]
     response.delete_cookie(CSRF_COOKIE)
     return response
-
-
-def locked_out(actions: ActionLog, name: str, limit: int, minutes: int) -> bool:
-    """Too many refused logins of `name` since the window began or its last good login."""
-    if not name:
-        return False
-    since = datetime.now(UTC) - timedelta(minutes=minutes)
-    last_ok = actions.last(name, "login", "ok")
-    if last_ok is not None and last_ok > since:
-        since = last_ok
-    return actions.count_since(name, "login", ("refused",), since) >= limit
 
 
 def _login_page(error: str | None) -> str:

@@ -20,7 +20,9 @@ from flask import current_app
 
 from admin_app.actions import ActionLog
 from admin_app.jobs import BatchJobs
+from admin_app.sessions import SessionStore
 from admin_app.settings import AdminSettings
+from admin_app.throttle import LoginThrottle
 from admin_app.users import UserStore
 
 if TYPE_CHECKING:
@@ -60,6 +62,8 @@ class Backends:
     scorer_metrics_url: str | None = None
     users: UserStore = field(init=False)
     actions: ActionLog = field(init=False)
+    sessions: SessionStore = field(init=False)
+    throttle: LoginThrottle = field(init=False)
     jobs: BatchJobs = field(init=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _key_locks: dict[str, threading.Lock] = field(default_factory=dict, init=False)
@@ -69,6 +73,8 @@ class Backends:
         self.users = UserStore(self.settings.users_db)
         # The admin audit lives beside the users: one file to back up for the console.
         self.actions = ActionLog(self.settings.users_db)
+        self.sessions = SessionStore(self.settings.users_db, self.settings.session_lifetime)
+        self.throttle = LoginThrottle(self.settings.users_db, self.actions, self.settings)
         self.jobs = BatchJobs(self.settings.batch_dir)
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:

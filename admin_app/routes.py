@@ -14,6 +14,7 @@ from admin_app.logic.files import safe_path
 
 REPORTS_PREFIX = "/reports/"
 HOME = "/models"
+REPORT_POLICY = "sandbox allow-scripts; frame-ancestors 'self'"
 
 
 def install_routes(server: Flask) -> None:
@@ -35,9 +36,10 @@ def _report_file(relative: str) -> Response:
         abort(404)
     response = send_file(path, max_age=0)
     # The report runs in its own opaque origin: its scripts cannot reach the console's
-    # cookies or pages, whatever the HTML holds.
-    response.headers["Content-Security-Policy"] = "sandbox allow-scripts"
-    response.headers["X-Content-Type-Options"] = "nosniff"
+    # cookies or pages, whatever the HTML holds. Only the console may frame it (the
+    # monitoring page does); headers.py sets the rest.
+    response.headers["Content-Security-Policy"] = REPORT_POLICY
+    response.headers["X-Frame-Options"] = "SAMEORIGIN"
     return response
 
 

@@ -12,7 +12,7 @@ from datetime import timedelta
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from feature_repo.paths import REPO_ROOT, data_dir
@@ -57,9 +57,16 @@ class AdminSettings(BaseSettings):
     session_minutes: int = Field(default=30, ge=1, le=24 * 60)
     # Send the cookie over HTTPS only; turn on behind a TLS proxy.
     secure_cookies: bool = False
-    # Failed logins of one name within the window before that name is locked for it.
-    max_failed_logins: int = Field(default=5, ge=1)
+    # Failed logins from one client address within the window before that address is
+    # throttled (429), whatever names it tries; nobody else is locked out by it.
+    max_failed_logins_per_client: int = Field(default=10, ge=1)
+    # Failed logins of one name within the window, from all addresses together, before the
+    # name is locked for everyone: more than one client may fail (see throttle.py).
+    max_failed_logins: int = Field(default=30, ge=2)
     lockout_minutes: int = Field(default=15, ge=1)
+    # Reverse proxies in front of the console that append to X-Forwarded-For: the login
+    # throttle reads the client address through this many of them (0: the socket's peer).
+    trusted_proxies: int = Field(default=0, ge=0, le=5)
     reports_dir: Path = Field(default_factory=_reports_dir)
     batch_dir: Path = Field(default_factory=_batch_dir)
     # An upload larger than this (rows of account ids) is refused with a message.
@@ -69,6 +76,15 @@ class AdminSettings(BaseSettings):
     demo_credentials_file: Path = REPO_ROOT / ".run" / "admin-demo.txt"
     # Online reads in the console wait longer than the scorer's: a person, not an SLA.
     online_timeout_seconds: float = Field(default=10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _one_client_cannot_lock_an_account(self) -> AdminSettings:
+        if self.max_failed_logins <= self.max_failed_logins_per_client:
+            raise ValueError(
+                "max_failed_logins (per account) must exceed max_failed_logins_per_client, "
+                "or one client alone could lock anyone's account"
+            )
+        return self
 
     @property
     def session_lifetime(self) -> timedelta:

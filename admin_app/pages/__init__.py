@@ -1,9 +1,14 @@
 """The console's pages, in navbar order. Importing a page module only defines functions;
-create_app registers each with Dash."""
+create_app registers each with Dash.
+
+A page module has PATH, NAME, MIN_ROLE (the least role that may open it and run its
+callbacks), layout(**query), register(app), and optionally CALLBACK_ROLES: output
+component id -> a stricter role for the callbacks that write that component.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,11 +35,18 @@ class Page:
     min_role: Role
     layout: Callable[..., Any]
     register: Callable[[Dash], None]
+    callback_roles: Mapping[str, Role]
 
 
 def _page(module: Any) -> Page:
     return Page(
-        module.__name__, module.PATH, module.NAME, module.MIN_ROLE, module.layout, module.register
+        module.__name__,
+        module.PATH,
+        module.NAME,
+        module.MIN_ROLE,
+        module.layout,
+        module.register,
+        getattr(module, "CALLBACK_ROLES", {}),
     )
 
 

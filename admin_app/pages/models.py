@@ -18,11 +18,18 @@ from admin_app.components import columns, grid, header, message, note, pairs, se
 from admin_app.context import backends
 from admin_app.logic import models as logic
 from admin_app.logic.outcome import Outcome
-from admin_app.logic.roles import PermissionDenied
+from admin_app.logic.roles import PermissionDenied, Role
 
 PATH = "/models"
 NAME = "Models"
 MIN_ROLE = "viewer"
+# The promote and rollback form exists for admins only; so do its callbacks.
+CALLBACK_ROLES: dict[str, Role] = {
+    "models-promote-version": "admin",
+    "models-promote-modal": "admin",
+    "models-rollback-modal": "admin",
+    "models-message": "admin",
+}
 
 log = logging.getLogger(__name__)
 

@@ -21,12 +21,14 @@ from admin_app.logic import monitoring as logic
 from admin_app.logic import outcome
 from admin_app.logic.files import list_reports
 from admin_app.logic.outcome import Outcome
-from admin_app.logic.roles import PermissionDenied
+from admin_app.logic.roles import PermissionDenied, Role
 from admin_app.routes import REPORTS_PREFIX
 
 PATH = "/monitoring"
 NAME = "Monitoring"
 MIN_ROLE = "viewer"
+# Acknowledging needs an operator, the rule editor an admin (their actions check again).
+CALLBACK_ROLES: dict[str, Role] = {"mon-message": "operator", "mon-rule-name": "admin"}
 
 log = logging.getLogger(__name__)
 

@@ -18,11 +18,13 @@ from admin_app.logic import outcome
 from admin_app.logic.batch import UploadError
 from admin_app.logic.explain import waterfall_figure
 from admin_app.logic.outcome import Outcome
-from admin_app.logic.roles import PermissionDenied
+from admin_app.logic.roles import PermissionDenied, Role
 
 PATH = "/scoring"
 NAME = "Scoring"
 MIN_ROLE = "viewer"
+# Batch jobs are an operator's: a viewer may not start one or poll anyone's progress.
+CALLBACK_ROLES: dict[str, Role] = {"batch-job": "operator", "batch-progress": "operator"}
 
 log = logging.getLogger(__name__)
 

@@ -56,6 +56,8 @@ PASSWORDS = {
     "victor": "victor-viewer-password",
 }
 ROLES = {"alice": "admin", "olga": "operator", "victor": "viewer"}
+# Failed sign-ins from one address before it is throttled; the account locks past 12.
+CLIENT_LIMIT = 4
 
 
 @dataclass
@@ -180,6 +182,8 @@ def console(world: ScorerWorld, tmp_path_factory: pytest.TempPathFactory) -> Ite
         batch_dir=root / "admin" / "batch",
         reports_dir=root / "reports",
         demo_credentials_file=root / "demo.txt",
+        max_failed_logins_per_client=CLIENT_LIMIT,
+        max_failed_logins=3 * CLIENT_LIMIT,
     )
     monitoring_url = f"sqlite:///{root / 'monitoring.db'}"
     _seed_monitoring(MonitoringStore(monitoring_url))

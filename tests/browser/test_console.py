@@ -7,19 +7,26 @@ once per module. Tests run in file order and each signs in as the user it needs.
 from __future__ import annotations
 
 import io
+import json
+import re
+import threading
 import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
 import requests
+from requests.adapters import HTTPAdapter
 from selenium.common.exceptions import TimeoutException
 from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
 from selenium.webdriver.support.ui import WebDriverWait
 
-from tests.browser.conftest import Console, random_ids
+from tests.browser.conftest import CLIENT_LIMIT, Console, random_ids
 from training import registry
 
 pytestmark = pytest.mark.browser
@@ -106,6 +113,61 @@ def session_for(driver: WebDriver) -> requests.Session:
 
 def upload(driver: WebDriver, path: Path) -> None:
     driver.find_element(By.CSS_SELECTOR, "#batch-upload input[type=file]").send_keys(str(path))
+
+
+def csrf_header(http: requests.Session) -> dict[str, str]:
+    return {"X-CSRFToken": str(http.cookies.get("_csrf_token"))}
+
+
+USERS_GRID = {
+    "output": "users-grid.rowData",
+    "outputs": {"id": "users-grid", "property": "rowData"},
+    "inputs": [{"id": "users-refresh", "property": "data", "value": 0}],
+    "state": [],
+    "changedPropIds": [],
+}
+AUDIT_ACTIONS = {
+    "output": "audit-actions.rowData",
+    "outputs": {"id": "audit-actions", "property": "rowData"},
+    "inputs": [{"id": "audit-action-search", "property": "value", "value": None}],
+    "state": [],
+    "changedPropIds": [],
+}
+# What a signed-in person can run from the browser's console: a callback request of their own.
+_POST_CALLBACK = """
+const done = arguments[arguments.length - 1];
+const token = document.cookie.match(/_csrf_token=([^;]+)/)[1];
+fetch("/_dash-update-component", {
+    method: "POST",
+    headers: {"Content-Type": "application/json", "X-CSRFToken": token},
+    body: arguments[0],
+}).then(r => r.text().then(t => done([r.status, t])));
+"""
+
+
+def post_callback(driver: WebDriver, body: dict[str, Any]) -> tuple[int, str]:
+    status, text = driver.execute_async_script(_POST_CALLBACK, json.dumps(body))
+    return int(status), str(text)
+
+
+class _FromAddress(HTTPAdapter):
+    """Requests that leave from another loopback address: another client, to the server."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def form_login(http: requests.Session, console: Console, name: str, password: str) -> Any:
+    page = http.get(f"{console.url}/login", timeout=10).text
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token is not None
+    form = {"username": name, "password": password, "csrf_token": token.group(1), "next": "/"}
+    return http.post(f"{console.url}/login", data=form, timeout=30, allow_redirects=False)
 
 
 # --------------------------------------------------------------------------- tests
@@ -312,6 +374,118 @@ def test_logout_ends_the_session(driver: WebDriver, console: Console) -> None:
         wait_for(driver, "#login-button", timeout=10)
     except TimeoutException:
         pytest.fail("signed out, yet /models did not send the browser to the login page")
+
+
+def test_the_console_renders_under_its_content_security_policy(
+    driver: WebDriver, console: Console
+) -> None:
+    login(driver, console, "alice")
+    open_page(driver, console, "/models")
+    # Dash's own inline scripts run (allowed by hash): the pages' clientside callback sets
+    # the title, and the grid is filled by callbacks.
+    assert driver.title.startswith("Models")
+    assert [m for m in severe(driver) if "Content Security Policy" in m] == []
+    page = session_for(driver).get(f"{console.url}/models", timeout=10)
+    assert page.headers["X-Frame-Options"] == "DENY"
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    assert page.headers["Referrer-Policy"] == "same-origin"
+    # Script that markup injects is not run.
+    ran = driver.execute_script(
+        "var s = document.createElement('script'); s.textContent = 'window.injected = 1;';"
+        "document.body.appendChild(s); return window.injected === 1;"
+    )
+    assert ran is False
+    assert any("Content Security Policy" in m for m in severe(driver))
+
+
+@pytest.fixture
+def other_site(console: Console) -> Iterator[str]:
+    """Another origin (localhost, its own port) whose page frames the console's /models."""
+    page = f"<iframe id='victim' src='{console.url}/models'></iframe>".encode()
+
+    class Framing(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.end_headers()
+            self.wfile.write(page)
+
+        def log_message(self, *_: Any) -> None:  # quiet
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Framing)
+    thread = threading.Thread(target=server.serve_forever, name="other-site", daemon=True)
+    thread.start()
+    try:
+        yield f"http://localhost:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+
+
+def test_another_site_cannot_frame_the_console(
+    driver: WebDriver, console: Console, other_site: str
+) -> None:
+    login(driver, console, "alice")
+    driver.get(other_site)
+    wait_for(driver, "#victim")
+    time.sleep(2)  # the frame's navigation, refused or not
+    driver.switch_to.frame(driver.find_element(By.ID, "victim"))
+    try:
+        # Refused by the browser: the frame holds Chrome's error page, not the console.
+        assert str(driver.execute_script("return document.URL")).startswith("chrome-error:")
+        assert driver.find_elements(By.ID, "nav-user") == []
+        assert driver.find_elements(By.ID, "login-button") == []
+    finally:
+        driver.switch_to.default_content()
+        driver.get(f"{console.url}/logout")  # back on the console's origin, on a quiet page
+
+
+def test_a_viewer_cannot_read_the_users_through_a_callback(
+    driver: WebDriver, console: Console
+) -> None:
+    login(driver, console, "victor")
+    open_page(driver, console, "/audit")
+    status, text = post_callback(driver, USERS_GRID)
+    assert status == 403 and "needs admin" in text and "alice" not in text
+    assert post_callback(driver, AUDIT_ACTIONS)[0] == 200
+    severe(driver)  # the refused request's own console line
+    login(driver, console, "alice")
+    status, text = post_callback(driver, USERS_GRID)
+    assert status == 200 and '"victor"' in text and "last_login_at" in text
+
+
+def test_a_cookie_copied_before_logout_is_refused_after_it(
+    driver: WebDriver, console: Console
+) -> None:
+    login(driver, console, "victor")
+    open_page(driver, console, "/audit")
+    saved = session_for(driver)
+    assert saved.get(f"{console.url}/_dash-layout", timeout=10).status_code == 200
+    click(driver, "#nav-logout")
+    wait_for(driver, "#login-button")
+    page = saved.get(f"{console.url}/audit", timeout=10, allow_redirects=False)
+    assert page.status_code == 302 and page.headers["Location"].startswith("/login")
+    assert saved.get(f"{console.url}/_dash-layout", timeout=10).status_code == 401
+    replay = saved.post(f"{console.url}/_dash-update-component", json=AUDIT_ACTIONS,
+                        headers=csrf_header(saved), timeout=10)  # fmt: skip
+    assert replay.status_code == 401
+
+
+def test_one_client_failing_is_throttled_while_another_signs_in(
+    driver: WebDriver, console: Console
+) -> None:
+    attacker = requests.Session()
+    attacker.mount("http://", _FromAddress("127.0.0.2"))
+    for _ in range(CLIENT_LIMIT):
+        assert form_login(attacker, console, "alice", "not her password").status_code == 200
+    throttled = form_login(attacker, console, "alice", console.password("alice"))
+    assert throttled.status_code == 429 and "from your address" in throttled.text
+    login(driver, console, "alice")  # the browser, from 127.0.0.1: signed in as ever
+    open_page(driver, console, "/models")
+    denied = [a for a in console.backends.actions.recent(50) if a.outcome == "denied"]
+    assert any("127.0.0.2" in (a.detail or "") for a in denied)
+    assert severe(driver) == []
 
 
 def test_an_expired_session_sends_the_page_to_login(driver: WebDriver, console: Console) -> None:
