@@ -7,7 +7,8 @@ and the feature SQL all read their column names and vocabularies from here.
 Storage layout: each table is a directory ``<raw_dir>/<table>/`` of parquet parts
 (``part-00000.parquet``, ...) so that large datasets can be written in chunks with
 bounded memory. Directories starting with ``_`` (e.g. ``_oracle``) are not raw tables.
-Timestamps are timezone-aware UTC; amounts are float64 in the account's currency.
+Timestamps are timezone-aware UTC; amounts are finite float64 in the account's currency,
+bounded by MAX_AMOUNT (MAX_MONTHLY_INCOME for income).
 """
 
 from __future__ import annotations
@@ -37,6 +38,14 @@ CONTACT_OUTCOMES: Final = (
 # Outcomes that show the debtor engaged with the collector.
 RESPONSIVE_OUTCOMES: Final = ("right_party_contact", "promise_to_pay")
 
+# Bounds on money, in the account's currency. That may be one with small units (IDR, VND,
+# KRW), so 10 billion units is above any consumer debt, limit, statement or payment, yet far
+# below where float64 stops holding cents (about 9e13) or sums over a portfolio overflow.
+# Anything larger (1e300, inf) is a broken feed, not a debtor; so is any non-finite amount.
+MAX_AMOUNT: Final = 1e10
+# A person's monthly income: the same currency argument, one order of magnitude lower.
+MAX_MONTHLY_INCOME: Final = 1e9
+
 
 @dataclass(frozen=True)
 class Column:
@@ -46,8 +55,10 @@ class Column:
     unique: bool = False
     # Allowed values for categorical columns; empty means any value.
     allowed: tuple[str, ...] = ()
-    # Lower bound for numeric columns (inclusive); None means unbounded.
+    # Bounds for numeric columns (inclusive); None means unbounded. Float columns never
+    # hold infinities, bounded or not.
     min_value: float | None = None
+    max_value: float | None = None
     description: str = ""
 
 
@@ -75,7 +86,13 @@ CUSTOMERS = Table(
     columns=(
         Column("customer_id", STRING, unique=True, description="the person"),
         # Unknown income is a fact of collections data (and of the UCI file): keep it null.
-        Column("monthly_income", FLOAT, nullable=True, min_value=0.0),
+        Column(
+            "monthly_income",
+            FLOAT,
+            nullable=True,
+            min_value=0.0,
+            max_value=MAX_MONTHLY_INCOME,
+        ),
         Column("region", STRING, allowed=(*REGIONS, "unknown")),
         Column("created_at", TIMESTAMP),
         # Protected attributes: fairness reports only, never model features.
@@ -91,8 +108,8 @@ ACCOUNTS = Table(
         Column("account_id", STRING, unique=True, description="the debt being collected"),
         Column("customer_id", STRING),
         Column("product", STRING, allowed=PRODUCTS),
-        Column("credit_limit", FLOAT, nullable=True, min_value=0.0),
-        Column("original_amount", FLOAT, min_value=0.0),
+        Column("credit_limit", FLOAT, nullable=True, min_value=0.0, max_value=MAX_AMOUNT),
+        Column("original_amount", FLOAT, min_value=0.0, max_value=MAX_AMOUNT),
         Column("opened_at", TIMESTAMP),
         Column("delinquent_since", TIMESTAMP),
         Column("placed_at", TIMESTAMP, description="placed with collections"),
@@ -107,9 +124,15 @@ STATEMENTS = Table(
         Column("account_id", STRING),
         # A statement is known on its date, so it has no separate recording time.
         Column("statement_date", TIMESTAMP),
-        Column("balance", FLOAT, description="negative for a credit balance"),
+        Column(
+            "balance",
+            FLOAT,
+            min_value=-MAX_AMOUNT,
+            max_value=MAX_AMOUNT,
+            description="negative for a credit balance",
+        ),
         # Null when the source does not report it (the UCI file has no minimum due).
-        Column("minimum_due", FLOAT, nullable=True, min_value=0.0),
+        Column("minimum_due", FLOAT, nullable=True, min_value=0.0, max_value=MAX_AMOUNT),
         Column("days_past_due", INT, min_value=0),
     ),
     event_time="statement_date",
@@ -124,7 +147,7 @@ PAYMENTS = Table(
         Column("paid_at", TIMESTAMP),
         # Always positive. A reversal is its own row (status 'reversed') that cancels
         # `amount` of money paid at `paid_at`; it is recorded when the bank reports it.
-        Column("amount", FLOAT, min_value=0.0),
+        Column("amount", FLOAT, min_value=0.0, max_value=MAX_AMOUNT),
         Column("channel", STRING, allowed=PAYMENT_CHANNELS),
         Column("status", STRING, allowed=PAYMENT_STATUSES),
         Column("recorded_at", TIMESTAMP),
@@ -155,7 +178,7 @@ PROMISES = Table(
         Column("promise_id", STRING, unique=True),
         Column("account_id", STRING),
         Column("made_at", TIMESTAMP),
-        Column("promised_amount", FLOAT, min_value=0.0),
+        Column("promised_amount", FLOAT, min_value=0.0, max_value=MAX_AMOUNT),
         Column("due_date", TIMESTAMP),
         Column("recorded_at", TIMESTAMP),
     ),

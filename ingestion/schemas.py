@@ -2,8 +2,8 @@
 
 Two schemas per table:
 
-- ``table_schema``: the whole contract (dtypes, nullability, allowed values, lower bounds,
-  uniqueness, cross-column time order). Validated rows must pass it.
+- ``table_schema``: the whole contract (dtypes, nullability, allowed values, finite floats,
+  bounds, uniqueness, cross-column time order). Validated rows must pass it.
 - ``row_schema``: only what can be judged row by row, for data that was already coerced to
   the contract's types. It leaves out dtypes (a non-nullable integer column must hold
   missing values as ``Int64`` until those rows are quarantined) and uniqueness (duplicates
@@ -17,10 +17,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ingestion.contract import ALL_TABLES, STRING, Column, Table
+from ingestion.contract import ALL_TABLES, FLOAT, STRING, Column, Table
 
 # Ordered time pairs (earlier, later) beyond "recorded no earlier than it happened":
 # a debt is placed with collections after the account opened; a promise falls due after
@@ -41,6 +42,7 @@ COMPOSITE_KEYS: Final[dict[str, tuple[tuple[str, ...], ...]]] = {
 }
 
 BLANK_CHECK: Final = "not_blank"
+FINITE_CHECK: Final = "finite"
 
 
 @dataclass(frozen=True)
@@ -79,16 +81,25 @@ def _not_blank(series: pd.Series) -> pd.Series:
     return series.str.strip().str.len() > 0
 
 
+def _finite(series: pd.Series) -> pd.Series:
+    # Null is judged by nullability; here only +-inf fails.
+    return ~series.isin([np.inf, -np.inf])
+
+
 def column_checks(table: Table, column: Column) -> list[pa.Check]:
-    """The value checks of one column: allowed values, lower bound, no blank identifiers."""
+    """The value checks of one column: allowed values, finiteness, bounds, no blank ids."""
     checks: list[pa.Check] = []
     if column.allowed:
         checks.append(pa.Check.isin(list(column.allowed)))
     extra = EXTRA_ALLOWED.get((table.name, column.name))
     if extra:
         checks.append(pa.Check.isin(list(extra)))
+    if column.dtype == FLOAT:
+        checks.append(pa.Check(_finite, name=FINITE_CHECK, error=FINITE_CHECK))
     if column.min_value is not None:
         checks.append(pa.Check.ge(column.min_value))
+    if column.max_value is not None:
+        checks.append(pa.Check.le(column.max_value))
     if column.dtype == STRING and not column.allowed:
         # An identifier made of spaces is as missing as a null one.
         checks.append(pa.Check(_not_blank, name=BLANK_CHECK, error=BLANK_CHECK))

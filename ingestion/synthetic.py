@@ -44,6 +44,7 @@ GENERATOR_VERSION = "1.3.0"
 Scenario = Literal["none", "income_shock", "channel_shift"]
 SCENARIOS: tuple[Scenario, ...] = ("none", "income_shock", "channel_shift")
 DEFAULT_START = datetime(2024, 11, 1, tzinfo=UTC)
+DEFAULT_DRIFT_MONTHS = 3
 
 FloatArr = npt.NDArray[np.float64]
 IntArr = npt.NDArray[np.int64]
@@ -127,6 +128,21 @@ SHIFT_TO_MOBILE = 0.6
 ALIGN_LOGIT = -1.5
 
 
+class SyntheticConfigError(ValueError):
+    """A generation request that cannot be honoured; the message names the setting."""
+
+
+def month_start(text: str) -> datetime:
+    """A YYYY-MM-DD date that is the first day of a month, as 00:00 UTC (the `start`)."""
+    try:
+        parsed = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=UTC)
+    except ValueError:
+        raise SyntheticConfigError(f"start {text!r}: not a date (use YYYY-MM-DD)") from None
+    if parsed.day != 1:
+        raise SyntheticConfigError(f"start {text!r}: not the first day of a month")
+    return parsed
+
+
 @dataclass(frozen=True, kw_only=True)
 class SyntheticConfig:
     """What to generate. `start` must be a month start at 00:00 UTC."""
@@ -137,27 +153,40 @@ class SyntheticConfig:
     start: datetime = DEFAULT_START
     default_rate: float = 0.25
     scenario: Scenario = "none"
-    drift_months: int = 3
+    drift_months: int = DEFAULT_DRIFT_MONTHS
     chunk_accounts: int = 50_000
 
     def __post_init__(self) -> None:
         if self.accounts < 1 or self.chunk_accounts < 1 or self.months < 1:
-            raise ValueError("accounts, chunk_accounts and months must be positive")
+            raise SyntheticConfigError("accounts, chunk_accounts and months must be positive")
         if self.accounts >= 10**8:
-            raise ValueError("account ids have 8 digits: at most 99,999,999 accounts")
+            raise SyntheticConfigError("account ids have 8 digits: at most 99,999,999 accounts")
         if self.accounts * _id_stride(self.months) >= MAX_ID:
-            raise ValueError("too many accounts x months for 10-digit event ids")
+            raise SyntheticConfigError("too many accounts x months for 10-digit event ids")
         if not 0.0 < self.default_rate < 1.0:
-            raise ValueError("default_rate must lie in (0, 1)")
+            raise SyntheticConfigError("default_rate must lie in (0, 1)")
         if self.scenario not in SCENARIOS:
-            raise ValueError(f"scenario must be one of {SCENARIOS}")
-        if self.drift_months < 0:
-            raise ValueError("drift_months must not be negative")
+            raise SyntheticConfigError(f"scenario must be one of {SCENARIOS}")
+        self._check_drift()
         start = self.start
         if start.tzinfo is None or start.utcoffset() != pd.Timedelta(0):
-            raise ValueError("start must be timezone-aware UTC")
+            raise SyntheticConfigError(f"start {start}: must be timezone-aware UTC")
         if start != start.replace(day=1, hour=0, minute=0, second=0, microsecond=0):
-            raise ValueError("start must be the first day of a month at 00:00 UTC")
+            raise SyntheticConfigError(
+                f"start {start}: must be the first day of a month at 00:00 UTC"
+            )
+
+    def _check_drift(self) -> None:
+        if self.drift_months < 0:
+            raise SyntheticConfigError("drift_months must not be negative")
+        # A longer window would start in the burn-in, before the first month written, so
+        # the data would hold no undrifted months to compare with (and the manifest would
+        # claim a drift that is not in the data).
+        if self.drift_months > self.months:
+            raise SyntheticConfigError(
+                f"drift_months {self.drift_months} is longer than the run (months "
+                f"{self.months}): the drift window must lie inside the generated months"
+            )
 
     @property
     def as_of(self) -> datetime:
@@ -211,8 +240,8 @@ class _Calendar:
         base = np.datetime64(pd.Timestamp(config.start).tz_localize(None), "M")
         months = base + np.arange(first - 1, config.months + 2)
         starts = months.astype("datetime64[us]").astype(np.int64)
-        # Without drift the window is empty, also for the as_of month itself; a window longer
-        # than the run reaches back into the burn-in.
+        # Without drift the window is empty, also for the as_of month itself; the config
+        # keeps the window inside the run (SyntheticConfig._check_drift).
         drift = min(config.drift_months, config.months - first)
         drift_from = config.months - drift if drift else config.months + 1
         return cls(

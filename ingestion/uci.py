@@ -31,24 +31,29 @@ payments: one settled "bank_transfer" payment per account-month with PAY_AMT > 0
   A month with nothing paid has no row.
 contacts, promises: none in the file; written with zero rows so the tables exist.
 outcomes: one row per account: snapshot_at 2005-10-01 UTC, default_30d = "default payment
-  next month", recorded_at 2005-11-01 UTC.
-``<out_dir>/_manifest.json``: source, as_of (the snapshot), labels_as_of, csv path, sha256,
-  rows, clients, rejected, row_counts, citation.
+  next month", recorded_at 2005-11-01 UTC. Not written when ingesting for scoring.
+``<out_dir>/_manifest.json``: source, as_of (the snapshot), labels_as_of (only with the
+  label), csv path, sha256, rows, clients, rejected, row_counts, citation.
 
 Input handling
 --------------
 The header is either the plain UCI header or the two-line UCI xls export (a first line
 "X1,...,X23,Y" above the real header); the Kaggle spelling "default.payment.next.month" is
 accepted for the label. Extra columns are ignored. A missing column raises UciFormatError
-naming it. Rows may come in any order; output is sorted by ID, so the same clients give the
-same tables. A row is quarantined (``<quarantine_dir>/uci_input.parquet``: every original
-cell as a string, ``row_number`` = 1-based position among data rows, ``reason``) when it has
-the wrong number of fields, a missing or non-numeric cell in any UCI column, an ID that is
-not a non-negative integer or is shared with another row (every copy is quarantined: which
-one is right cannot be told), a negative LIMIT_BAL or PAY_AMT, SEX other than 1/2, a label
-other than 0/1, or a repayment status outside the integer codes -2..9. If more than 5% of
-rows are quarantined the file is refused (UciFormatError) and out_dir is left as it was:
-tables are written to a temporary sibling directory that replaces out_dir only at the end.
+naming it (every UciFormatError names the file). For scoring (``with_label=False``) the
+label is neither required nor read, and no outcomes table is written; training keeps the
+default and requires it. Rows may come in any order; output is sorted by ID, so the same
+clients give the same tables. A row is quarantined (``<quarantine_dir>/uci_input.parquet``:
+every original cell as a string, ``row_number`` = 1-based position among data rows,
+``reason``) when it has the wrong number of fields, a missing or non-numeric cell in any UCI
+column read, an ID that is not a non-negative integer up to 2**53 or is shared with another
+row (every copy is quarantined: which one is right cannot be told), a value no client of
+this format can have: LIMIT_BAL or a PAY_AMT negative or above contract.MAX_AMOUNT, a
+BILL_AMT beyond +-MAX_AMOUNT, AGE not a whole number of years 18..120, SEX other than 1/2,
+EDUCATION outside the codes 0..6, MARRIAGE outside 0..3, a repayment status outside the
+integer codes -2..9, or a label other than 0/1. If more than 5% of rows are quarantined the
+file is refused (UciFormatError) and out_dir is left as it was: tables are written to a
+temporary sibling directory that replaces out_dir only at the end.
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ import logging
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Final
@@ -77,6 +84,7 @@ from ingestion.contract import (
     ALL_TABLES,
     CONTACTS,
     CUSTOMERS,
+    MAX_AMOUNT,
     OUTCOMES,
     PAYMENTS,
     PROMISES,
@@ -110,8 +118,19 @@ UCI_COLUMNS: Final = (
     *PAID_COLS,
     LABEL,
 )
+# What scoring reads: every column but the outcome, which it ignores when present.
+FEATURE_COLUMNS: Final = tuple(c for c in UCI_COLUMNS if c != LABEL)
 HEADER_ALIASES: Final = {"default.payment.next.month": LABEL}
 STATUS_CODES: Final = tuple(range(-2, 10))
+# Codes of the UCI README: EDUCATION 1..4 documented, 0, 5, 6 occur undocumented; MARRIAGE
+# 1..3 documented, 0 occurs. Anything else is not from this format.
+EDUCATION_CODES: Final = tuple(range(7))
+MARRIAGE_CODES: Final = tuple(range(4))
+# Whole years a card holder can be: an adult (the contract's first age band starts at 18)
+# and alive (no one has lived past 122).
+AGE_YEARS: Final = (18, 120)
+# Ids become int64 account keys; above 2**53 a float no longer tells which integer it was.
+MAX_ID: Final = 2**53
 
 WINDOW_START: Final = "2005-04-01"
 SNAPSHOT: Final = "2005-10-01"
@@ -157,10 +176,10 @@ def _find_header(rows: list[list[str]]) -> int:
     return 0
 
 
-def _clean_header(raw: list[str]) -> list[str]:
+def _clean_header(raw: list[str], columns: tuple[str, ...]) -> list[str]:
     names = [HEADER_ALIASES.get(c.strip(), c.strip()) for c in raw]
     names = [name or f"unnamed_{i}" for i, name in enumerate(names)]
-    missing = [c for c in UCI_COLUMNS if c not in names]
+    missing = [c for c in columns if c not in names]
     if missing:
         raise UciFormatError(f"UCI file lacks column(s): {', '.join(missing)}")
     dupes = sorted({n for n in names if names.count(n) > 1})
@@ -169,7 +188,7 @@ def _clean_header(raw: list[str]) -> list[str]:
     return names
 
 
-def _parse(raw: bytes) -> tuple[pd.DataFrame, np.ndarray]:
+def _parse(raw: bytes, columns: tuple[str, ...]) -> tuple[pd.DataFrame, np.ndarray]:
     """All cells as stripped strings, plus the number of fields each row really had.
 
     The csv module rather than pandas so that a ragged row is kept (and later quarantined)
@@ -183,7 +202,7 @@ def _parse(raw: bytes) -> tuple[pd.DataFrame, np.ndarray]:
     if not rows:
         raise UciFormatError("UCI file is empty")
     at = _find_header(rows)
-    header = _clean_header(rows[at])
+    header = _clean_header(rows[at], columns)
     body = rows[at + 1 :]
     if not body:
         raise UciFormatError("UCI file has a header but no data rows")
@@ -197,36 +216,60 @@ def _parse(raw: bytes) -> tuple[pd.DataFrame, np.ndarray]:
 # ---------------------------------------------------------------------------- checking
 
 
-def _to_numbers(cells: pd.DataFrame) -> pd.DataFrame:
+def _to_numbers(cells: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     """The UCI columns as float64; NaN where a cell is missing, not a number or infinite."""
-    num = cells[list(UCI_COLUMNS)].apply(pd.to_numeric, errors="coerce").astype("float64")
+    num = cells[list(columns)].apply(pd.to_numeric, errors="coerce").astype("float64")
     return num.where(np.isfinite(num))
 
 
 def _cell_flags(cells: pd.DataFrame, num: pd.DataFrame) -> dict[str, pd.Series]:
     flags: dict[str, pd.Series] = {}
-    for col in UCI_COLUMNS:
+    for col in num.columns:
         empty = cells[col].eq("")
         flags[f"{col}: missing"] = empty
         flags[f"{col}: not numeric"] = num[col].isna() & ~empty
     return flags
 
 
-def _value_flags(num: pd.DataFrame) -> dict[str, pd.Series]:
+def _not_in(values: pd.Series, allowed: tuple[int, ...]) -> pd.Series:
     # NaN compares False everywhere, so a non-numeric cell is reported once, as such.
-    flags: dict[str, pd.Series] = {f"{LIMIT}: negative": num[LIMIT].lt(0)}
+    return values.notna() & ~values.isin(allowed)
+
+
+def _amount_flags(num: pd.DataFrame) -> dict[str, pd.Series]:
+    """Money the raw contract would refuse (contract.MAX_AMOUNT), named by its UCI column."""
+    flags: dict[str, pd.Series] = {
+        f"{LIMIT}: negative": num[LIMIT].lt(0),
+        f"{LIMIT}: above {MAX_AMOUNT:g}": num[LIMIT].gt(MAX_AMOUNT),
+    }
+    for col in BILL_COLS:
+        flags[f"{col}: outside {-MAX_AMOUNT:g}..{MAX_AMOUNT:g}"] = num[col].abs().gt(MAX_AMOUNT)
     for col in PAID_COLS:
         flags[f"{col}: negative"] = num[col].lt(0)
-    flags[f"{SEX}: not 1 or 2"] = num[SEX].notna() & ~num[SEX].isin([1, 2])
-    flags[f"{LABEL}: not 0 or 1"] = num[LABEL].notna() & ~num[LABEL].isin([0, 1])
+        flags[f"{col}: above {MAX_AMOUNT:g}"] = num[col].gt(MAX_AMOUNT)
+    return flags
+
+
+def _code_flags(num: pd.DataFrame) -> dict[str, pd.Series]:
+    low, high = AGE_YEARS
+    age = num[AGE]
+    flags: dict[str, pd.Series] = {
+        f"{SEX}: not 1 or 2": _not_in(num[SEX], (1, 2)),
+        f"{AGE}: not a whole number of years {low}..{high}": age.notna()
+        & (age.lt(low) | age.gt(high) | age.mod(1).ne(0)),
+        "EDUCATION: not a code 0..6": _not_in(num["EDUCATION"], EDUCATION_CODES),
+        "MARRIAGE: not a code 0..3": _not_in(num["MARRIAGE"], MARRIAGE_CODES),
+    }
+    if LABEL in num.columns:
+        flags[f"{LABEL}: not 0 or 1"] = _not_in(num[LABEL], (0, 1))
     for col in STATUS_COLS:
-        flags[f"{col}: not a status code -2..9"] = num[col].notna() & ~num[col].isin(STATUS_CODES)
+        flags[f"{col}: not a status code -2..9"] = _not_in(num[col], STATUS_CODES)
     return flags
 
 
 def _id_flags(num: pd.DataFrame) -> dict[str, pd.Series]:
     ids = num[ID]
-    malformed = ids.notna() & (ids.lt(0) | ids.mod(1).ne(0))
+    malformed = ids.notna() & (ids.lt(0) | ids.gt(MAX_ID) | ids.mod(1).ne(0))
     usable = ids.where(~malformed)
     duplicate = usable.notna() & usable.duplicated(keep=False)
     return {f"{ID}: not a non-negative integer": malformed, f"{ID}: duplicate": duplicate}
@@ -235,7 +278,8 @@ def _id_flags(num: pd.DataFrame) -> dict[str, pd.Series]:
 def _flag_problems(cells: pd.DataFrame, num: pd.DataFrame, counts: np.ndarray) -> pd.DataFrame:
     """One boolean column per "COLUMN: problem"; only problems that occur are kept."""
     ragged = pd.Series(counts != cells.shape[1], index=cells.index)
-    flags = {**_cell_flags(cells, num), **_value_flags(num), **_id_flags(num)}
+    flags = {**_cell_flags(cells, num), **_amount_flags(num), **_code_flags(num)}
+    flags.update(_id_flags(num))
     # A ragged row's cells are shifted, so per-column findings on it would mislead.
     frame = pd.DataFrame(flags)
     frame.loc[ragged] = False
@@ -372,28 +416,34 @@ def _empty(table: Table) -> pd.DataFrame:
 
 
 def _map_rows(good: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Map validated UCI rows (float64 UCI columns, no problems) onto every raw table."""
+    """Map validated UCI rows (float64 UCI columns, no problems) onto the raw tables; the
+    optional outcomes table only when the rows carry the label."""
     good = good.sort_values(ID, kind="stable").reset_index(drop=True)
     keys = good[ID].astype("int64").astype(str)
-    return {
+    tables = {
         CUSTOMERS.name: _customers(good, keys),
         ACCOUNTS.name: _accounts(good, keys),
         STATEMENTS.name: _statements(good, keys),
         PAYMENTS.name: _payments(good, keys),
         CONTACTS.name: _empty(CONTACTS),
         PROMISES.name: _empty(PROMISES),
-        OUTCOMES.name: _outcomes(good, keys),
     }
+    if LABEL in good.columns:
+        tables[OUTCOMES.name] = _outcomes(good, keys)
+    return tables
 
 
 # ---------------------------------------------------------------------------- writing
 
 
-def _manifest(csv_path: Path, digest: str, summary: UciSummary) -> dict[str, object]:
+def _manifest(
+    csv_path: Path, digest: str, summary: UciSummary, with_label: bool
+) -> dict[str, object]:
+    labels = {"labels_as_of": _utc(LABELS_AS_OF).isoformat()} if with_label else {}
     return {
         "source": "uci",
         "as_of": _utc(AS_OF).isoformat(),
-        "labels_as_of": _utc(LABELS_AS_OF).isoformat(),
+        **labels,
         "csv": str(csv_path),
         "sha256": digest,
         "rows": summary.rows_read,
@@ -411,8 +461,8 @@ def _write_raw(tables: dict[str, pd.DataFrame], manifest: dict[str, object], out
     staged.mkdir()
     try:
         for table in ALL_TABLES:
-            rawio.clear_table(staged, table.name)
-            rawio.write_part(tables[table.name], staged, table.name, 0)
+            if table.name in tables:
+                rawio.write_part(tables[table.name], staged, table.name, 0)
         (staged / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
         swap_dir(staged, out_dir)
     finally:
@@ -423,11 +473,11 @@ def _write_raw(tables: dict[str, pd.DataFrame], manifest: dict[str, object], out
 
 
 def _split(
-    raw: bytes, quarantine_dir: Path
+    raw: bytes, quarantine_dir: Path, columns: tuple[str, ...]
 ) -> tuple[int, pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Rows read, good rows (numbers), quarantined rows (original strings), problem flags."""
-    cells, counts = _parse(raw)
-    num = _to_numbers(cells)
+    cells, counts = _parse(raw, columns)
+    num = _to_numbers(cells, columns)
     flags = _flag_problems(cells, num, counts)
     bad_rows = _quarantine_rows(cells, flags)
     path = _write_quarantine(bad_rows, quarantine_dir)
@@ -444,17 +494,48 @@ def _refuse_if_damaged(rows: int, rejected: int, reasons: dict[str, int]) -> Non
         )
 
 
-def ingest_uci(csv_path: Path, out_dir: Path, quarantine_dir: Path) -> UciSummary:
+def _columns(with_label: bool) -> tuple[str, ...]:
+    return UCI_COLUMNS if with_label else FEATURE_COLUMNS
+
+
+def check_format(csv_path: Path, *, with_label: bool = True) -> None:
+    """Raise UciFormatError (naming the file) unless csv_path is UTF-8 text with the UCI
+    header and at least one data row: what can be told before any row is mapped."""
+    with _named(csv_path):
+        _parse(Path(csv_path).read_bytes(), _columns(with_label))
+
+
+@contextmanager
+def _named(csv_path: Path) -> Iterator[None]:
+    # The checks deep in the parse know the problem, not the file: name it once, here.
+    try:
+        yield
+    except UciFormatError as exc:
+        raise UciFormatError(f"{csv_path}: {exc}") from None
+
+
+def _label_share(good: pd.DataFrame) -> float:
+    if LABEL not in good.columns or not len(good):
+        return float("nan")
+    return float(good[LABEL].mean())
+
+
+def ingest_uci(
+    csv_path: Path, out_dir: Path, quarantine_dir: Path, *, with_label: bool = True
+) -> UciSummary:
     """Map the UCI CSV at csv_path onto the raw tables under out_dir (replaced whole).
 
-    Raises UciFormatError when a column is missing or more than 5% of rows are bad; bad
-    rows are written to quarantine_dir/uci_input.parquet either way.
+    Raises UciFormatError (naming csv_path) when a column is missing or more than 5% of
+    rows are bad; bad rows are written to quarantine_dir/uci_input.parquet either way.
+    with_label=False is for scoring: the label column is neither required nor read, and
+    no outcomes table is written. Training keeps the default, which requires it.
     """
     started = time.perf_counter()
     raw = Path(csv_path).read_bytes()
-    rows, good, bad_rows, flags = _split(raw, Path(quarantine_dir))
-    reasons = {str(k): int(v) for k, v in flags.sum().items() if v}
-    _refuse_if_damaged(rows, len(bad_rows), reasons)
+    with _named(csv_path):
+        rows, good, bad_rows, flags = _split(raw, Path(quarantine_dir), _columns(with_label))
+        reasons = {str(k): int(v) for k, v in flags.sum().items() if v}
+        _refuse_if_damaged(rows, len(bad_rows), reasons)
     tables = _map_rows(good)
     summary = UciSummary(
         rows_read=rows,
@@ -462,12 +543,13 @@ def ingest_uci(csv_path: Path, out_dir: Path, quarantine_dir: Path) -> UciSummar
         rows_rejected=len(bad_rows),
         reasons=reasons,
         row_counts={name: len(df) for name, df in tables.items()},
-        label_share=float(good[LABEL].mean()) if len(good) else float("nan"),
+        label_share=_label_share(good),
     )
     if summary.rows_read != summary.clients_written + summary.rows_rejected:
         raise RuntimeError(f"UCI rows unaccounted for: {summary}")
     digest = hashlib.sha256(raw).hexdigest()
-    _write_raw(tables, _manifest(Path(csv_path), digest, summary), Path(out_dir))
+    manifest = _manifest(Path(csv_path), digest, summary, with_label)
+    _write_raw(tables, manifest, Path(out_dir))
     seconds = time.perf_counter() - started
     log.info(
         "UCI: %d rows read, %d clients written, %d rejected, label share %.3f, %.2f s -> %s",

@@ -3,8 +3,10 @@
 Per table, three passes with bounded memory:
 
 1. screen: read each parquet part in batches, coerce every column to the contract's type
-   row by row, run the row schema (ingestion.schemas.row_schema); failing rows go to the
-   quarantine with their reasons, the rest are staged with their position (part, row).
+   row by row, set aside infinities (a float that is not finite is a bad value), run the
+   row schema (ingestion.schemas.row_schema: nulls, allowed values, bounds such as
+   contract.MAX_AMOUNT); failing rows go to the quarantine with their reasons, the rest are
+   staged with their position (part, row).
 2. flag: DuckDB over the staged parts finds what no single part can show: duplicate keys
    and foreign keys missing from the parent's good rows (so a quarantined account takes its
    payments with it). Among the rows that passed screening, the first occurrence of a key
@@ -66,6 +68,7 @@ MANIFEST: Final = "_manifest.json"
 PASSED: Final = "passed"
 FAILED: Final = "failed"
 ARROW_TEXT: Final = pd.StringDtype("pyarrow")
+NOT_FINITE: Final = "not finite"
 
 
 class ValidationFailed(Exception):  # noqa: N818 (the name the pipeline agreed on)
@@ -311,20 +314,44 @@ def _coerce_frame(raw: pd.DataFrame, table: Table) -> tuple[pd.DataFrame, pd.Dat
     return pd.DataFrame(typed, index=raw.index), pd.concat(found, ignore_index=True)
 
 
+def _mask_non_finite(typed: pd.DataFrame, raw: pd.DataFrame, table: Table) -> pd.DataFrame:
+    """Set +-inf in float columns to NaN in place; one problem row per value masked.
+
+    An infinity reads as a float, so coercion lets it through; reported here as what it is,
+    it is not also reported as out of bounds, and the null check it then fails is an echo.
+    """
+    found = [_no_problems()]
+    for order, col in enumerate(table.columns):
+        if col.dtype != FLOAT:
+            continue
+        infinite = np.isinf(typed[col.name].to_numpy(dtype="float64", na_value=np.nan))
+        rows = np.flatnonzero(infinite)
+        if len(rows):
+            details = [_show(v) for v in raw[col.name].iloc[rows]]
+            found.append(_problems(rows, order, f"{col.name}: {NOT_FINITE}", details))
+            typed[col.name] = typed[col.name].mask(infinite)
+    return pd.concat(found, ignore_index=True)
+
+
 # --- row checks through pandera -------------------------------------------------------------
+
+
+# Pandera's check names -> the problem a quarantine reason states; bounds add their value.
+CHECK_PROBLEMS: Final = {
+    "not_nullable": "null",
+    "isin": "not allowed",
+    schemas.BLANK_CHECK: "blank",
+    schemas.FINITE_CHECK: NOT_FINITE,
+}
 
 
 def _column_kind(check: Any, column: str) -> str:
     name = getattr(check, "name", check)
-    if name == "not_nullable":
-        return f"{column}: null"
-    if name == "isin":
-        return f"{column}: not allowed"
     if name == "greater_than_or_equal_to":
         return f"{column}: less than {check.statistics['min_value']:g}"
-    if name == schemas.BLANK_CHECK:
-        return f"{column}: blank"
-    return f"{column}: failed {name}"
+    if name == "less_than_or_equal_to":
+        return f"{column}: greater than {check.statistics['max_value']:g}"
+    return f"{column}: {CHECK_PROBLEMS.get(name, f'failed {name}')}"
 
 
 def _check_position(number: object) -> int | None:
@@ -558,7 +585,11 @@ class _TableRun:
         for raw in _batches(path, self.table):
             typed, unread = _coerce_frame(raw, self.table)
             self._count_unreadable(raw, unread)
-            problems = _drop_echoes(unread, _check_rows(typed, self.table))
+            # After counting: an infinity is a bad value, not a sign of a wrongly typed column.
+            masked = pd.concat(
+                [unread, _mask_non_finite(typed, raw, self.table)], ignore_index=True
+            )
+            problems = _drop_echoes(masked, _check_rows(typed, self.table))
             reasons = _reasons(problems)
             bad = reasons.index.to_numpy(dtype="int64")
             if len(bad):

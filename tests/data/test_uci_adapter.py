@@ -13,10 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tests.rawdata import assert_meets_contract
-
 from ingestion import rawio
-from ingestion.contract import ALL_TABLES, TABLES_BY_NAME, Table
+from ingestion.contract import ALL_TABLES, MAX_AMOUNT, TABLES_BY_NAME
 from ingestion.uci import (
     BILL_COLS,
     LABEL,
@@ -29,6 +27,7 @@ from ingestion.uci import (
     UciSummary,
     ingest_uci,
 )
+from tests.rawdata import assert_meets_contract
 
 pytestmark = pytest.mark.data
 
@@ -328,6 +327,22 @@ def test_bad_rows_are_quarantined_and_good_rows_mapped(tmp_path: Path) -> None:
         ("ID", "", "ID: missing"),
         ("ID", "7.5", "ID: not a non-negative integer"),
         ("BILL_AMT6", "inf", "BILL_AMT6: not numeric"),
+        # Implausible values: quarantined, never mapped onto the raw tables.
+        ("AGE", "-5", "AGE: not a whole number of years 18..120"),
+        ("AGE", "17", "AGE: not a whole number of years 18..120"),
+        ("AGE", "121", "AGE: not a whole number of years 18..120"),
+        ("AGE", "30.5", "AGE: not a whole number of years 18..120"),
+        ("EDUCATION", "7", "EDUCATION: not a code 0..6"),
+        ("EDUCATION", "-1", "EDUCATION: not a code 0..6"),
+        ("MARRIAGE", "4", "MARRIAGE: not a code 0..3"),
+        ("MARRIAGE", "1.5", "MARRIAGE: not a code 0..3"),
+        ("SEX", "-1", "SEX: not 1 or 2"),
+        ("PAY_4", "-3", "PAY_4: not a status code -2..9"),
+        ("LIMIT_BAL", "1e300", f"LIMIT_BAL: above {MAX_AMOUNT:g}"),
+        ("BILL_AMT1", "-1e300", f"BILL_AMT1: outside {-MAX_AMOUNT:g}..{MAX_AMOUNT:g}"),
+        ("BILL_AMT4", "2e10", f"BILL_AMT4: outside {-MAX_AMOUNT:g}..{MAX_AMOUNT:g}"),
+        ("PAY_AMT2", "1e300", f"PAY_AMT2: above {MAX_AMOUNT:g}"),
+        ("ID", "1e300", "ID: not a non-negative integer"),
     ],
 )
 def test_each_row_problem_is_named(tmp_path: Path, column: str, value: str, reason: str) -> None:
@@ -336,6 +351,53 @@ def test_each_row_problem_is_named(tmp_path: Path, column: str, value: str, reas
     result = run(write_csv(tmp_path / "one_bad.csv", rows), tmp_path)
     assert result.summary.rows_rejected == 1 and result.summary.clients_written == 39
     assert result.quarantine["reason"].tolist() == [reason]
+
+
+def test_plausible_edge_values_are_kept(tmp_path: Path) -> None:
+    rows = fake_rows(8)
+    edges = [
+        {"AGE": "18", "EDUCATION": "0", "MARRIAGE": "0"},
+        {"AGE": "120", "EDUCATION": "6", "MARRIAGE": "3"},
+        {"LIMIT_BAL": "0", "BILL_AMT1": str(-MAX_AMOUNT), "PAY_AMT1": str(MAX_AMOUNT)},
+        {"LIMIT_BAL": str(MAX_AMOUNT), "BILL_AMT6": str(MAX_AMOUNT), "PAY_0": "-2"},
+    ]
+    for row, edge in zip(rows, edges, strict=False):
+        row.update(edge)
+    result = run(write_csv(tmp_path / "edges.csv", rows), tmp_path)
+    assert result.summary.rows_rejected == 0 and result.summary.clients_written == 8
+    for table in ALL_TABLES:
+        assert_meets_contract(result.table(table.name), table)
+
+
+def test_scoring_input_needs_no_label(tmp_path: Path) -> None:
+    header = [c for c in UCI_COLUMNS if c != LABEL]
+    path = write_csv(tmp_path / "unlabelled.csv", fake_rows(12), header=header)
+    summary = ingest_uci(path, tmp_path / "raw_uci", tmp_path / "quarantine", with_label=False)
+    assert (summary.rows_read, summary.clients_written, summary.rows_rejected) == (12, 12, 0)
+    assert np.isnan(summary.label_share)
+    out = tmp_path / "raw_uci"
+    assert not rawio.has_table(out, "outcomes")
+    assert "outcomes" not in summary.row_counts
+    assert len(rawio.read_table(out, "accounts")) == 12
+    manifest = json.loads((out / MANIFEST_FILE).read_text())
+    assert manifest["as_of"] == "2005-10-01T00:00:00+00:00" and "labels_as_of" not in manifest
+
+
+def test_scoring_input_ignores_a_label_that_is_there(tmp_path: Path) -> None:
+    rows = fake_rows(12)
+    rows[3][LABEL] = "7"  # would quarantine the row for training
+    path = write_csv(tmp_path / "labelled.csv", rows)
+    summary = ingest_uci(path, tmp_path / "raw_uci", tmp_path / "quarantine", with_label=False)
+    assert (summary.clients_written, summary.rows_rejected) == (12, 0)
+    assert not rawio.has_table(tmp_path / "raw_uci", "outcomes")
+
+
+def test_training_input_still_needs_the_label(tmp_path: Path) -> None:
+    header = [c for c in UCI_COLUMNS if c != LABEL]
+    path = write_csv(tmp_path / "unlabelled.csv", fake_rows(12), header=header)
+    with pytest.raises(UciFormatError, match=rf"unlabelled\.csv: .*lacks column\(s\): {LABEL}"):
+        ingest_uci(path, tmp_path / "raw_uci", tmp_path / "quarantine")
+    assert not (tmp_path / "raw_uci").exists()
 
 
 def test_ragged_row_is_quarantined(tmp_path: Path) -> None:

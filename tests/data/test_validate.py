@@ -17,7 +17,14 @@ from hypothesis import strategies as st
 from pandera.errors import SchemaErrors
 
 from ingestion import rawio
-from ingestion.contract import ALL_TABLES, REQUIRED_TABLES, TABLES_BY_NAME, TIMESTAMP
+from ingestion.contract import (
+    ALL_TABLES,
+    MAX_AMOUNT,
+    MAX_MONTHLY_INCOME,
+    REQUIRED_TABLES,
+    TABLES_BY_NAME,
+    TIMESTAMP,
+)
 from ingestion.schemas import table_schema, table_schemas
 from ingestion.validate import ValidationFailed, ValidationSummary, validate_raw
 
@@ -367,6 +374,69 @@ def _outcome_duplicate_key(f: Frames) -> Case:
     return Case("outcomes", [6], "account_id, snapshot_at: duplicate")
 
 
+# Money that no real feed holds: infinities, NaN where a value is required, 1e300.
+A4_CHILDREN = {"payments": [5], "contacts": [3], "statements": [6, 7]}
+
+
+def _infinite_amount(f: Frames) -> Case:
+    f["payments"].loc[1, "amount"] = float("inf")
+    return Case("payments", [1], "amount: not finite (inf)")
+
+
+def _absurd_amount(f: Frames) -> Case:
+    f["payments"].loc[3, "amount"] = 1e300
+    return Case("payments", [3], f"amount: greater than {MAX_AMOUNT:g} (1e+300)")
+
+
+def _nan_amount(f: Frames) -> Case:
+    f["payments"].loc[8, "amount"] = float("nan")
+    return Case("payments", [8], "amount: null")
+
+
+def _minus_infinite_balance(f: Frames) -> Case:
+    f["statements"].loc[1, "balance"] = float("-inf")
+    return Case("statements", [1], "balance: not finite (-inf)")
+
+
+def _absurd_credit_balance(f: Frames) -> Case:
+    f["statements"].loc[2, "balance"] = -1e300
+    return Case("statements", [2], f"balance: less than {-MAX_AMOUNT:g} (-1e+300)")
+
+
+def _infinite_minimum_due(f: Frames) -> Case:
+    # A nullable column: null is allowed there, infinity is not.
+    f["statements"].loc[4, "minimum_due"] = float("inf")
+    return Case("statements", [4], "minimum_due: not finite (inf)")
+
+
+def _absurd_credit_limit(f: Frames) -> Case:
+    f["accounts"].loc[3, "credit_limit"] = 1e300
+    reason = f"credit_limit: greater than {MAX_AMOUNT:g} (1e+300)"
+    return Case("accounts", [3], reason, cascades=A4_CHILDREN)
+
+
+def _nan_original_amount(f: Frames) -> Case:
+    f["accounts"].loc[3, "original_amount"] = float("nan")
+    return Case("accounts", [3], "original_amount: null", cascades=A4_CHILDREN)
+
+
+def _infinite_promise(f: Frames) -> Case:
+    f["promises"].loc[1, "promised_amount"] = float("inf")
+    return Case("promises", [1], "promised_amount: not finite (inf)")
+
+
+def _absurd_income(f: Frames) -> Case:
+    f["customers"].loc[3, "monthly_income"] = 1e300
+    reason = f"monthly_income: greater than {MAX_MONTHLY_INCOME:g} (1e+300)"
+    return Case("customers", [3], reason, cascades={"accounts": [3], **A4_CHILDREN})
+
+
+def _minus_infinite_income(f: Frames) -> Case:
+    f["customers"].loc[3, "monthly_income"] = float("-inf")
+    reason = "monthly_income: not finite (-inf)"
+    return Case("customers", [3], reason, cascades={"accounts": [3], **A4_CHILDREN})
+
+
 CASES: dict[str, Callable[[Frames], Case]] = {
     "negative amount": _negative_amount,
     "duplicate id": _duplicate_id,
@@ -383,6 +453,17 @@ CASES: dict[str, Callable[[Frames], Case]] = {
     "negative int": _negative_days_past_due,
     "outcome not binary": _outcome_not_binary,
     "outcome duplicate key": _outcome_duplicate_key,
+    "infinite amount": _infinite_amount,
+    "absurd amount": _absurd_amount,
+    "nan amount": _nan_amount,
+    "minus infinite balance": _minus_infinite_balance,
+    "absurd credit balance": _absurd_credit_balance,
+    "infinite minimum due": _infinite_minimum_due,
+    "absurd credit limit": _absurd_credit_limit,
+    "nan original amount": _nan_original_amount,
+    "infinite promise": _infinite_promise,
+    "absurd income": _absurd_income,
+    "minus infinite income": _minus_infinite_income,
 }
 
 
@@ -558,6 +639,46 @@ def test_full_schema_rejects_what_validation_quarantines() -> None:
         table_schema(TABLES_BY_NAME["payments"]).validate(bad, lazy=True)
     failed = err.value.failure_cases.dropna(subset=["index"])
     assert set(failed["index"].astype(int)) == {1, 2, 10}
+
+
+def test_non_finite_and_absurd_amounts_are_quarantined_the_rest_passes(env: Env) -> None:
+    frames = clean_frames()
+    inf, nan = float("inf"), float("nan")
+    frames["payments"]["amount"] = [50.0, inf, 300.0, 1e300, 600.0, 0.0, -inf, 300.0, nan, 10.0]
+    write_dataset(frames, env.raw)
+
+    summary = env.validate(max_bad_share=LOOSE)
+
+    reasons = env.quarantined("payments").set_index("payment_id")["reason"].to_dict()
+    assert reasons == {
+        "p02": "amount: not finite (inf)",
+        "p04": f"amount: greater than {MAX_AMOUNT:g} (1e+300)",
+        "p07": "amount: not finite (-inf)",
+        "p09": "amount: null",
+    }
+    assert summary.status == "passed"
+    assert (summary.tables["payments"].good, summary.tables["payments"].quarantined) == (6, 4)
+    assert summary.tables["payments"].reasons == {
+        "amount: not finite": 2,
+        "amount: greater than 1e+10": 1,
+        "amount: null": 1,
+    }
+    good = env.good("payments")
+    table_schemas()["payments"].validate(good, lazy=True)
+    assert good["amount"].between(0, MAX_AMOUNT).all()
+    for name in ("customers", "accounts", "statements", "contacts", "promises"):
+        assert summary.tables[name].quarantined == 0
+
+
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), 1e300, -1e300])
+def test_full_schema_rejects_non_finite_and_absurd_money(value: float) -> None:
+    good = contract_typed(clean_frames()["statements"], "statements")
+    good.loc[3, "balance"] = value
+    good.loc[5, "minimum_due"] = abs(value)
+    with pytest.raises(SchemaErrors) as err:
+        table_schema(TABLES_BY_NAME["statements"]).validate(good, lazy=True)
+    failed = err.value.failure_cases.dropna(subset=["index"])
+    assert set(failed["index"].astype(int)) == {3, 5}
 
 
 def test_output_may_not_replace_the_raw_data(env: Env) -> None:

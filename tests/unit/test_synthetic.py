@@ -13,7 +13,13 @@ import pytest
 
 from ingestion import contract, rawio
 from ingestion.features import build_features
-from ingestion.synthetic import GenerationSummary, SyntheticConfig, generate
+from ingestion.synthetic import (
+    GenerationSummary,
+    SyntheticConfig,
+    SyntheticConfigError,
+    generate,
+    month_start,
+)
 from tests.rawdata import assert_meets_contract
 
 pytestmark = pytest.mark.unit
@@ -387,10 +393,30 @@ def test_manifest_describes_the_run(root: Path, tables: Tables) -> None:
         {"start": datetime(2024, 11, 1)},
         {"scenario": "meteor"},
         {"drift_months": -1},
+        # A drift window longer than the run would start before the first generated month.
+        {"drift_months": MONTHS + 1},
+        {"drift_months": 50, "scenario": "income_shock"},
         {"default_rate": 1.5},
         {"accounts": 0},
     ],
 )
 def test_bad_configs_are_refused(overrides: dict[str, object]) -> None:
-    with pytest.raises(ValueError):
+    with pytest.raises(SyntheticConfigError):
         _config(**overrides)
+
+
+def test_drift_window_may_cover_the_whole_run() -> None:
+    assert _config(drift_months=MONTHS, scenario="channel_shift").drift_months == MONTHS
+
+
+def test_month_start_reads_a_date() -> None:
+    assert month_start("2024-11-01") == datetime(2024, 11, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [("notadate", "not a date"), ("2024-13-01", "not a date"), ("2024-11-15", "first day")],
+)
+def test_month_start_names_the_bad_value(text: str, problem: str) -> None:
+    with pytest.raises(SyntheticConfigError, match=rf"start '{text}': .*{problem}"):
+        month_start(text)
