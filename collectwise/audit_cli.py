@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import math
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -42,10 +45,23 @@ def _open(db: Path | None) -> AuditLog:
     return AuditLog(path)
 
 
+@contextmanager
+def _readable(audit: AuditLog) -> Iterator[None]:
+    """A file that is not an SQLite database (or not one sqlite3 can read): one clear line
+    naming it and exit 1, not sqlite3's traceback."""
+    try:
+        yield
+    except sqlite3.DatabaseError as exc:
+        log.error("%s: cannot read the audit log: %s", audit.path, exc)
+        raise typer.Exit(code=1) from exc
+
+
 @app.command()
 def verify(db: DbOpt = None) -> None:
     """Check every row's hash and link; exit 1 naming the first bad seq."""
-    result = _open(db).verify()
+    audit = _open(db)
+    with _readable(audit):
+        result = audit.verify()
     typer.echo(result.summary())
     if not result.ok:
         raise typer.Exit(code=1)
@@ -60,7 +76,9 @@ def replay(
     db: DbOpt = None,
 ) -> None:
     """Score the logged vectors again with the logged model versions; exit 1 on a mismatch."""
-    rows = _open(db).rows(request_id, account)
+    audit = _open(db)
+    with _readable(audit):
+        rows = audit.rows(request_id, account)
     if not rows:
         which = f"request {request_id}" + (f", account {account}" if account else "")
         log.error("no audit rows for %s", which)

@@ -11,12 +11,11 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, is_dataclass
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -28,6 +27,11 @@ from collectwise.monitor_cli import app as monitor_app
 from collectwise.serve_cli import demo_request, keys_app, serve
 from collectwise.train_cli import app as train_app
 from ingestion.settings import get_settings
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from training.bundle import ScoringModel
 
 app = typer.Typer(
     name="collectwise",
@@ -91,25 +95,37 @@ def generate(
     seed: Annotated[int, typer.Option(help="random seed: same seed, same data")] = 42,
     out: PathOpt = None,
     scenario: Annotated[str, typer.Option(help="none | income_shock | channel_shift")] = "none",
-    drift_months: Annotated[int, typer.Option(min=1, help="months the scenario covers")] = 3,
+    drift_months: Annotated[
+        int | None,
+        typer.Option(min=1, help="months the scenario covers, at most --months [default: 3]"),
+    ] = None,
     default_rate: Annotated[float, typer.Option(min=0.01, max=0.99)] = 0.25,
-    start: Annotated[str, typer.Option(help="first month, YYYY-MM-DD")] = "2024-11-01",
+    start: Annotated[str, typer.Option(help="first month, YYYY-MM-DD (a 1st)")] = "2024-11-01",
 ) -> None:
     """Write a synthetic collections dataset in the raw contract."""
-    from ingestion.synthetic import SyntheticConfig  # noqa: PLC0415
+    from ingestion.synthetic import (  # noqa: PLC0415
+        DEFAULT_DRIFT_MONTHS,
+        SyntheticConfig,
+        SyntheticConfigError,
+        month_start,
+    )
     from ingestion.synthetic import generate as run  # noqa: PLC0415
 
     if scenario not in ("none", "income_shock", "channel_shift"):
         raise typer.BadParameter(f"unknown scenario '{scenario}'", param_hint="--scenario")
-    config = SyntheticConfig(
-        accounts=accounts,
-        months=months,
-        seed=seed,
-        start=datetime.fromisoformat(start).replace(tzinfo=UTC),
-        default_rate=default_rate,
-        scenario=scenario,  # type: ignore[arg-type]
-        drift_months=drift_months,
-    )
+    with _clear_errors(SyntheticConfigError):
+        config = SyntheticConfig(
+            accounts=accounts,
+            months=months,
+            seed=seed,
+            start=month_start(start),
+            default_rate=default_rate,
+            scenario=scenario,  # type: ignore[arg-type]
+            # The default window shrinks to a short run; a window asked for is checked.
+            drift_months=min(DEFAULT_DRIFT_MONTHS, months)
+            if drift_months is None
+            else drift_months,
+        )
     _summary("generated", run(config, out or get_settings().raw_dir))
 
 
@@ -267,30 +283,115 @@ def score_batch(
             "--in", exists=True, dir_okay=False, help="UCI-format CSV, or a file of account_id"
         ),
     ],
-    out: Annotated[Path, typer.Option(help="scores as CSV or parquet")],
+    out: Annotated[
+        Path,
+        typer.Option(help="scores as .csv, .parquet or .json (by extension) in an existing folder"),
+    ],
     model_version: Annotated[str, typer.Option(help="a version or an alias")] = "champion",
 ) -> None:
-    """Score accounts with a registered model: account id, probability, band, decision."""
+    """Score accounts with a registered model: account id, probability, band, decision.
+
+    A UCI-format file needs no outcome column (one there is ignored). In a file of ids, an
+    id the scorer would refuse is marked "invalid account id" and not looked up; an id the
+    online store does not know is marked "no features for this account".
+    """
+    from ingestion.uci import UciFormatError  # noqa: PLC0415
     from training.batch import (  # noqa: PLC0415
         BatchInputError,
-        is_uci_file,
-        read_account_ids,
-        score_accounts,
-        score_uci_file,
-        write_scores,
+        BatchOutputError,
+        check_output,
+        read_batch_input,
     )
+
+    # Files first: a bad one is refused in seconds, before MLflow and Feast load.
+    with _clear_errors(BatchOutputError, BatchInputError, UciFormatError):
+        check_output(out, source=in_file)
+        batch = read_batch_input(in_file)
+    from training.batch import score_uci_file, write_scores  # noqa: PLC0415
     from training.registry import RegistryError, load_scoring_model  # noqa: PLC0415
 
-    with _clear_errors(RegistryError, BatchInputError):
+    with _clear_errors(RegistryError, BatchInputError, UciFormatError, BatchOutputError):
         model = load_scoring_model(model_version)
-        if is_uci_file(in_file):
+        if batch.kind == "uci":
             scores = score_uci_file(in_file, model)
         else:
-            from ingestion.store import open_store  # noqa: PLC0415
-
-            s = get_settings()
-            store = open_store(s.repo_root, s.feature_store_yaml)
-            scores = score_accounts(store, model, read_account_ids(in_file))
-    write_scores(scores, out)
+            scores = _score_id_file(in_file, model, batch.account_ids)
+        write_scores(scores, out)
     counts = scores["band"].value_counts().to_dict()
     log.info("scored %d accounts with %s -> %s; bands %s", len(scores), model_version, out, counts)
+
+
+def _score_id_file(path: Path, model: ScoringModel, ids: Sequence[str]) -> pd.DataFrame:
+    """Score ids from the online store; ids the API would refuse are reported with their
+    rows and never looked up, unknown ones reported apart."""
+    from ingestion.store import open_store  # noqa: PLC0415
+    from training.batch import score_accounts  # noqa: PLC0415
+
+    problem = _account_id_rule()
+    problems = [problem(a) for a in ids]
+    _report_invalid(path, ids, problems)
+    invalid = {a for a, p in zip(ids, problems, strict=True) if p is not None}
+    s = get_settings()
+    store = open_store(s.repo_root, s.feature_store_yaml)
+    scores = score_accounts(store, model, ids, is_valid=lambda a: a not in invalid)
+    _report_unknown(path, scores)
+    return scores
+
+
+def _account_id_rule() -> Callable[[str], str | None]:
+    """What is wrong with an id by the scoring API's own field rule (not a copy of it), or
+    None when the API would accept it."""
+    from pydantic import TypeAdapter, ValidationError  # noqa: PLC0415
+
+    from serving.schemas import ACCOUNT_ID  # noqa: PLC0415
+
+    adapter = TypeAdapter(Annotated[str, ACCOUNT_ID])
+
+    def problem(account_id: str) -> str | None:
+        try:
+            adapter.validate_python(account_id)
+        except ValidationError as exc:
+            return str(exc.errors()[0]["msg"])
+        return None
+
+    return problem
+
+
+def _shown(account_id: str, width: int = 40) -> str:
+    # An id from the file, quoted and cut short: it may be anything, of any length.
+    return repr(account_id if len(account_id) <= width else account_id[: width - 3] + "...")
+
+
+def _report_invalid(path: Path, ids: Sequence[str], problems: Sequence[str | None]) -> None:
+    from training.batch import INVALID_ID, where  # noqa: PLC0415
+
+    found = [(i, p) for i, p in enumerate(problems) if p is not None]
+    if found:
+        first, why = found[0]
+        others = ", ".join(_shown(ids[i]) for i, _ in found[1:3])
+        log.warning(
+            "%s: %d %s(s) on %s, not scored: %s (%s)%s",
+            path,
+            len(found),
+            INVALID_ID,
+            where(path, [i for i, _ in found]),
+            _shown(ids[first]),
+            why,
+            f", {others}" if others else "",
+        )
+
+
+def _report_unknown(path: Path, scores: pd.DataFrame) -> None:
+    from training.batch import NO_FEATURES, where  # noqa: PLC0415
+
+    unknown = [int(i) for i in (scores["status"] == NO_FEATURES).to_numpy().nonzero()[0]]
+    if unknown:
+        examples = ", ".join(_shown(scores["account_id"].iloc[i]) for i in unknown[:3])
+        log.warning(
+            "%s: %d unknown account(s) on %s (e.g. %s): %s in the online store",
+            path,
+            len(unknown),
+            where(path, unknown),
+            examples,
+            NO_FEATURES.replace(" for this account", ""),
+        )

@@ -4,40 +4,65 @@ Two inputs: a raw-format file (a UCI-format CSV), which runs the adapter, valida
 the feature SQL into a scratch directory and reads the vectors from a temporary Feast repo
 at the data's snapshot; or account ids, whose vectors come from the current online store.
 Either way the vectors go through training.matrix.model_matrix, as in training.
+
+Scoring needs no outcome: a UCI-format file is read without its label column (ignored
+when present). read_batch_input and check_output judge the files before anything heavy
+runs, so Feast, DuckDB and the model load only for inputs that can be scored; their imports
+sit inside the functions that need them for the same reason.
 """
 
 from __future__ import annotations
 
 import logging
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Final, Literal
 
+import numpy as np
 import pandas as pd
+import pyarrow as pa
 import yaml
 
-from feature_repo.definitions import build_definitions
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.features import build_features
-from ingestion.store import features_as_of, online_feature_vectors
-from ingestion.uci import ingest_uci
-from ingestion.validate import validate_raw
-from training.bundle import ScoringModel
-from training.matrix import model_matrix
+from ingestion.uci import check_format, ingest_uci
+
+if TYPE_CHECKING:
+    from training.bundle import ScoringModel
 
 log = logging.getLogger(__name__)
 
 UCI_MARKER = "LIMIT_BAL"
+NO_FEATURES: Final = "no features for this account"
+INVALID_ID: Final = "invalid account id"
+# The output format follows --out's extension (any case); nothing else is written.
+OUTPUT_FORMATS: Final = (".csv", ".parquet", ".json")
 
 
 class BatchInputError(ValueError):
     """The batch input is neither a UCI-format file nor a list of account ids."""
 
 
+class BatchOutputError(ValueError):
+    """The scores cannot go where asked: an unknown format or a folder that is not there."""
+
+
+@dataclass(frozen=True)
+class BatchInput:
+    """A checked batch file: a UCI-format CSV, or account ids in file order ("" = blank)."""
+
+    path: Path
+    kind: Literal["uci", "ids"]
+    account_ids: tuple[str, ...] = ()
+
+
 def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
     """Probability, band and decision per account; accounts without features are kept,
     marked, and never scored as if their features were zero."""
+    from training.matrix import model_matrix  # noqa: PLC0415
+
     known = vectors["customer_id"].fillna("").astype(str) != ""
     out = pd.DataFrame({"account_id": vectors["account_id"].astype(str)})
     out["probability"] = float("nan")
@@ -48,29 +73,67 @@ def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
         out.loc[known, "probability"] = scored["probability"].to_numpy()
         out.loc[known, "band"] = scored["band"].to_numpy()
         out.loc[known, "decision"] = scored["decision"].to_numpy()
-    out["status"] = known.map({True: "scored", False: "no features for this account"})
+    out["status"] = known.map({True: "scored", False: NO_FEATURES})
     return out
 
 
 def score_accounts(
-    store: object, model: ScoringModel, account_ids: Sequence[str], as_of: datetime | None = None
+    store: object,
+    model: ScoringModel,
+    account_ids: Sequence[str],
+    as_of: datetime | None = None,
+    *,
+    is_valid: Callable[[str], bool] = bool,
 ) -> pd.DataFrame:
-    """Score accounts already in the online store."""
-    vectors = online_feature_vectors(store, list(account_ids), scoring_time=as_of)  # type: ignore[arg-type]
-    return score_vectors(model, vectors)
+    """Score accounts already in the online store, in the order given. Ids for which
+    is_valid is false never reach the store: they are marked INVALID_ID."""
+    from ingestion.store import online_feature_vectors  # noqa: PLC0415
+
+    ids = [str(a) for a in account_ids]
+    valid = np.array([is_valid(a) for a in ids], dtype=bool)
+    out = pd.DataFrame({"account_id": ids, "probability": np.nan, "band": "unknown"})
+    out["decision"] = pd.NA
+    out["status"] = INVALID_ID
+    wanted = [a for a, ok in zip(ids, valid, strict=True) if ok]
+    if wanted:
+        vectors = online_feature_vectors(store, wanted, scoring_time=as_of)  # type: ignore[arg-type]
+        scored = score_vectors(model, vectors)
+        for column in ("probability", "band", "decision", "status"):
+            out.loc[valid, column] = scored[column].to_numpy()
+    return out
 
 
 def score_uci_file(csv: Path, model: ScoringModel, work_dir: Path | None = None) -> pd.DataFrame:
-    """Score every client of a UCI-format file as of its snapshot."""
-    work = Path(work_dir or tempfile.mkdtemp(prefix="collectwise-batch-"))
-    ingest_uci(csv, work / "raw", work / "quarantine_input")
-    validate_raw(work / "raw", work / "validated", work / "quarantine", work / "reports")
-    build_features(work / "validated", work / "features")
-    return score_vectors(model, _historical_vectors(work / "features", work / "feast"))
+    """Score every client of a UCI-format file as of its snapshot; its label column, if
+    any, is not read. Without work_dir the scratch files are removed afterwards."""
+    from ingestion.features import FeatureBuildError, build_features  # noqa: PLC0415
+    from ingestion.validate import ValidationFailed, validate_raw  # noqa: PLC0415
+
+    with _scratch(work_dir) as work:
+        ingest_uci(csv, work / "raw", work / "quarantine_input", with_label=False)
+        try:
+            validate_raw(work / "raw", work / "validated", work / "quarantine", work / "reports")
+            build_features(work / "validated", work / "features")
+        except (ValidationFailed, FeatureBuildError) as exc:
+            raise BatchInputError(f"{csv}: {exc}") from exc
+        return score_vectors(model, _historical_vectors(work / "features", work / "feast"))
+
+
+@contextmanager
+def _scratch(work_dir: Path | None) -> Iterator[Path]:
+    if work_dir is not None:
+        yield Path(work_dir)
+        return
+    with tempfile.TemporaryDirectory(prefix="collectwise-batch-") as tmp:
+        yield Path(tmp)
 
 
 def _historical_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
     from feast import FeatureStore  # noqa: PLC0415
+
+    from feature_repo.definitions import build_definitions  # noqa: PLC0415
+    from feature_repo.services import COLLECTION_RISK_V1  # noqa: PLC0415
+    from ingestion.store import features_as_of  # noqa: PLC0415
 
     as_of = features_as_of(features_dir)
     repo.mkdir(parents=True, exist_ok=True)
@@ -102,27 +165,97 @@ def _historical_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
     ).to_df()
 
 
+# ---------------------------------------------------------------------------- the files
+
+
 def read_account_ids(path: Path) -> list[str]:
-    """Account ids from a CSV or parquet file with an `account_id` column."""
-    frame = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path, dtype=str)
+    """Account ids from a CSV or parquet file with an `account_id` column, one per row in
+    file order, stripped; a blank cell is "" (so positions stay the file's rows)."""
+    kind = "parquet" if _is_parquet(path) else "CSV"
+    try:
+        if kind == "parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, OSError, pa.ArrowException) as exc:
+        raise BatchInputError(f"{path}: cannot read as {kind}: {exc}") from exc
     if "account_id" not in frame.columns:
         raise BatchInputError(
             f"{path}: expected a UCI-format file (with {UCI_MARKER}) or a column 'account_id'; "
             f"found columns {list(frame.columns)[:8]}"
         )
-    return [str(a) for a in frame["account_id"].dropna()]
+    ids = frame["account_id"].astype("string").fillna("").str.strip()
+    return [str(a) for a in ids]
+
+
+def read_batch_input(path: Path) -> BatchInput:
+    """The batch file checked as far as it can be without a model: raises BatchInputError
+    or ingestion.uci.UciFormatError, each naming the file and the problem."""
+    try:
+        uci = is_uci_file(path)
+    except UnicodeDecodeError as exc:
+        raise BatchInputError(
+            f"{path}: not a UTF-8 text (CSV) or parquet file: {exc.reason} at byte {exc.start}"
+        ) from exc
+    if uci:
+        check_format(path, with_label=False)
+        return BatchInput(path, "uci")
+    ids = read_account_ids(path)
+    if not ids:
+        raise BatchInputError(f"{path}: has a header but no data rows (no account ids)")
+    return BatchInput(path, "ids", tuple(ids))
 
 
 def is_uci_file(path: Path) -> bool:
-    if path.suffix == ".parquet":
+    """Whether the file's first two lines name the UCI marker column; UnicodeDecodeError
+    for a file that is not UTF-8 text."""
+    if _is_parquet(path):
         return False
     with path.open(encoding="utf-8-sig") as handle:
         return any(UCI_MARKER in handle.readline() for _ in range(2))
 
 
+def _is_parquet(path: Path) -> bool:
+    return path.suffix.lower() == ".parquet"
+
+
+def where(path: Path, positions: Sequence[int], at_most: int = 10) -> str:
+    """Where rows sit in the input: "lines 3, 5" for a CSV (the header is line 1), "rows 2,
+    4" for parquet (counted from 1)."""
+    offset, word = (1, "row") if _is_parquet(path) else (2, "line")
+    shown = ", ".join(str(p + offset) for p in positions[:at_most])
+    more = f" and {len(positions) - at_most} more" if len(positions) > at_most else ""
+    return f"{word}{'s' if len(positions) > 1 else ''} {shown}{more}"
+
+
+def check_output(out: Path, source: Path | None = None) -> str:
+    """The output format (".csv", ".parquet", ".json") of `out`, or BatchOutputError.
+
+    The folder must already exist: a missing one is more often a typo than a wish, and a
+    silently created tree would hide where the scores went.
+    """
+    fmt = out.suffix.lower()
+    if fmt not in OUTPUT_FORMATS:
+        raise BatchOutputError(
+            f"{out}: unsupported output format '{out.suffix or '(no extension)'}'; "
+            f"use {', '.join(OUTPUT_FORMATS)}"
+        )
+    if not out.parent.is_dir():
+        raise BatchOutputError(f"{out}: the folder {out.parent} does not exist; create it first")
+    if out.is_dir():
+        raise BatchOutputError(f"{out}: is a folder, not a file")
+    if source is not None and out.resolve() == Path(source).resolve():
+        raise BatchOutputError(f"{out}: is the input file; the scores would overwrite it")
+    return fmt
+
+
 def write_scores(scores: pd.DataFrame, out: Path) -> None:
-    out.parent.mkdir(parents=True, exist_ok=True)
-    if out.suffix == ".parquet":
+    """Write scores in the format out's extension names (check_output's rules)."""
+    fmt = check_output(out)
+    if fmt == ".parquet":
         scores.to_parquet(out, index=False)
+    elif fmt == ".json":
+        # One object per account; a missing probability or decision is null.
+        scores.to_json(out, orient="records", indent=1)
     else:
         scores.to_csv(out, index=False)

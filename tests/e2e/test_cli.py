@@ -52,6 +52,35 @@ def test_ingest_uci_with_a_missing_column_fails_naming_it(
     assert not (tmp_path / "raw").exists()
 
 
+def test_ingest_uci_quarantines_an_implausible_age(uci_csv: Path, tmp_path: Path) -> None:
+    frame = pd.read_csv(uci_csv, nrows=40).astype({"LIMIT_BAL": float})
+    frame.loc[7, "AGE"] = -5
+    frame.loc[9, "LIMIT_BAL"] = 1e300
+    path = tmp_path / "ages.csv"
+    frame.to_csv(path, index=False)
+    result = runner.invoke(
+        app,
+        [
+            "ingest-uci",
+            "--csv",
+            str(path),
+            "--out",
+            str(tmp_path / "raw"),
+            "--quarantine",
+            str(tmp_path / "q"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    quarantined = pd.read_parquet(tmp_path / "q" / "uci_input.parquet").set_index("row_number")
+    assert quarantined["reason"].to_dict() == {
+        8: "AGE: not a whole number of years 18..120",
+        10: "LIMIT_BAL: above 1e+10",
+    }
+    accounts = pd.read_parquet(tmp_path / "raw" / "accounts")
+    assert len(accounts) == 38
+    assert f"UCI-{frame.loc[7, 'ID']}" not in set(accounts["account_id"])
+
+
 def test_build_features_without_a_cutoff_fails_clearly(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
