@@ -26,23 +26,22 @@ from admin_app.context import EXTENSION_KEY, Backends
 from admin_app.headers import install_headers
 from admin_app.pages import PAGES, Page
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, secret_key
-from admin_app.settings import AdminSettings, get_admin_settings
 
 log = logging.getLogger(__name__)
 
 TITLE = "Collectwise console"
 
 
-def create_app(settings: AdminSettings | None = None, backends: Backends | None = None) -> Dash:
-    settings = settings or get_admin_settings()
-    b = backends or Backends(settings)
+def create_app(backends: Backends | None = None) -> Dash:
+    b = backends or Backends()
+    settings = b.settings
     server = Flask("admin_app")
     if settings.trusted_proxies:
         # The login throttle counts per client: behind a proxy, the client is in X-F-F.
         server.wsgi_app = ProxyFix(  # type: ignore[method-assign]
             server.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies
         )
-    server.secret_key = secret_key(settings)
+    server.secret_key = secret_key(settings, b.paths.secret_key_file)
     server.extensions[EXTENSION_KEY] = b
     # The guard must run before Dash's own before_request hooks: install it first.
     auth.install_auth(server, b)

@@ -21,9 +21,9 @@ from flask import current_app
 from admin_app.actions import ActionLog
 from admin_app.jobs import BatchJobs
 from admin_app.sessions import SessionStore
-from admin_app.settings import AdminSettings
 from admin_app.throttle import LoginThrottle
 from admin_app.users import UserStore
+from collectwise.settings import AdminSettings, PathSettings, Settings, get_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -38,28 +38,11 @@ log = logging.getLogger(__name__)
 EXTENSION_KEY = "collectwise_admin"
 
 
-def _open_default_store() -> FeatureStore:
-    from ingestion.settings import get_settings  # noqa: PLC0415
-    from ingestion.store import open_store  # noqa: PLC0415
-
-    settings = get_settings()
-    return open_store(settings.repo_root, settings.feature_store_yaml)
-
-
-def _default_features_dir() -> Path:
-    from ingestion.settings import get_settings  # noqa: PLC0415
-
-    return get_settings().features_dir
-
-
 @dataclass
 class Backends:
-    settings: AdminSettings
-    store_factory: Callable[[], FeatureStore] = _open_default_store
-    features_dir: Path = field(default_factory=_default_features_dir)
-    monitoring_url: str | None = None
-    audit_db: Path | None = None
-    scorer_metrics_url: str | None = None
+    platform: Settings = field(default_factory=get_settings)
+    # Tests hand in a store of their own; by default the platform's Feast profile.
+    store_factory: Callable[[], FeatureStore] | None = None
     users: UserStore = field(init=False)
     actions: ActionLog = field(init=False)
     sessions: SessionStore = field(init=False)
@@ -70,12 +53,25 @@ class Backends:
     _made: dict[str, Any] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.users = UserStore(self.settings.users_db)
+        users_db = self.paths.users_db
+        self.users = UserStore(users_db)
         # The admin audit lives beside the users: one file to back up for the console.
-        self.actions = ActionLog(self.settings.users_db)
-        self.sessions = SessionStore(self.settings.users_db, self.settings.session_lifetime)
-        self.throttle = LoginThrottle(self.settings.users_db, self.actions, self.settings)
-        self.jobs = BatchJobs(self.settings.batch_dir)
+        self.actions = ActionLog(users_db)
+        self.sessions = SessionStore(users_db, self.settings.session_lifetime)
+        self.throttle = LoginThrottle(users_db, self.actions, self.settings)
+        self.jobs = BatchJobs(self.paths.admin_batch_dir)
+
+    @property
+    def settings(self) -> AdminSettings:
+        return self.platform.admin
+
+    @property
+    def paths(self) -> PathSettings:
+        return self.platform.paths
+
+    @property
+    def features_dir(self) -> Path:
+        return self.paths.features_dir
 
     def _once(self, key: str, make: Callable[[], Any]) -> Any:
         # One lock per key: loading a model must not hold up a page that reads alerts.
@@ -91,7 +87,12 @@ class Backends:
             return self._made[key]
 
     def store(self) -> FeatureStore:
-        return self._once("store", self.store_factory)
+        return self._once("store", self.store_factory or self._open_store)
+
+    def _open_store(self) -> FeatureStore:
+        from ingestion.store import open_store  # noqa: PLC0415
+
+        return open_store(self.platform)
 
     def service(self) -> Service:
         """The scorer's Service over the console's store; models refreshed on each use."""
@@ -101,41 +102,33 @@ class Backends:
 
     def _build_service(self) -> Service:
         from serving.main import build_service  # noqa: PLC0415
-        from serving.settings import get_serving_settings  # noqa: PLC0415
 
         # The console only reads: nothing it scores is recorded as served traffic.
-        settings = get_serving_settings().model_copy(
+        serving = self.platform.serving.model_copy(
             update={"record": False, "online_timeout_seconds": self.settings.online_timeout_seconds}
         )
-        return build_service(settings, self.store())
+        return build_service(self.platform.model_copy(update={"serving": serving}), self.store())
 
     def mlflow(self) -> MlflowClient:
         from training.registry import tracking_client  # noqa: PLC0415
 
-        return self._once("mlflow", tracking_client)
+        return self._once("mlflow", lambda: tracking_client(self.platform.mlflow))
 
     def monitoring(self) -> MonitoringStore:
         return self._once("monitoring", self._monitoring_store)
 
     def _monitoring_store(self) -> MonitoringStore:
-        from monitoring.config import get_monitoring_settings  # noqa: PLC0415
         from monitoring.store import MonitoringStore  # noqa: PLC0415
 
-        return MonitoringStore(self.monitoring_url or get_monitoring_settings().db_url)
+        return MonitoringStore(self.platform.monitoring.database_url)
 
     def metrics_url(self) -> str | None:
-        if self.scorer_metrics_url:
-            return self.scorer_metrics_url
-        from monitoring.config import get_monitoring_settings  # noqa: PLC0415
-
-        return get_monitoring_settings().scorer_metrics_url
+        return self.platform.monitoring.scorer_metrics_url
 
     def audit(self) -> AuditLog:
-        from serving.audit import AuditLog, default_audit_db  # noqa: PLC0415
-        from serving.settings import get_serving_settings  # noqa: PLC0415
+        from serving.audit import AuditLog  # noqa: PLC0415
 
-        path = self.audit_db or get_serving_settings().audit_db or default_audit_db()
-        return self._once("audit", lambda: AuditLog(Path(path)))
+        return self._once("audit", lambda: AuditLog(self.paths.audit_db))
 
     def cached(self, key: str, make: Callable[[], Any]) -> Any:
         """A value computed once per key (e.g. a version's SHAP sample); versions never change."""

@@ -31,7 +31,7 @@ def _home() -> Response | None:
 
 
 def _report_file(relative: str) -> Response:
-    path = safe_path(backends().settings.reports_dir, relative)
+    path = safe_path(backends().paths.monitoring_reports_dir, relative)
     if path is None:
         abort(404)
     response = send_file(path, max_age=0)

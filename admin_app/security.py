@@ -1,6 +1,6 @@
 """The secret that signs session cookies, and the CSRF token the Dash renderer sends back.
 
-The key comes from COLLECTWISE_ADMIN_SECRET_KEY, else from a file of random bytes under the
+The key comes from COLLECTWISE_ADMIN__SECRET_KEY, else from a file of random bytes under the
 data directory (git-ignored) made on first start, so a restart keeps people signed in and
 no key is ever committed.
 
@@ -18,7 +18,7 @@ import os
 import secrets
 from pathlib import Path
 
-from admin_app.settings import AdminSettings
+from collectwise.settings import AdminSettings
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +27,10 @@ CSRF_HEADER = "X-CSRFToken"
 CSRF_SESSION_KEY = "csrf"
 
 
-def secret_key(settings: AdminSettings) -> str:
+def secret_key(settings: AdminSettings, key_file: Path) -> str:
     if settings.secret_key is not None and settings.secret_key.get_secret_value():
         return settings.secret_key.get_secret_value()
-    return _key_from_file(settings.secret_key_file)
+    return _key_from_file(key_file)
 
 
 def _key_from_file(path: Path) -> str:

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from admin_app.actions import ActionLog
 from admin_app.db import connect
-from admin_app.settings import AdminSettings
+from collectwise.settings import AdminSettings
 
 log = logging.getLogger(__name__)
 

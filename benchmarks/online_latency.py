@@ -118,9 +118,9 @@ class Accounts:
 def online_accounts(count: int, seed: int = SAMPLE_SEED) -> Accounts:
     import pandas as pd  # noqa: PLC0415
 
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    path = get_settings().features_dir / "account_profile.parquet"
+    path = get_settings().paths.features_dir / "account_profile.parquet"
     profile = pd.read_parquet(path, columns=["account_id", "customer_id", "event_timestamp"])
     newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
     sample = newest.sample(n=min(count, len(newest)), random_state=seed)
@@ -129,7 +129,7 @@ def online_accounts(count: int, seed: int = SAMPLE_SEED) -> Accounts:
 
 
 def new_api_key() -> tuple[str, str]:
-    """A score key and the COLLECTWISE_API_KEYS value holding its hash, rate limit lifted."""
+    """A score key and the COLLECTWISE_SERVING__API_KEYS value with its hash, no rate limit."""
     from serving.auth import hash_key, new_key  # noqa: PLC0415
 
     key = new_key()
@@ -245,10 +245,10 @@ def scorer_env(backend: str, keys: str, workdir: Path, *, record: bool = True) -
     env |= {
         "FEAST_FS_YAML_FILE_PATH": str(YAMLS[backend]),
         "REDIS_CONNECTION_STRING": os.environ.get("REDIS_CONNECTION_STRING", REDIS_URL),
-        "COLLECTWISE_API_KEYS": keys,
-        "COLLECTWISE_RECORD": "true" if record else "false",
-        "COLLECTWISE_AUDIT_DB": str(workdir / "audit.db"),
-        "COLLECTWISE_SERVED_DIR": str(workdir / "served"),
+        "COLLECTWISE_SERVING__API_KEYS": keys,
+        "COLLECTWISE_SERVING__RECORD": "true" if record else "false",
+        "COLLECTWISE_PATHS__AUDIT_DB": str(workdir / "audit.db"),
+        "COLLECTWISE_PATHS__SERVED_DIR": str(workdir / "served"),
     }
     return env
 
@@ -677,10 +677,11 @@ def floors(accounts: Accounts) -> Iterator[Floors]:
 
     import redis  # noqa: PLC0415
 
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from training.registry import load_scoring_model  # noqa: PLC0415
 
-    store = open_store(REPO_ROOT, YAMLS["redis"])
+    store = open_store(get_settings(), YAMLS["redis"])
     quiet_warnings()
     model = load_scoring_model("champion")
     rows = model_rows(store, model, accounts.ids[:BATCH])
@@ -852,13 +853,15 @@ class InlineExecutor:
 @contextmanager
 def in_process_service(backend: str) -> Iterator[Service]:
     """The scorer's service as its lifespan builds it (logs off: nothing to write here)."""
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from serving.main import build_service  # noqa: PLC0415
-    from serving.settings import ServingSettings  # noqa: PLC0415
 
-    store = open_store(REPO_ROOT, YAMLS[backend])
+    platform = get_settings()
+    store = open_store(platform, YAMLS[backend])
     quiet_warnings()
-    service = build_service(ServingSettings(api_keys="[]", record=False), store)
+    serving = platform.serving.model_copy(update={"api_keys": "[]", "record": False})
+    service = build_service(platform.model_copy(update={"serving": serving}), store)
     service.start()
     try:
         yield service

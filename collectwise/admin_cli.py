@@ -25,10 +25,10 @@ RoleOpt = Annotated[str, typer.Option(help="viewer, operator or admin")]
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from admin_app.settings import get_admin_settings  # noqa: PLC0415
     from admin_app.users import UserStore  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    return UserStore(get_admin_settings().users_db)
+    return UserStore(get_settings().paths.users_db)
 
 
 def _read_password(password_stdin: bool) -> str:
@@ -52,14 +52,14 @@ def add_user(
 ) -> None:
     """Add a user; the password is prompted for (or read from stdin), never an argument."""
     from admin_app.actions import ActionLog  # noqa: PLC0415
-    from admin_app.settings import get_admin_settings  # noqa: PLC0415
     from admin_app.users import UserExists  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
     try:
         record = _store().add(name, _read_password(password_stdin), role)
     except (UserExists, ValueError) as exc:
         raise _fail(exc) from exc
-    ActionLog(get_admin_settings().users_db).record(
+    ActionLog(get_settings().paths.users_db).record(
         "cli", "user_add", "ok", record.name, f"role {record.role}"
     )
     typer.echo(f"added {record.name} ({record.role})")
@@ -121,18 +121,20 @@ def serve(
 ) -> None:
     """Run the console until Ctrl-C."""
     from admin_app.app import create_app  # noqa: PLC0415
+    from admin_app.context import Backends  # noqa: PLC0415
     from admin_app.server import wsgi_server  # noqa: PLC0415
-    from admin_app.settings import get_admin_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    settings = get_admin_settings()
-    settings = settings.model_copy(
-        update={"host": host or settings.host, "port": port or settings.port}
+    platform = get_settings()
+    settings = platform.admin.model_copy(
+        update={"host": host or platform.admin.host, "port": port or platform.admin.port}
     )
+    backends = Backends(platform.model_copy(update={"admin": settings}))
     if not _store().list():
         log.warning("no users yet: add one with `collectwise admin users add NAME --role admin`")
     # One line per HTTP request is noise; the console's own audit trail records actions.
     logging.getLogger("werkzeug").setLevel(logging.WARNING)
-    server = wsgi_server(create_app(settings).server, settings.host, settings.port)
+    server = wsgi_server(create_app(backends).server, settings.host, settings.port)
     log.info("admin console on %s", settings.url)
     try:
         server.serve_forever()
@@ -148,15 +150,15 @@ def ensure_demo_user(
 ) -> None:
     """Create user `demo` (admin) with a random password kept in .run/admin-demo.txt."""
     from admin_app.server import ensure_demo_user as ensure  # noqa: PLC0415
-    from admin_app.settings import get_admin_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    settings = get_admin_settings()
-    login = ensure(_store(), settings.demo_credentials_file)
+    credentials = get_settings().paths.demo_credentials_file
+    login = ensure(_store(), credentials)
     url = f"http://{host}:{port}/"
     if wait:
         _wait_for(url + "login", wait)
     typer.echo(f"admin console: {url}  user: {login.name}  password: {login.password}")
-    typer.echo(f"(the login is kept in {settings.demo_credentials_file})")
+    typer.echo(f"(the login is kept in {credentials})")
 
 
 def _wait_for(url: str, seconds: float) -> None:

@@ -32,12 +32,12 @@ NameArg = Annotated[str, typer.Argument(help="the rule's name")]
 @contextmanager
 def _store() -> Iterator[Any]:
     """The configured store; domain errors become one line and exit code 1."""
-    from monitoring.config import get_monitoring_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.store import MonitoringStore  # noqa: PLC0415
 
     store = None
     try:
-        store = MonitoringStore(get_monitoring_settings().db_url)
+        store = MonitoringStore(get_settings().monitoring.database_url)
         yield store
     except (ValueError, LookupError) as exc:
         log.error("%s: %s", type(exc).__name__, exc)
@@ -249,13 +249,12 @@ def health(
     """Last run per stage, feature freshness per view and scorer latency / errors."""
     import pandas as pd  # noqa: PLC0415
 
-    from ingestion.settings import get_settings  # noqa: PLC0415
-    from monitoring.config import get_monitoring_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.health import system_health  # noqa: PLC0415
 
-    url = scorer_url or get_monitoring_settings().scorer_metrics_url
+    url = scorer_url or get_settings().monitoring.scorer_metrics_url
     with _store() as store:
-        report = system_health(store, features or get_settings().features_dir, url)
+        report = system_health(store, features or get_settings().paths.features_dir, url)
     with pd.option_context("display.width", 160, "display.max_columns", 20):
         typer.echo("pipeline runs:\n" + (report.runs.to_string(index=False) or "none"))
         typer.echo("\nfeature freshness:\n" + report.freshness.to_string(index=False))

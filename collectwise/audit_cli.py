@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from serving.audit import AuditLog, AuditRow, default_audit_db
+from serving.audit import AuditLog, AuditRow
 
 if TYPE_CHECKING:
     from training.bundle import ScoringModel
@@ -31,14 +31,14 @@ log = logging.getLogger("collectwise.audit")
 TOLERANCE = 1e-9
 DbOpt = Annotated[
     Path | None,
-    typer.Option(
-        "--db", help="audit database (default: COLLECTWISE_AUDIT_DB or <data>/serving/audit.db)"
-    ),
+    typer.Option("--db", help="audit database (default: the settings' paths.audit_db)"),
 ]
 
 
 def _open(db: Path | None) -> AuditLog:
-    path = db or default_audit_db()
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    path = db or get_settings().paths.audit_db
     if not path.is_file():
         log.error("no audit log at %s", path)
         raise typer.Exit(code=1)
@@ -91,12 +91,12 @@ def replay(
 
 def _model(cache: dict[tuple[str, int], ScoringModel], name: str, version: int) -> ScoringModel:
     """The registered version a row names, loaded once per replay."""
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from training.registry import RegistryError, load_version  # noqa: PLC0415
-    from training.settings import get_training_settings  # noqa: PLC0415
 
     if (name, version) not in cache:
         # The row's model name, not today's default: a profile may register under another.
-        settings = get_training_settings().model_copy(update={"registered_model_name": name})
+        settings = get_settings().mlflow.model_copy(update={"registered_model_name": name})
         try:
             cache[name, version] = load_version(version, settings=settings).model
         except RegistryError as exc:

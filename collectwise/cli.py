@@ -22,11 +22,12 @@ import typer
 from collectwise.admin_cli import app as admin_cli_app
 from collectwise.alerts_cli import app as alerts_app
 from collectwise.audit_cli import app as audit_app
+from collectwise.config_cli import app as config_app
 from collectwise.models_cli import app as models_app
 from collectwise.monitor_cli import app as monitor_app
 from collectwise.serve_cli import demo_request, keys_app, serve
+from collectwise.settings import get_settings
 from collectwise.train_cli import app as train_app
-from ingestion.settings import get_settings
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -47,6 +48,7 @@ app.add_typer(audit_app, name="audit")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(admin_cli_app, name="admin")
+app.add_typer(config_app, name="config")
 app.command()(serve)
 app.command()(demo_request)
 
@@ -126,7 +128,7 @@ def generate(
             if drift_months is None
             else drift_months,
         )
-    _summary("generated", run(config, out or get_settings().raw_dir))
+    _summary("generated", run(config, out or get_settings().paths.raw_dir))
 
 
 @app.command()
@@ -145,9 +147,9 @@ def validate(
     s = get_settings()
     with _clear_errors(ValidationFailed, FileNotFoundError):
         summary = validate_raw(
-            raw or s.raw_dir,
-            out or s.validated_dir,
-            quarantine or s.quarantine_dir,
+            raw or s.paths.raw_dir,
+            out or s.paths.validated_dir,
+            quarantine or s.paths.quarantine_dir,
             reports,
             max_bad_share=max_bad_share,
         )
@@ -183,8 +185,40 @@ def build_features(
 
     s = get_settings()
     with _clear_errors(FeatureBuildError):
-        summary = run(raw or s.validated_dir, out or s.features_dir, label_grace_days)
+        summary = run(raw or s.paths.validated_dir, out or s.paths.features_dir, label_grace_days)
     _summary("features built", summary)
+
+
+@app.command()
+def init(
+    force: Annotated[bool, typer.Option(help="overwrite an existing profile")] = False,
+) -> None:
+    """Make the project home ready: the embedded Feast profile (feature_store.yaml)."""
+    import yaml  # noqa: PLC0415
+
+    from ingestion.store import EMBEDDED_PROFILE  # noqa: PLC0415
+
+    s = get_settings()
+    profile = s.feature_store_yaml
+    if profile.exists() and not force:
+        log.info("%s exists; kept (use --force to overwrite)", profile)
+        return
+    profile.parent.mkdir(parents=True, exist_ok=True)
+    profile.write_text(yaml.safe_dump(EMBEDDED_PROFILE, sort_keys=False))
+    _summary("initialised", {"home": s.home, "profile": profile, "data": s.paths.data_dir})
+
+
+@app.command()
+def apply(features: PathOpt = None) -> None:
+    """Register the feature definitions with Feast (as `feast apply` from the repo root)."""
+    from ingestion.store import apply_definitions, open_store  # noqa: PLC0415
+
+    s = get_settings()
+    features_dir = features or s.paths.features_dir
+    count = apply_definitions(open_store(s), features_dir)
+    _summary(
+        "applied", {"objects": count, "features": features_dir, "profile": s.feature_store_yaml}
+    )
 
 
 @app.command()
@@ -194,8 +228,8 @@ def materialize(features: PathOpt = None) -> None:
 
     s = get_settings()
     with _clear_errors(FileNotFoundError):
-        as_of = features_as_of(features or s.features_dir)
-    store = open_store(s.repo_root, s.feature_store_yaml)
+        as_of = features_as_of(features or s.paths.features_dir)
+    store = open_store(s)
     start, end = materialize_latest(store, as_of)
     _summary("materialised", {"start": start, "end": end, "profile": s.feature_store_yaml.name})
 
@@ -211,8 +245,8 @@ def online_features(
     from ingestion.store import online_feature_vectors, open_store  # noqa: PLC0415
 
     s = get_settings()
-    ids = account or _sample_accounts(s.features_dir, sample)
-    store = open_store(s.repo_root, s.feature_store_yaml)
+    ids = account or _sample_accounts(s.paths.features_dir, sample)
+    store = open_store(s)
     frame = online_feature_vectors(store, ids)
     missing = [a for a, c in zip(frame["account_id"], frame["customer_id"], strict=True) if not c]
     with pd.option_context("display.max_rows", 200, "display.max_colwidth", 60):
@@ -332,7 +366,7 @@ def _score_id_file(path: Path, model: ScoringModel, ids: Sequence[str]) -> pd.Da
     _report_invalid(path, ids, problems)
     invalid = {a for a, p in zip(ids, problems, strict=True) if p is not None}
     s = get_settings()
-    store = open_store(s.repo_root, s.feature_store_yaml)
+    store = open_store(s)
     scores = score_accounts(store, model, ids, is_valid=lambda a: a not in invalid)
     _report_unknown(path, scores)
     return scores

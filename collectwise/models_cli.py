@@ -32,13 +32,13 @@ def _live_fingerprint() -> Callable[[str], str] | None:
     computes it; None (logged) when there is no registry to read yet."""
     from feast.errors import FeastObjectNotFoundException  # noqa: PLC0415
 
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from training.fingerprint import definitions_fingerprint  # noqa: PLC0415
 
     s = get_settings()
     try:
-        store = open_store(s.repo_root, s.feature_store_yaml)
+        store = open_store(s)
         store.list_feature_services()
     except (OSError, FeastObjectNotFoundException, ValueError) as exc:
         log.warning("no live feature registry to check against (%s): the AUC gate alone", exc)

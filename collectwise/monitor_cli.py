@@ -21,8 +21,8 @@ import typer
 if TYPE_CHECKING:
     import pandas as pd
 
+    from collectwise.settings import MonitoringSettings, PathSettings
     from monitoring.results import JobResult
-    from monitoring.settings import JobSettings
     from training.registry import ModelMetadata
 
 app = typer.Typer(
@@ -66,10 +66,16 @@ def _clear_errors(*errors: type[BaseException]) -> Iterator[None]:
         raise typer.Exit(code=1) from exc
 
 
-def _settings() -> JobSettings:
-    from monitoring.settings import get_job_settings  # noqa: PLC0415
+def _settings() -> MonitoringSettings:
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    return get_job_settings()
+    return get_settings().monitoring
+
+
+def _paths() -> PathSettings:
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    return get_settings().paths
 
 
 def _window(
@@ -119,10 +125,10 @@ def _finish(result: JobResult, no_alerts: bool) -> None:
         log.info("--no-alerts: metrics not stored, alert rules not evaluated")
         return
     # Imported here: the alerting side pulls in SQLAlchemy and delivery clients.
-    from monitoring.config import get_monitoring_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.jobs import finish_job  # noqa: PLC0415
 
-    alerts = finish_job(result, get_monitoring_settings())
+    alerts = finish_job(result, get_settings().monitoring)
     opened = ", ".join(f"#{getattr(a, 'id', '?')} {getattr(a, 'rule_name', a)}" for a in alerts)
     log.info("%d new alert(s)%s", len(alerts), f": {opened}" if alerts else "")
 
@@ -189,7 +195,7 @@ def drift(
             current,
             window_start=start,
             window_end=stop,
-            reports_dir=reports_dir or settings.reports_dir,
+            reports_dir=reports_dir or _paths().monitoring_reports_dir,
             config=DriftConfig.from_settings(settings),
             labels=labels,
         )
@@ -207,11 +213,15 @@ def _labels(meta: ModelMetadata, model: str, window: str, source: str) -> dict[s
 
 
 def _served_current(
-    settings: JobSettings, served_dir: Path | None, start: datetime, stop: datetime, version: int
+    settings: MonitoringSettings,
+    served_dir: Path | None,
+    start: datetime,
+    stop: datetime,
+    version: int,
 ) -> pd.DataFrame:
     from monitoring.drift import current_from_served  # noqa: PLC0415
 
-    served = _served(served_dir or settings.served_dir, start, stop)
+    served = _served(served_dir or _paths().served_dir, start, stop)
     return current_from_served(
         served,
         model_version=version,
@@ -223,7 +233,7 @@ def _served_current(
 
 def _batch_current(as_of_text: str, version: int) -> tuple[pd.DataFrame, None, datetime]:
     """Features of every account of the newest snapshot at or before the date, scored."""
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from monitoring.drift import DriftInputError, batch_current, batch_population  # noqa: PLC0415
     from monitoring.served import WindowError, parse_moment  # noqa: PLC0415
@@ -233,9 +243,9 @@ def _batch_current(as_of_text: str, version: int) -> tuple[pd.DataFrame, None, d
         as_of = parse_moment(as_of_text)
     s = get_settings()
     with _clear_errors(DriftInputError):
-        population = batch_population(s.features_dir, as_of)
+        population = batch_population(s.paths.features_dir, as_of)
         log.info("batch drift: %d accounts as of %s", len(population), as_of)
-        store = open_store(s.repo_root, s.feature_store_yaml)
+        store = open_store(s)
         model = load_version(version).model
         return batch_current(store, population, as_of, model), None, as_of
 
@@ -251,7 +261,7 @@ def _outcomes(
     features_dir: Path | None,
 ) -> tuple[pd.DataFrame, ModelMetadata, datetime, datetime]:
     """Served scores of the model in the window, joined to their (matured) outcomes."""
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.performance import (  # noqa: PLC0415
         Maturity,
         PerformanceInputError,
@@ -259,16 +269,15 @@ def _outcomes(
         read_outcome_inputs,
     )
 
-    settings = _settings()
-    maturity = Maturity(settings.label_window_days, settings.label_grace_days)
+    maturity = Maturity()
     with _clear_errors(PerformanceInputError):
         labels, snapshots, labels_as_of = read_outcome_inputs(
-            features_dir or get_settings().features_dir
+            features_dir or get_settings().paths.features_dir
         )
     # By default the window ends at the newest score whose outcome is final by now.
     start, stop, _ = _window(window, end, maturity.latest_matured_score(labels_as_of))
     meta = _model(model)
-    served = _of_version(_served(served_dir or settings.served_dir, start, stop), meta.version)
+    served = _of_version(_served(served_dir or _paths().served_dir, start, stop), meta.version)
     joined = attach_outcomes(served, labels, snapshots, labels_as_of, maturity)
     log.info("outcomes of %d scored account snapshots: %s", len(joined), _counts(joined))
     return joined, meta, start, stop
@@ -301,7 +310,7 @@ def performance(
             meta.metrics,
             window_start=start,
             window_end=stop,
-            reports_dir=reports_dir or _settings().reports_dir,
+            reports_dir=reports_dir or _paths().monitoring_reports_dir,
             labels=_labels(meta, model, window, "served"),
         )
     _finish(result, no_alerts)
@@ -325,7 +334,7 @@ def fairness(
     no_alerts: NoAlertsOpt = False,
 ) -> None:
     """Disparate impact by protected attribute on recent scores with matured outcomes."""
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.fairness_watch import fairness_job  # noqa: PLC0415
     from monitoring.performance import PerformanceInputError  # noqa: PLC0415
     from training.dataset import DatasetBuildError, attach_protected  # noqa: PLC0415
@@ -333,13 +342,13 @@ def fairness(
     settings = _settings()
     joined, meta, start, stop = _outcomes(window, end, model, served_dir, features_dir)
     with _clear_errors(DatasetBuildError, PerformanceInputError, ValueError):
-        joined = attach_protected(joined, validated_dir or get_settings().validated_dir)
+        joined = attach_protected(joined, validated_dir or get_settings().paths.validated_dir)
         result = fairness_job(
             joined,
             meta.threshold,
             window_start=start,
             window_end=stop,
-            reports_dir=reports_dir or settings.reports_dir,
+            reports_dir=reports_dir or _paths().monitoring_reports_dir,
             min_ratio=settings.fairness_min_ratio,
             min_group_size=settings.fairness_min_group_size,
             labels=_labels(meta, model, window, "served"),
@@ -362,17 +371,18 @@ def skew(
     no_alerts: NoAlertsOpt = False,
 ) -> None:
     """Replay logged online vectors with get_historical_features; mismatch rate per feature."""
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from monitoring.drift import service_features  # noqa: PLC0415
     from monitoring.skew import SkewInputError, entity_rows, replay, sample_served, skew_job  # noqa: PLC0415
 
     settings, s = _settings(), get_settings()
     start, stop, _ = _window(window, end)
-    served = _served(served_dir or settings.served_dir, start, stop)
+    served = _served(served_dir or _paths().served_dir, start, stop)
     logged = sample_served(served, sample or settings.skew_sample, settings.seed)
     log.info("replaying %d of %d served rows with Feast", len(logged), len(served))
-    store = open_store(repo or s.repo_root, feature_store_yaml or s.feature_store_yaml)
+    home = s if repo is None else s.model_copy(update={"home": repo})
+    store = open_store(home, feature_store_yaml)
     with _clear_errors(SkewInputError):
         replayed = replay(store, entity_rows(logged))
         result = skew_job(
@@ -381,7 +391,7 @@ def skew(
             [spec.name for spec in service_features()],
             window_start=start,
             window_end=stop,
-            reports_dir=reports_dir or settings.reports_dir,
+            reports_dir=reports_dir or _paths().monitoring_reports_dir,
             rel_tol=settings.skew_rel_tolerance,
             labels={"window": window, "sample": str(len(logged))},
         )

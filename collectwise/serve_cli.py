@@ -15,7 +15,9 @@ import typer
 log = logging.getLogger("collectwise")
 
 keys_app = typer.Typer(help="API keys for the scorer: only their hashes are configured.")
-KEYS_ENV = "COLLECTWISE_API_KEYS"
+KEYS_ENV = "COLLECTWISE_SERVING__API_KEYS"
+# The name before the settings had sections: its line is carried over to KEYS_ENV.
+LEGACY_KEYS_ENV = "COLLECTWISE_API_KEYS"
 
 
 def serve(
@@ -26,11 +28,13 @@ def serve(
     """Run the scoring API (FastAPI under uvicorn); Ctrl-C stops it."""
     import uvicorn  # noqa: PLC0415
 
+    metrics_dir = None
     if workers > 1:
-        # Each worker writes its metrics here and /metrics merges them (prometheus_client).
+        # Each worker writes its metrics here and /metrics merges them (prometheus_client);
+        # the workers read both variables from the environment they inherit.
         metrics_dir = Path(tempfile.mkdtemp(prefix="collectwise-metrics-"))
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = str(metrics_dir)
-        os.environ["COLLECTWISE_METRICS_MULTIPROCESS"] = "1"
+        os.environ["COLLECTWISE_SERVING__METRICS_DIR"] = str(metrics_dir)
     log.info("scorer on http://%s:%d (docs at /docs), %d worker(s)", host, port, workers)
     try:
         uvicorn.run(
@@ -43,9 +47,8 @@ def serve(
             access_log=False,
         )
     finally:
-        multiproc = os.environ.get("PROMETHEUS_MULTIPROC_DIR", "")
-        if "collectwise-metrics-" in multiproc:
-            shutil.rmtree(multiproc, ignore_errors=True)
+        if metrics_dir is not None:
+            shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 @keys_app.command("new")
@@ -60,8 +63,8 @@ def new_key(
     ] = None,
 ) -> None:
     """Make a key; print it once with the configuration entry holding only its hash."""
+    from collectwise.settings import ApiKeyEntry  # noqa: PLC0415
     from serving.auth import hash_key, new_key  # noqa: PLC0415
-    from serving.settings import ApiKeyEntry  # noqa: PLC0415
 
     key = new_key()
     try:
@@ -85,7 +88,7 @@ def _add_to_env_file(path: Path, entry: dict[str, object]) -> None:
     current: list[dict[str, object]] = []
     kept = []
     for line in lines:
-        if line.startswith(f"{KEYS_ENV}="):
+        if line.startswith((f"{KEYS_ENV}=", f"{LEGACY_KEYS_ENV}=")):
             current = json.loads(line.split("=", 1)[1].strip().strip("'"))
         else:
             kept.append(line)
@@ -139,8 +142,8 @@ def _latest_account() -> str:
     """An account present in the newest snapshot, hence in the online store."""
     import pandas as pd  # noqa: PLC0415
 
-    from ingestion.settings import get_settings  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
 
-    profile = pd.read_parquet(get_settings().features_dir / "account_profile.parquet")
+    profile = pd.read_parquet(get_settings().paths.features_dir / "account_profile.parquet")
     newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
     return str(newest["account_id"].sort_values().iloc[0])

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 import typer
 import yaml
 
-from ingestion.settings import get_settings
+from collectwise.settings import get_settings
 
 app = typer.Typer(
     help="Build training sets, fit, evaluate and register models.", no_args_is_help=True
@@ -48,13 +48,13 @@ def build_dataset(
     from training.dataset import DatasetBuildError, build_training_set  # noqa: PLC0415
 
     s = get_settings()
-    store = open_store(s.repo_root, s.feature_store_yaml)
-    oracle_dir = oracle or s.raw_dir / "_oracle"
+    store = open_store(s)
+    oracle_dir = oracle or s.paths.raw_dir / "_oracle"
     try:
         summary = build_training_set(
             store,
-            features or s.features_dir,
-            raw or s.validated_dir,
+            features or s.paths.features_dir,
+            raw or s.paths.validated_dir,
             out,
             oracle_dir=oracle_dir if oracle_dir.exists() else None,
         )

@@ -4,10 +4,10 @@ Feast discovers Feast objects at module level, so this is the only module that b
 at import; everything else builds them through feature_repo.definitions.
 """
 
+from collectwise.settings import get_settings
 from feature_repo.definitions import build_definitions
-from feature_repo.paths import features_dir
 
-_definitions = build_definitions(features_dir())
+_definitions = build_definitions(get_settings().paths.features_dir)
 
 account_payment_velocity = _definitions.views.account_payment_velocity
 customer_financial_ratios = _definitions.views.customer_financial_ratios

@@ -22,6 +22,8 @@ from ingestion.snapshot_marker import mark_complete, mark_pending
 if TYPE_CHECKING:
     from feast import FeatureStore
 
+    from collectwise.settings import Settings
+
 log = logging.getLogger(__name__)
 
 ONLINE_VIEWS = (
@@ -32,10 +34,35 @@ ONLINE_VIEWS = (
 )
 
 
-def open_store(repo_root: Path, feature_store_yaml: Path) -> FeatureStore:
+def open_store(settings: Settings, feature_store_yaml: Path | None = None) -> FeatureStore:
+    """The Feast store of the settings' profile (or of another yaml), rooted at the home:
+    the yaml's relative paths (registry, SQLite file) are read from there."""
     from feast import FeatureStore  # noqa: PLC0415
 
-    return FeatureStore(repo_path=str(repo_root), fs_yaml_file=Path(feature_store_yaml))
+    yaml = feature_store_yaml or settings.feature_store_yaml
+    return FeatureStore(repo_path=str(settings.home), fs_yaml_file=Path(yaml))
+
+
+# The embedded default profile (feature_store.yaml at the repo root says the same): what
+# `collectwise init` writes into a project home that has none, e.g. beside an installed wheel.
+EMBEDDED_PROFILE: dict[str, Any] = {
+    "project": "collectwise",
+    "provider": "local",
+    "registry": "data/registry.db",
+    "offline_store": {"type": "duckdb"},
+    "online_store": {"type": "sqlite", "path": "data/online_store.db"},
+    "entity_key_serialization_version": 3,
+}
+
+
+def apply_definitions(store: FeatureStore, features_dir: Path) -> int:
+    """Register the platform's Feast objects over features_dir (what `feast apply` does from
+    the repo root, without needing the source tree); returns how many objects."""
+    from feature_repo.definitions import build_definitions  # noqa: PLC0415
+
+    objects = build_definitions(features_dir).objects()
+    store.apply(objects)
+    return len(objects)
 
 
 def features_as_of(features_dir: Path) -> datetime:

@@ -30,8 +30,8 @@ from tenacity import (
     wait_exponential,
 )
 
+from collectwise.settings import MonitoringSettings
 from monitoring.alerts import SEVERITY_RANK, Alert
-from monitoring.config import MonitoringSettings
 
 if TYPE_CHECKING:
     from monitoring.store import MonitoringStore

@@ -39,7 +39,7 @@ from training.matrix import HISTORY_LENGTH, expand_arrays
 if TYPE_CHECKING:
     from feast import FeatureStore
 
-    from monitoring.settings import JobSettings
+    from collectwise.settings import MonitoringSettings
     from training.bundle import ScoringModel
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ class DriftConfig:
     drift_share: float = 0.5
 
     @classmethod
-    def from_settings(cls, settings: JobSettings) -> DriftConfig:
+    def from_settings(cls, settings: MonitoringSettings) -> DriftConfig:
         return cls(
             num_method=settings.drift_num_method,
             cat_method=settings.drift_cat_method,

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
+from collectwise.settings import MonitoringSettings, get_settings
 from monitoring.alerts import Alert, Rule, apply_firings, evaluate, matching_rules, parse_window
-from monitoring.config import MonitoringSettings, get_monitoring_settings
 from monitoring.delivery import deliver
 from monitoring.results import JobResult
 from monitoring.retrain import trigger_retrain
 from monitoring.store import MonitoringStore
 
 if TYPE_CHECKING:
-    from training.settings import TrainingSettings
+    from collectwise.settings import MlflowSettings
 
 log = logging.getLogger(__name__)
 
@@ -83,15 +83,15 @@ def finish_job(
     *,
     store: MonitoringStore | None = None,
     now: datetime | None = None,
-    training_settings: TrainingSettings | None = None,
+    training_settings: MlflowSettings | None = None,
 ) -> list[Alert]:
     """Record, evaluate, deliver, maybe retrain; returns the alerts this run opened.
 
     Delivery and retraining never raise; a store that cannot be written to does.
     """
-    settings = settings or get_monitoring_settings()
+    settings = settings or get_settings().monitoring
     own_store = store is None
-    active = store or MonitoringStore(settings.db_url)
+    active = store or MonitoringStore(settings.database_url)
     try:
         now = now or datetime.now(UTC)
         written = active.record_metrics(result, at=now)

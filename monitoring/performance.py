@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
+from feature_repo.transformations import DEFAULT_LABEL_GRACE_DAYS, LABEL_WINDOW_DAYS
 from monitoring.results import JobResult
 from monitoring.served import as_utc, stamp
 from training.evaluate import safe_auc, threshold_metrics
@@ -46,8 +47,9 @@ class PerformanceInputError(ValueError):
 
 @dataclass(frozen=True)
 class Maturity:
-    label_window_days: int = 30
-    label_grace_days: int = 21
+    # The label's definition and the pipeline's late-recording grace (feature_repo).
+    label_window_days: int = LABEL_WINDOW_DAYS
+    label_grace_days: int = DEFAULT_LABEL_GRACE_DAYS
 
     @property
     def delay(self) -> timedelta:

@@ -13,7 +13,7 @@ of its output and the version it registered (the newest version, if it is new).
 One request runs at a time: a trigger while another request is running is skipped (one
 still "running" after retrain_timeout died with its process and is marked failed).
 The command runs synchronously in the monitoring job's process, with cwd the repo root and
-the job's environment (so COLLECTWISE_MLFLOW_TRACKING_URI etc. reach the training).
+the job's environment (so COLLECTWISE_MLFLOW__TRACKING_URI etc. reach the training).
 """
 
 from __future__ import annotations
@@ -27,12 +27,12 @@ from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from collectwise.settings import MonitoringSettings, get_settings
 from monitoring.alerts import Alert
-from monitoring.config import MonitoringSettings
 
 if TYPE_CHECKING:
+    from collectwise.settings import MlflowSettings
     from monitoring.store import MonitoringStore, RetrainRequest
-    from training.settings import TrainingSettings
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +58,7 @@ def retrain_reason(alerts: Sequence[Alert]) -> str:
     return "; ".join(f"alert #{a.id} {a.rule_name} [{a.severity}]: {a.summary}" for a in alerts)
 
 
-def registry_state(training_settings: TrainingSettings | None = None) -> RegistryState:
+def registry_state(training_settings: MlflowSettings | None = None) -> RegistryState:
     """Read the registry; an unreachable one gives unknowns rather than stopping the trigger."""
     from training.registry import CHAMPION, list_versions, resolve_alias  # noqa: PLC0415
 
@@ -115,7 +115,7 @@ def run_retrain(
     store: MonitoringStore,
     alerts: Sequence[Alert],
     settings: MonitoringSettings,
-    training_settings: TrainingSettings | None = None,
+    training_settings: MlflowSettings | None = None,
 ) -> RetrainRequest:
     """Run the retrain command for these alerts and record the request; never promotes."""
     before = registry_state(training_settings)
@@ -128,7 +128,7 @@ def run_retrain(
     log.info("retraining (request %d) because %s: %s", request_id, reason, settings.retrain_command)
     started = datetime.now(UTC)
     exit_code, tail = run_command(
-        settings.retrain_command, settings.repo_root, settings.retrain_timeout
+        settings.retrain_command, get_settings().home, settings.retrain_timeout
     )
     status, registered, tail = _outcome(exit_code, tail, before, registry_state(training_settings))
     store.finish_retrain(
@@ -161,7 +161,7 @@ def trigger_retrain(
     store: MonitoringStore,
     alerts: Sequence[Alert],
     settings: MonitoringSettings,
-    training_settings: TrainingSettings | None = None,
+    training_settings: MlflowSettings | None = None,
 ) -> RetrainRequest | None:
     """Retrain when a new alert qualifies (settings.retrain_on) and none is running."""
     chosen = [a for a in alerts if should_retrain(a, settings.retrain_on)]

@@ -45,10 +45,10 @@ def recorded_run(stage: str) -> Iterator[None]:
 
 def _start(stage: str) -> tuple[MonitoringStore | None, int | None]:
     try:
-        from monitoring.config import get_monitoring_settings  # noqa: PLC0415
+        from collectwise.settings import get_settings  # noqa: PLC0415
         from monitoring.store import MonitoringStore  # noqa: PLC0415
 
-        store = MonitoringStore(get_monitoring_settings().db_url)
+        store = MonitoringStore(get_settings().monitoring.database_url)
         return store, store.start_run(stage)
     except Exception:
         log.warning("could not record the start of the %s run", stage, exc_info=True)

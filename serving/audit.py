@@ -28,12 +28,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from feature_repo.paths import REPO_ROOT, data_dir
 from serving.events import ScoreEvent, as_utc
 
 log = logging.getLogger(__name__)
 
-AUDIT_DB_ENV = "COLLECTWISE_AUDIT_DB"
 # prev_hash of seq 1: a fixed value, so the first row is chained like every other.
 GENESIS_HASH = "0" * 64
 # Seconds a writer waits for another process's write lock before failing (then retried).
@@ -133,15 +131,6 @@ _BY_REQUEST = f"{_SELECT} WHERE request_id = ? ORDER BY seq"
 _BY_REQUEST_ACCOUNT = f"{_SELECT} WHERE request_id = ? AND account_id = ? ORDER BY seq"
 _RECENT = f"{_SELECT} ORDER BY seq DESC LIMIT ?"
 _ALL_ROWS = f"{_SELECT} ORDER BY seq"
-
-
-def default_audit_db() -> Path:
-    """COLLECTWISE_AUDIT_DB (relative to the repo), else <data dir>/serving/audit.db."""
-    value = os.environ.get(AUDIT_DB_ENV)
-    if not value:
-        return data_dir() / "serving" / "audit.db"
-    path = Path(value)
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 # --------------------------------------------------------------------------- encoding

@@ -15,7 +15,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from serving.settings import ApiKeyEntry
+from collectwise.settings import ApiKeyEntry
 
 KEY_PREFIX = "cw_"
 

@@ -21,6 +21,7 @@ from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from collectwise.settings import Settings, get_settings
 from feature_repo.services import COLLECTION_RISK_V1
 from serving import errors
 from serving.api import health, models, score
@@ -30,7 +31,6 @@ from serving.models import ModelWatcher
 from serving.online import OnlineFeatures
 from serving.scoring import ScoringOptions
 from serving.service import Service, build_recorder, descriptions, fingerprint_check
-from serving.settings import ServingSettings, get_serving_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -42,16 +42,15 @@ in the next 30 days, its risk band, the decision at the model's threshold, and t
 Send an API key in `X-API-Key`; `score` scope for scoring, `admin` for administration."""
 
 
-def _open_store() -> FeatureStore:
-    from ingestion.settings import get_settings  # noqa: PLC0415
+def _open_store(settings: Settings) -> FeatureStore:
     from ingestion.store import open_store  # noqa: PLC0415
 
-    settings = get_settings()
-    return open_store(settings.repo_root, settings.feature_store_yaml)
+    return open_store(settings)
 
 
-def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
+def build_service(platform: Settings, store: FeatureStore) -> Service:
     service_name = COLLECTION_RISK_V1
+    settings = platform.serving
     online = OnlineFeatures(
         store,
         service_name,
@@ -62,7 +61,7 @@ def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
         via_sdk=settings.online_path == "sdk",
     )
     online.open()
-    metrics = ServiceMetrics()
+    metrics = ServiceMetrics(settings.metrics_dir)
     holder: list[Service] = []
     watcher = ModelWatcher(
         fingerprint_check(store), on_problem=lambda m: holder[0].alert(m) if holder else None
@@ -81,7 +80,7 @@ def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
             reasons=settings.reason_codes,
             descriptions=descriptions(store, service_name),
         ),
-        recorder=build_recorder(settings, store, service_name) if settings.record else None,
+        recorder=build_recorder(platform.paths, store, service_name) if settings.record else None,
     )
     holder.append(service)
     if not len(service.keys):
@@ -89,15 +88,14 @@ def build_service(settings: ServingSettings, store: FeatureStore) -> Service:
     return service
 
 
-def create_app(
-    settings: ServingSettings | None = None, store: FeatureStore | None = None
-) -> FastAPI:
+def create_app(platform: Settings | None = None, store: FeatureStore | None = None) -> FastAPI:
     """The app; settings and store default to the environment's (tests pass their own)."""
-    settings = settings or get_serving_settings()
+    platform = platform or get_settings()
+    settings = platform.serving
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        service = build_service(settings, store or _open_store())
+        service = build_service(platform, store or _open_store(platform))
         app.state.service, app.state.metrics = service, service.metrics
         service.start()
         log.info("scorer ready: %s", service.ready)

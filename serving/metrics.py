@@ -1,24 +1,25 @@
 """Prometheus metrics of one app instance (its own registry, so tests can build many apps).
 
-With several uvicorn workers `collectwise serve` sets COLLECTWISE_METRICS_MULTIPROCESS=1 and
-PROMETHEUS_MULTIPROC_DIR, and /metrics merges every worker's files (prometheus_client's
-multiprocess mode). Our own switch decides, not PROMETHEUS_MULTIPROC_DIR alone: importing
-feast.metrics sets that variable in any process, which would hide this app's registry.
+With several uvicorn workers `collectwise serve` sets the setting serving.metrics_dir (and
+PROMETHEUS_MULTIPROC_DIR, where prometheus_client's workers write), and /metrics merges every
+worker's files (prometheus_client's multiprocess mode). Our own setting decides, not
+PROMETHEUS_MULTIPROC_DIR alone: importing feast.metrics sets that variable in any process,
+which would hide this app's registry.
 """
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
-MULTIPROCESS_ENV = "COLLECTWISE_METRICS_MULTIPROCESS"
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
 
 
 class ServiceMetrics:
-    def __init__(self) -> None:
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
         r = self.registry
         self.latency = Histogram(
@@ -63,8 +64,8 @@ class ServiceMetrics:
         )
 
     def exposition(self) -> bytes:
-        if os.environ.get(MULTIPROCESS_ENV) == "1" and os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        if self.multiprocess_dir is not None:
             merged = CollectorRegistry()
-            MultiProcessCollector(merged)
+            MultiProcessCollector(merged, path=str(self.multiprocess_dir))
             return generate_latest(merged)
         return generate_latest(self.registry)

@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from collectwise.settings import MAX_BATCH_CEILING
 from serving.events import as_utc
-from serving.settings import MAX_BATCH_CEILING
 
 # Letters, digits and _ . : - ; ids that begin with "__" are reserved for the platform's own
 # canary and probe entities (ingestion.snapshot_marker), so no caller can score them.
@@ -108,7 +108,7 @@ class BatchRequest(BaseModel):
     accounts: list[BatchItem] = Field(
         min_length=1,
         max_length=MAX_BATCH_CEILING,
-        description="the accounts to score, at most COLLECTWISE_MAX_BATCH (default 1,000); "
+        description="the accounts to score, at most serving.max_batch (default 1,000); "
         "one account may appear more than once, e.g. at two reported incomes",
     )
     as_of: datetime | None = AS_OF

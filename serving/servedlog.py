@@ -28,7 +28,6 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from feature_repo.paths import REPO_ROOT, data_dir
 from serving.events import ScoreEvent, as_utc
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-SERVED_DIR_ENV = "COLLECTWISE_SERVED_DIR"
 TS_PREFIX = "ts__"
 FeatureKind = Literal["double", "list<double>", "string", "timestamp"]
 TIMESTAMP = pa.timestamp("us", tz="UTC")
@@ -69,15 +67,6 @@ BASE_SCHEMA = pa.schema(
         ("latency_ms", pa.float64()),
     ]
 )
-
-
-def default_served_dir() -> Path:
-    """COLLECTWISE_SERVED_DIR (relative to the repo), else <data dir>/serving/served."""
-    value = os.environ.get(SERVED_DIR_ENV)
-    if not value:
-        return data_dir() / "serving" / "served"
-    path = Path(value)
-    return path if path.is_absolute() else REPO_ROOT / path
 
 
 # --------------------------------------------------------------------------- types

@@ -13,18 +13,17 @@ import threading
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serving.audit import AuditLog, default_audit_db
+from collectwise.settings import PathSettings, ServingSettings
+from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
 from serving.models import ModelWatcher
 from serving.online import OnlineFeatures, StoreUnavailableError
 from serving.recorder import Recorder
 from serving.scoring import ScoringOptions
-from serving.servedlog import ServedLogWriter, default_served_dir, feature_types_from_service
-from serving.settings import ServingSettings
+from serving.servedlog import ServedLogWriter, feature_types_from_service
 from training.bundle import ScoringModel
 from training.fingerprint import definitions_fingerprint
 
@@ -143,8 +142,8 @@ def descriptions(store: FeatureStore, service_name: str) -> dict[str, str]:
     return out
 
 
-def build_recorder(settings: ServingSettings, store: FeatureStore, service: str) -> Recorder:
-    audit = AuditLog(Path(settings.audit_db or default_audit_db()))
+def build_recorder(paths: PathSettings, store: FeatureStore, service: str) -> Recorder:
+    audit = AuditLog(paths.audit_db)
     kinds = feature_types_from_service(store.get_feature_service(service))
-    served = ServedLogWriter(Path(settings.served_dir or default_served_dir()), feature_types=kinds)
+    served = ServedLogWriter(paths.served_dir, feature_types=kinds)
     return Recorder(audit, served)

@@ -3,13 +3,25 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from collectwise.settings import get_settings
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("COLLECTWISE_SHARED_DIR", REPO_ROOT.parent / "shared"))
 UCI_CSV = SHARED_DIR / "data" / "uci_credit_default" / "credit_default_dev.csv"
+
+
+@pytest.fixture(autouse=True)
+def fresh_settings() -> Iterator[None]:
+    """Each test reads the settings its own environment makes: a variable a test sets (with
+    monkeypatch) takes effect, and none outlives it in the cached settings."""
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ a complete version. Lineage and evaluation live in version tags, so `mlflow ui` 
 and the registry alone can answer "what is serving and where did it come from".
 
 Every function takes an optional MlflowClient (the scorer builds one with `tracking_client`
-and keeps it) and optional settings; without them it uses get_training_settings().
+and keeps it) and optional settings; without them it uses get_settings().mlflow.
 """
 
 from __future__ import annotations
@@ -31,7 +31,7 @@ from mlflow import MlflowClient
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 
-from feature_repo.paths import REPO_ROOT
+from collectwise.settings import MlflowSettings, get_settings
 from training.bundle import (
     BUNDLE_FILENAME,
     ScoringModel,
@@ -41,7 +41,7 @@ from training.bundle import (
     save_bundle,
 )
 from training.card import load_report, write_model_card
-from training.settings import TrainingSettings, configure_tracking, get_training_settings
+from training.tracking import configure_tracking
 
 log = logging.getLogger(__name__)
 
@@ -140,16 +140,16 @@ class LoadedModel:
 # --------------------------------------------------------------------------- clients
 
 
-def tracking_client(settings: TrainingSettings | None = None) -> MlflowClient:
+def tracking_client(settings: MlflowSettings | None = None) -> MlflowClient:
     """Configure tracking from settings and return a client to keep (cheap to reuse)."""
-    configure_tracking(settings or get_training_settings())
+    configure_tracking(settings or get_settings().mlflow)
     return MlflowClient()
 
 
 def _resolve(
-    client: MlflowClient | None, settings: TrainingSettings | None
-) -> tuple[MlflowClient, TrainingSettings]:
-    settings = settings or get_training_settings()
+    client: MlflowClient | None, settings: MlflowSettings | None
+) -> tuple[MlflowClient, MlflowSettings]:
+    settings = settings or get_settings().mlflow
     return (client or tracking_client(settings)), settings
 
 
@@ -163,7 +163,12 @@ def _now() -> str:
 def _git(*args: str) -> str | None:
     try:
         done = subprocess.run(
-            ["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=10, check=True
+            ["git", *args],
+            cwd=get_settings().home,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -222,7 +227,7 @@ def _alias(client: MlflowClient, name: str, alias: str) -> int | None:
 
 
 def resolve_alias(
-    alias: str, *, client: MlflowClient | None = None, settings: TrainingSettings | None = None
+    alias: str, *, client: MlflowClient | None = None, settings: MlflowSettings | None = None
 ) -> int | None:
     """The version an alias points at, or None: one cheap call, for the scorer's poll."""
     client, settings = _resolve(client, settings)
@@ -305,7 +310,7 @@ def show(
     version_or_alias: str | int,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> ModelMetadata:
     """The metadata of a version ("3", 3, "v3") or of the version an alias points at."""
     client, settings = _resolve(client, settings)
@@ -313,7 +318,7 @@ def show(
 
 
 def list_versions(
-    *, client: MlflowClient | None = None, settings: TrainingSettings | None = None
+    *, client: MlflowClient | None = None, settings: MlflowSettings | None = None
 ) -> list[ModelMetadata]:
     """Every version of the registered model, newest first ([] before the first register)."""
     client, settings = _resolve(client, settings)
@@ -344,7 +349,7 @@ def load_version(
     version_or_alias: str | int,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> LoadedModel:
     """Resolve an alias once, then load that version's pickled ScoringModel.
 
@@ -362,7 +367,7 @@ def load_scoring_model(
     alias_or_version: str | int,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> ScoringModel:
     return load_version(alias_or_version, client=client, settings=settings).model
 
@@ -374,7 +379,7 @@ def load_reference(
     version_or_alias: str | int,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> pd.DataFrame:
     """The version's drift reference: a sample of its training rows, raw feature columns,
     with the model's calibrated `probability` and the label (training.train.write_reference)."""
@@ -398,7 +403,7 @@ def load_reference(
 
 
 def importance_history(
-    *, client: MlflowClient | None = None, settings: TrainingSettings | None = None
+    *, client: MlflowClient | None = None, settings: MlflowSettings | None = None
 ) -> pd.DataFrame:
     """Global SHAP importance per registered version (rows) and feature (columns).
 
@@ -418,9 +423,9 @@ def importance_history(
     return pd.DataFrame.from_dict(rows, orient="index").sort_index()
 
 
-def model_uri(alias_or_version: str | int, settings: TrainingSettings | None = None) -> str:
+def model_uri(alias_or_version: str | int, settings: MlflowSettings | None = None) -> str:
     """models:/collection-risk@champion or models:/collection-risk/3, for mlflow.pyfunc."""
-    name = (settings or get_training_settings()).registered_model_name
+    name = (settings or get_settings().mlflow).registered_model_name
     version = _parse_version(alias_or_version)
     return (
         f"models:/{name}/{version}" if version is not None else f"models:/{name}@{alias_or_version}"
@@ -454,7 +459,7 @@ def _version_tags(
     params: Mapping[str, Any],
     tags: Mapping[str, str],
     test_set_fingerprint: str,
-    settings: TrainingSettings,
+    settings: MlflowSettings,
 ) -> dict[str, str]:
     """Lineage and evaluation tags; caller tags win (e.g. a dvc_data_hash of one output)."""
     # metadata["calibration"] names a calibration folded into the estimator itself
@@ -465,7 +470,7 @@ def _version_tags(
         "feature_service": model.feature_service,
         "definitions_fingerprint": model.definitions_fingerprint,
         "data_fingerprint": str(model.metadata.get("data_fingerprint", UNKNOWN)),
-        "dvc_data_hash": dvc_data_hash(settings.dvc_lock_path),
+        "dvc_data_hash": dvc_data_hash(get_settings().paths.dvc_lock),
         "git_commit": git_commit(),
         "git_dirty": git_dirty(),
         "test_set_fingerprint": test_set_fingerprint,
@@ -488,12 +493,12 @@ def _check_register_inputs(metrics: Mapping[str, float], artifacts: Mapping[str,
         raise FileNotFoundError(f"artifacts to log do not exist: {', '.join(missing)}")
 
 
-def _experiment_id(client: MlflowClient, settings: TrainingSettings) -> str:
-    experiment = client.get_experiment_by_name(settings.mlflow_experiment_name)
+def _experiment_id(client: MlflowClient, settings: MlflowSettings) -> str:
+    experiment = client.get_experiment_by_name(settings.experiment_name)
     if experiment is not None:
         return str(experiment.experiment_id)
     return client.create_experiment(
-        settings.mlflow_experiment_name, artifact_location=settings.mlflow_artifact_location
+        settings.experiment_name, artifact_location=settings.artifact_location
     )
 
 
@@ -534,7 +539,7 @@ def register(
     *,
     run_name: str | None = None,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> ModelMetadata:
     """Log a run, register its pyfunc model as a new version, tag it, make it `challenger`.
 
@@ -701,7 +706,7 @@ def promote(
     evaluate_champion: Callable[[ScoringModel], float] | None = None,
     live_fingerprint: Callable[[str], str] | None = None,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> ModelMetadata:
     """Make `version` (default: the challenger) the champion if it passes the gate.
 
@@ -789,7 +794,7 @@ def rollback(
     why: str,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> ModelMetadata:
     """Make `previous-champion` the champion again and mark the current one rolled back."""
     client, settings = _resolve(client, settings)
@@ -816,7 +821,7 @@ def rollback(
 
 
 def champion_history(
-    *, client: MlflowClient | None = None, settings: TrainingSettings | None = None
+    *, client: MlflowClient | None = None, settings: MlflowSettings | None = None
 ) -> list[dict[str, Any]]:
     """Promotions and rollbacks, oldest first (for the console's audit view)."""
     client, settings = _resolve(client, settings)
@@ -844,7 +849,7 @@ def evaluation_report(
     version_or_alias: str | int,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> dict[str, Any] | None:
     """The evaluation report its run logged (REPORT_JSON_KEY/*.json), or None."""
     client, settings = _resolve(client, settings)
@@ -863,7 +868,7 @@ def card_for_version(
     out: Path,
     *,
     client: MlflowClient | None = None,
-    settings: TrainingSettings | None = None,
+    settings: MlflowSettings | None = None,
 ) -> Path:
     """Write the model card of a registered version, with its run's report when logged."""
     client, settings = _resolve(client, settings)

@@ -20,7 +20,8 @@ class Card:
 def scorer_cards(scorer: Any, scorer_error: str | None, configured: bool) -> list[Card]:
     """API latency and error rate from monitoring.health.ScorerHealth."""
     if not configured:
-        return [Card("scorer", "not watched: set COLLECTWISE_SCORER_METRICS_URL", "secondary")]
+        unset = "not watched: set COLLECTWISE_MONITORING__SCORER_METRICS_URL"
+        return [Card("scorer", unset, "secondary")]
     if scorer is None:
         return [Card("scorer", f"unreachable: {scorer_error or 'no answer'}", "danger")]
     routes = scorer.routes

@@ -199,7 +199,7 @@ def _load(_: Any) -> tuple[Any, ...]:
 
     b = backends()
     store = b.monitoring()
-    reports = list_reports(b.settings.reports_dir)
+    reports = list_reports(b.paths.monitoring_reports_dir)
     freshness = logic.records(feature_freshness(b.features_dir).drop(columns=["path"]))
     runs = logic.records(runs_frame(store.list_runs(limit=500)))
     metrics = store.metric_names()

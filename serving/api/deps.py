@@ -46,7 +46,7 @@ AUTH_RESPONSES: dict[int | str, dict[str, Any]] = {
 # Documented on every route that takes a body: a body that is not JSON at all, or too big.
 BODY_ERRORS: dict[int | str, dict[str, Any]] = {
     400: {"model": ErrorBody, "description": "the body could not be read"},
-    413: {"model": ErrorBody, "description": "the body is over COLLECTWISE_MAX_BODY_BYTES"},
+    413: {"model": ErrorBody, "description": "the body is over serving.max_body_bytes"},
 }
 
 ScoreCaller = Annotated[Caller, Depends(require("score"))]

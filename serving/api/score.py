@@ -66,7 +66,7 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
 
 @router.post("/score/batch", response_model=BatchResponse, responses={**BODY_ERRORS, **UNAVAILABLE})
 def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) -> BatchResponse:
-    """Score up to COLLECTWISE_MAX_BATCH accounts (default 1,000) in one batched online read.
+    """Score up to serving.max_batch accounts (default 1,000) in one batched online read.
 
     Results and errors carry each account's position in the request; an account that is
     listed twice with the same income is read and scored once. Each account costs one
@@ -107,7 +107,7 @@ def _admit(service: Service, caller: Caller, accounts: int) -> None:
     if accounts > limit:
         raise invalid(
             "accounts",
-            f"a batch holds at most {limit} accounts (COLLECTWISE_MAX_BATCH), not {accounts}",
+            f"a batch holds at most {limit} accounts (serving.max_batch), not {accounts}",
             "too_long",
         )
     per_minute = service.limiter.per_minute(caller.rate_per_minute)
@@ -147,7 +147,7 @@ def _check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:
     if stale and service.settings.stale_policy == "refuse":
         raise StaleFeaturesError(
             f"features older than their TTL in {', '.join(stale)}: refusing to score "
-            "(COLLECTWISE_STALE_POLICY=refuse)"
+            "(COLLECTWISE_SERVING__STALE_POLICY=refuse)"
         )
 
 

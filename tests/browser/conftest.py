@@ -27,12 +27,12 @@ from selenium.webdriver.chrome.service import Service as ChromeService
 from admin_app.app import create_app
 from admin_app.context import Backends
 from admin_app.server import wsgi_server
-from admin_app.settings import AdminSettings
 from monitoring.alerts import Firing
 from monitoring.results import JobResult
 from monitoring.store import MonitoringStore
 from serving.audit import AuditLog
 from serving.events import ScoreEvent
+from tests.console_env import console_settings
 from tests.serving import conftest as scorer
 from tests.serving.conftest import ScorerWorld, fit_model
 from training import registry
@@ -176,29 +176,18 @@ def console(world: ScorerWorld, tmp_path_factory: pytest.TempPathFactory) -> Ite
     profile = pd.read_parquet(world.data.features_dir / "account_profile.parquet")
     newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
     accounts = sorted(newest["account_id"].astype(str).unique())[:5]
-    settings = AdminSettings(
-        users_db=root / "admin" / "users.db",
-        secret_key_file=root / "admin" / "secret_key",
-        batch_dir=root / "admin" / "batch",
-        reports_dir=root / "reports",
-        demo_credentials_file=root / "demo.txt",
-        max_failed_logins_per_client=CLIENT_LIMIT,
-        max_failed_logins=3 * CLIENT_LIMIT,
+    settings = console_settings(
+        root, max_failed_logins_per_client=CLIENT_LIMIT, max_failed_logins=3 * CLIENT_LIMIT
     )
-    monitoring_url = f"sqlite:///{root / 'monitoring.db'}"
-    _seed_monitoring(MonitoringStore(monitoring_url))
-    _seed_audit(root / "audit.db", accounts)
-    _seed_report(root / "reports")
-    backends = Backends(
-        settings,
-        store_factory=lambda: world.store,
-        features_dir=world.data.features_dir,
-        monitoring_url=monitoring_url,
-        audit_db=root / "audit.db",
-    )
+    # The console reads the feature tables of the scorer's world, not its own.
+    settings.paths.data_dir = world.data.features_dir.parent
+    _seed_monitoring(MonitoringStore(settings.monitoring.database_url))
+    _seed_audit(settings.paths.audit_db, accounts)
+    _seed_report(settings.paths.monitoring_reports_dir)
+    backends = Backends(settings, store_factory=lambda: world.store)
     for name, password in PASSWORDS.items():
         backends.users.add(name, password, ROLES[name])
-    server = wsgi_server(create_app(settings, backends).server, "127.0.0.1", 0)
+    server = wsgi_server(create_app(backends).server, "127.0.0.1", 0)
     thread = threading.Thread(target=server.serve_forever, name="console", daemon=True)
     thread.start()
     try:

@@ -73,6 +73,9 @@ def severe(driver: WebDriver) -> list[str]:
 
 
 def login(driver: WebDriver, console: Console, name: str) -> None:
+    # Signed out on the server first: a callback of the previous page still in flight could
+    # otherwise set the previous user's cookie again after the cookies are deleted.
+    driver.get(f"{console.url}/logout")
     driver.delete_all_cookies()
     driver.get(f"{console.url}/login")
     driver.find_element(By.ID, "username").send_keys(name)

@@ -138,17 +138,14 @@ def assert_one_clear_line(result: Result, caplog: pytest.LogCaptureFixture, case
 @pytest.fixture
 def isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Data, monitoring and MLflow under tmp_path, so no command touches the repo's."""
-    monkeypatch.setenv("COLLECTWISE_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("COLLECTWISE_DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
-    monkeypatch.setenv("COLLECTWISE_MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    from ingestion.settings import get_settings
-    from training.settings import get_training_settings
+    monkeypatch.setenv("COLLECTWISE_PATHS__DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("COLLECTWISE_MONITORING__DB_URL", f"sqlite:///{tmp_path / 'monitoring.db'}")
+    monkeypatch.setenv("COLLECTWISE_MLFLOW__TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    from collectwise.settings import get_settings
 
     get_settings.cache_clear()
-    get_training_settings.cache_clear()
     yield tmp_path
     get_settings.cache_clear()
-    get_training_settings.cache_clear()
 
 
 @pytest.mark.parametrize("name", list(CASES))
@@ -173,9 +170,9 @@ def test_score_batch_on_a_uci_file_missing_a_column(
 def run_script(args: list[str], root: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "COLLECTWISE_DATA_DIR": str(root / "data"),
-        "COLLECTWISE_DB_URL": f"sqlite:///{root / 'monitoring.db'}",
-        "COLLECTWISE_MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
+        "COLLECTWISE_PATHS__DATA_DIR": str(root / "data"),
+        "COLLECTWISE_MONITORING__DB_URL": f"sqlite:///{root / 'monitoring.db'}",
+        "COLLECTWISE_MLFLOW__TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",
     }
     command = [sys.executable, "-c", "from collectwise.cli import main; main()", *args]
     return subprocess.run(

@@ -17,8 +17,8 @@ pytestmark = pytest.mark.e2e
 def run_cli(args: list[str], tmp_path: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
-        "COLLECTWISE_DATA_DIR": str(tmp_path / "data"),
-        "COLLECTWISE_DB_URL": f"sqlite:///{tmp_path / 'monitoring.db'}",
+        "COLLECTWISE_PATHS__DATA_DIR": str(tmp_path / "data"),
+        "COLLECTWISE_MONITORING__DB_URL": f"sqlite:///{tmp_path / 'monitoring.db'}",
     }
     command = [sys.executable, "-c", "from collectwise.cli import main; main()", *args]
     return subprocess.run(

@@ -23,13 +23,12 @@ from sklearn.pipeline import make_pipeline
 from typer.testing import CliRunner
 
 from collectwise.cli import app
+from collectwise.settings import FEAST_YAML_ENV, get_settings
 from feature_repo.definitions import build_definitions
 from ingestion.features import build_features
-from ingestion.settings import FEAST_YAML_ENV, get_settings
 from ingestion.store import features_as_of, materialize_latest, open_store
 from ingestion.uci import LABEL, ingest_uci
 from ingestion.validate import validate_raw
-from tests.conftest import REPO_ROOT
 from tests.mlflow_env import temporary_mlflow
 from training.batch import INVALID_ID, NO_FEATURES, _historical_vectors
 from training.bundle import ScoringModel
@@ -88,7 +87,7 @@ def _online_store(root: Path, features: Path) -> Path:
             }
         )
     )
-    store = open_store(REPO_ROOT, profile)
+    store = open_store(get_settings(), profile)
     store.apply(build_definitions(features).objects())
     materialize_latest(store, features_as_of(features))
     return profile
@@ -106,8 +105,8 @@ def world(uci_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     model = _fit(vectors, pd.read_parquet(features / "labels.parquet"))
     profile = _online_store(root, features)
     patch = pytest.MonkeyPatch()
-    patch.setenv("COLLECTWISE_DATA_DIR", str(root / "data"))
-    patch.setenv("COLLECTWISE_DB_URL", f"sqlite:///{root / 'monitoring.db'}")
+    patch.setenv("COLLECTWISE_PATHS__DATA_DIR", str(root / "data"))
+    patch.setenv("COLLECTWISE_MONITORING__DB_URL", f"sqlite:///{root / 'monitoring.db'}")
     patch.setenv(FEAST_YAML_ENV, str(profile))
     get_settings.cache_clear()
     with temporary_mlflow(root / "mlflow"):

@@ -19,9 +19,9 @@ from psycopg import sql
 from typer.testing import CliRunner
 
 from collectwise.alerts_cli import app as alerts_app
+from collectwise.settings import MonitoringSettings, get_settings
 from monitoring import jobs
 from monitoring.alerts import DEFAULT_RULES, Alert, Firing, Rule
-from monitoring.config import MonitoringSettings, get_monitoring_settings
 from monitoring.jobs import finish_job
 from monitoring.results import JobResult
 from monitoring.store import (
@@ -70,7 +70,7 @@ def store(db_url: str) -> Iterator[MonitoringStore]:
 
 @pytest.fixture
 def settings(db_url: str) -> MonitoringSettings:
-    return MonitoringSettings(_env_file=None, db_url=db_url)  # type: ignore[call-arg]
+    return MonitoringSettings(db_url=db_url)
 
 
 @pytest.fixture
@@ -308,10 +308,10 @@ def test_pipeline_runs(store: MonitoringStore) -> None:
 @pytest.fixture
 def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
-    monkeypatch.setenv("COLLECTWISE_DB_URL", url)
-    get_monitoring_settings.cache_clear()
+    monkeypatch.setenv("COLLECTWISE_MONITORING__DB_URL", url)
+    get_settings.cache_clear()
     yield url
-    get_monitoring_settings.cache_clear()
+    get_settings.cache_clear()
 
 
 def test_cli_rules_and_lifecycle(cli_env: str, caplog: pytest.LogCaptureFixture) -> None:
@@ -338,7 +338,7 @@ def test_cli_rules_and_lifecycle(cli_env: str, caplog: pytest.LogCaptureFixture)
     store = MonitoringStore(cli_env)
     (alert,) = finish_job(
         JobResult("performance", None, T0, {"performance.auc_drop": 0.1}),
-        MonitoringSettings(_env_file=None, db_url=cli_env),  # type: ignore[call-arg]
+        MonitoringSettings(db_url=cli_env),
         store=store,
     )
     listed = run("list", "--status", "open")

@@ -20,11 +20,11 @@ from sklearn.linear_model import LogisticRegression
 from typer.testing import CliRunner
 
 from collectwise.audit_cli import app
+from collectwise.settings import MlflowSettings, get_settings
 from serving.audit import AuditLog
 from tests.unit.test_audit import make_event
 from training.bundle import ScoringModel
 from training.registry import TEST_AUC, register, tracking_client
-from training.settings import TrainingSettings, get_training_settings
 
 pytestmark = pytest.mark.integration
 
@@ -38,13 +38,10 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scori
     """One registered version in a temp MLflow; the CLI finds it through the environment."""
     root = tmp_path_factory.mktemp("mlflow")
     (root / "dvc.lock").write_text("schema: '2.0'\nstages: {}\n")
-    settings = TrainingSettings(
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifact_location=(root / "artifacts").as_uri(),
+    settings = MlflowSettings(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_location=(root / "artifacts").as_uri(),
         registered_model_name=MODEL_NAME,
-        dagshub_repo_owner=None,
-        dagshub_repo_name=None,
-        dvc_lock_path=root / "dvc.lock",
     )
     rng = np.random.default_rng(5)
     x = pd.DataFrame(rng.normal(size=(300, 3)), columns=COLUMNS)
@@ -52,7 +49,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scori
     model = ScoringModel(
         LogisticRegression().fit(x, y), None, 0.5, 0.2, 0.6, COLUMNS, "collection_risk_v1", "fp"
     )
-    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "COLLECTWISE_MLFLOW_TRACKING_URI")}
+    saved = {k: os.environ.get(k) for k in (*ENV_KEYS, "COLLECTWISE_MLFLOW__TRACKING_URI")}
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     meta = register(
         model,
@@ -64,11 +61,11 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scori
         client=tracking_client(settings),
         settings=settings,
     )
-    # The CLI reads get_training_settings(): point it at this MLflow.
-    os.environ["COLLECTWISE_MLFLOW_TRACKING_URI"] = settings.mlflow_tracking_uri
-    get_training_settings.cache_clear()
+    # The CLI reads get_settings(): point it at this MLflow.
+    os.environ["COLLECTWISE_MLFLOW__TRACKING_URI"] = settings.tracking
+    get_settings.cache_clear()
     yield model, meta.version
-    get_training_settings.cache_clear()
+    get_settings.cache_clear()
     mlflow.set_tracking_uri(previous[0])
     mlflow.set_registry_uri(previous[1])
     for key, value in saved.items():
@@ -139,7 +136,7 @@ def test_replay_reproduces_logged_scores_and_catches_tampering(registered, tmp_p
 
 
 def test_verify_without_a_log_fails_clearly(tmp_path, monkeypatch):
-    monkeypatch.setenv("COLLECTWISE_AUDIT_DB", str(tmp_path / "absent.db"))
+    monkeypatch.setenv("COLLECTWISE_PATHS__AUDIT_DB", str(tmp_path / "absent.db"))
     result = CliRunner().invoke(app, ["verify"])
     assert result.exit_code == 1
     assert not (tmp_path / "absent.db").exists()

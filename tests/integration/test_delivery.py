@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from aiosmtpd.controller import Controller
 
-from monitoring.config import MonitoringSettings
+from collectwise.settings import MonitoringSettings
 from monitoring.delivery import deliver
 from monitoring.jobs import finish_job
 from monitoring.results import JobResult
@@ -100,7 +100,7 @@ def store(tmp_path: Path) -> Iterator[MonitoringStore]:
 
 def _settings(store: MonitoringStore, **values: Any) -> MonitoringSettings:
     base = {"db_url": str(store.engine.url), "webhook_backoff": 0.01, "webhook_timeout": 2.0}
-    return MonitoringSettings(_env_file=None, **{**base, **values})  # type: ignore[call-arg]
+    return MonitoringSettings(**{**base, **values})  # type: ignore[arg-type]
 
 
 def _skew(value: float = 0.2) -> JobResult:

@@ -23,6 +23,7 @@ import pytest
 from typer.testing import CliRunner
 
 from collectwise.monitor_cli import app
+from collectwise.settings import Settings
 from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.store import materialize_latest
 from monitoring.drift import service_features
@@ -396,12 +397,9 @@ def test_drift_against_features_built_as_of_a_date(
 ) -> None:
     """--batch-as-of: the population of a snapshot, built as training builds it, scored."""
     registry["reference"] = training_reference(monitored, n=300)
-    settings = types.SimpleNamespace(
-        features_dir=monitored.data.features_dir,
-        repo_root=monitored.repo,
-        feature_store_yaml=monitored.repo / "feature_store.yaml",
-    )
-    monkeypatch.setattr("ingestion.settings.get_settings", lambda: settings)
+    data_dir = monitored.data.features_dir.parent
+    settings = Settings(home=monitored.repo, paths={"data_dir": data_dir})  # type: ignore[arg-type]
+    monkeypatch.setattr("collectwise.settings.get_settings", lambda: settings)
     monkeypatch.setattr(
         "training.registry.load_version", lambda v, **_: types.SimpleNamespace(model=None)
     )

@@ -24,7 +24,7 @@ from mlflow import MlflowClient
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
-from feature_repo.paths import REPO_ROOT
+from collectwise.settings import MlflowSettings, Settings, get_settings
 from training.bundle import ScoringModel
 from training.registry import (
     CHALLENGER,
@@ -49,7 +49,7 @@ from training.registry import (
     show,
     tracking_client,
 )
-from training.settings import TrainingSettings, configure_tracking
+from training.tracking import configure_tracking
 
 pytestmark = pytest.mark.integration
 
@@ -90,16 +90,13 @@ def data() -> Data:
 
 
 @pytest.fixture(scope="module")
-def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TrainingSettings]:
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MlflowSettings]:
     """One SQLite-backed MLflow for the module; the global MLflow URIs are restored after."""
     root = tmp_path_factory.mktemp("mlflow")
     (root / "dvc.lock").write_text(DVC_LOCK)
-    settings = TrainingSettings(
-        mlflow_tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
-        mlflow_artifact_location=(root / "artifacts").as_uri(),
-        dagshub_repo_owner=None,
-        dagshub_repo_name=None,
-        dvc_lock_path=root / "dvc.lock",
+    settings = MlflowSettings(
+        tracking_uri=f"sqlite:///{root / 'mlflow.db'}",
+        artifact_location=(root / "artifacts").as_uri(),
     )
     saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
@@ -114,13 +111,13 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Training
 
 
 @pytest.fixture
-def settings(base_settings: TrainingSettings, request: pytest.FixtureRequest) -> TrainingSettings:
+def settings(base_settings: MlflowSettings, request: pytest.FixtureRequest) -> MlflowSettings:
     """A registered model of its own per test, in the shared backend."""
     return base_settings.model_copy(update={"registered_model_name": f"cr-{request.node.name}"})
 
 
 @pytest.fixture
-def client(settings: TrainingSettings) -> MlflowClient:
+def client(settings: MlflowSettings) -> MlflowClient:
     return tracking_client(settings)
 
 
@@ -140,7 +137,7 @@ def _register(
     model: ScoringModel,
     auc: float,
     client: MlflowClient,
-    settings: TrainingSettings,
+    settings: MlflowSettings,
     fingerprint: str = "test-set-A",
     artifacts: dict[str, Path] | None = None,
 ) -> ModelMetadata:
@@ -181,7 +178,7 @@ def test_register_promote_refuse_rollback_force(data, client, settings, tmp_path
     assert v1.feature_service == SERVICE
     assert v1.definitions_fingerprint == "defs-fp-1"
     assert v1.data_fingerprint == "data-fp-1"
-    assert v1.dvc_data_hash == dvc_data_hash(settings.dvc_lock_path) != "unknown"
+    assert v1.dvc_data_hash == dvc_data_hash(get_settings().paths.dvc_lock) != "unknown"
     assert v1.git_commit == git_commit()
     assert v1.test_set_fingerprint == "test-set-A"
     assert v1.threshold == 0.5
@@ -339,8 +336,9 @@ def test_clear_errors_on_an_empty_or_bad_registry(data, client, settings, tmp_pa
         rollback("dave", "nothing to go back to", client=client, settings=settings)
 
 
-def test_dvc_hash_of_one_output_and_of_all(base_settings, tmp_path):
-    lock = base_settings.dvc_lock_path
+def test_dvc_hash_of_one_output_and_of_all(tmp_path):
+    lock = tmp_path / "dvc.lock"
+    lock.write_text(DVC_LOCK)
     assert dvc_data_hash(lock, "data/features") == "0123456789abcdef0123456789abcdef.dir"
     assert dvc_data_hash(lock, "data/other") == "unknown"
     assert len(dvc_data_hash(lock)) == 32
@@ -362,20 +360,21 @@ def test_a_rolled_back_version_can_be_promoted_again(data, client, settings):
     assert back.version == 1
 
 
-def _fresh(**values: Any) -> TrainingSettings:
+def _fresh(**values: Any) -> MlflowSettings:
     # _env_file is pydantic-settings' runtime switch; mypy sees no such field without its plugin.
-    return TrainingSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(_env_file=None, mlflow=values).mlflow  # type: ignore[call-arg,arg-type]
 
 
 def test_settings_defaults_and_the_dagshub_switch(monkeypatch):
-    for key in ("MLFLOW_TRACKING_URI", "DAGSHUB_REPO_OWNER", "DAGSHUB_REPO_NAME"):
-        monkeypatch.delenv(f"COLLECTWISE_{key}", raising=False)
+    for key in ("TRACKING_URI", "DAGSHUB_REPO_OWNER", "DAGSHUB_REPO_NAME"):
+        monkeypatch.delenv(f"COLLECTWISE_MLFLOW__{key}", raising=False)
+    monkeypatch.delenv("COLLECTWISE_HOME", raising=False)
     defaults = _fresh()
-    assert defaults.mlflow_tracking_uri == f"sqlite:///{REPO_ROOT / 'mlflow.db'}"
-    assert defaults.mlflow_artifact_location == (REPO_ROOT / "mlruns").as_uri()
+    assert defaults.tracking_uri == f"sqlite:///{Path.cwd().resolve() / 'mlflow.db'}"
+    assert defaults.artifact_location == (Path.cwd().resolve() / "mlruns").as_uri()
     assert (defaults.registered_model_name, defaults.promotion_margin) == ("collection-risk", 0.005)
-    monkeypatch.setenv("COLLECTWISE_MLFLOW_TRACKING_URI", "postgresql+psycopg://u:p@db/mlflow")
-    assert _fresh().mlflow_tracking_uri.startswith("postgresql+psycopg")
+    monkeypatch.setenv("COLLECTWISE_MLFLOW__TRACKING_URI", "postgresql+psycopg://u:p@db/mlflow")
+    assert _fresh().tracking.startswith("postgresql+psycopg")
     dagshub = _fresh(dagshub_repo_owner="me", dagshub_repo_name="cw")
     if importlib.util.find_spec("dagshub") is None:
         with pytest.raises(RuntimeError, match="pip install dagshub"):

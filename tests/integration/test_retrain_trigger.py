@@ -23,7 +23,7 @@ from mlflow import MlflowClient
 from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 
-from monitoring.config import MonitoringSettings
+from collectwise.settings import MlflowSettings, MonitoringSettings, load_settings
 from monitoring.jobs import finish_job
 from monitoring.results import JobResult
 from monitoring.retrain import trigger_retrain
@@ -39,7 +39,6 @@ from training.registry import (
     resolve_alias,
     tracking_client,
 )
-from training.settings import TrainingSettings
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +50,7 @@ import numpy as np, pandas as pd
 from sklearn.linear_model import LogisticRegression
 from training.bundle import ScoringModel
 from training.registry import TEST_AUC, register
-from training.settings import TrainingSettings
+from collectwise.settings import get_settings
 
 rng = np.random.default_rng(3)
 x = pd.DataFrame(rng.normal(size=(200, 2)), columns={columns!r})
@@ -59,7 +58,7 @@ y = (x["days_overdue"] + rng.normal(size=200) > 0).astype(int)
 model = ScoringModel(LogisticRegression().fit(x, y), None, 0.5, 0.2, 0.6, {columns!r},
                      "collection_risk_v1", "defs-fp")
 meta = register(model, {{TEST_AUC: 0.9}}, {{"model": "logistic"}}, {{}}, {{}}, "test-set",
-                settings=TrainingSettings())
+                settings=get_settings().mlflow)
 print("registered version", meta.version)
 """
 
@@ -84,18 +83,18 @@ def mlflow_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture
 def training(
     mlflow_root: Path, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
-) -> TrainingSettings:
+) -> MlflowSettings:
     """A registered model of its own per test with one champion (v1); the environment
     points the retrain command's process at the same registry."""
     env = {
-        "COLLECTWISE_MLFLOW_TRACKING_URI": f"sqlite:///{mlflow_root / 'mlflow.db'}",
-        "COLLECTWISE_MLFLOW_ARTIFACT_LOCATION": (mlflow_root / "artifacts").as_uri(),
-        "COLLECTWISE_REGISTERED_MODEL_NAME": f"cr-{request.node.name}",
-        "COLLECTWISE_DVC_LOCK_PATH": str(mlflow_root / "dvc.lock"),
+        "COLLECTWISE_MLFLOW__TRACKING_URI": f"sqlite:///{mlflow_root / 'mlflow.db'}",
+        "COLLECTWISE_MLFLOW__ARTIFACT_LOCATION": (mlflow_root / "artifacts").as_uri(),
+        "COLLECTWISE_MLFLOW__REGISTERED_MODEL_NAME": f"cr-{request.node.name}",
+        "COLLECTWISE_PATHS__DVC_LOCK": str(mlflow_root / "dvc.lock"),
     }
     for key, value in env.items():
         monkeypatch.setenv(key, value)
-    settings = TrainingSettings(_env_file=None)  # type: ignore[call-arg]
+    settings = load_settings().mlflow
     client = tracking_client(settings)
     register(
         _tiny_model(), {TEST_AUC: 0.8}, {}, {}, {}, "test-set", client=client, settings=settings
@@ -119,8 +118,7 @@ def _script(tmp_path: Path, body: str) -> list[str]:
 
 
 def _settings(store: MonitoringStore, command: list[str], **values: Any) -> MonitoringSettings:
-    return MonitoringSettings(  # type: ignore[call-arg]
-        _env_file=None,
+    return MonitoringSettings(  # type: ignore[misc]
         db_url=str(store.engine.url),
         retrain_on=["critical"],
         retrain_command=command,
@@ -133,7 +131,7 @@ def _perf(value: float) -> JobResult:
 
 
 def test_a_performance_alert_retrains_and_registers_a_challenger_only(
-    tmp_path: Path, training: TrainingSettings, store: MonitoringStore
+    tmp_path: Path, training: MlflowSettings, store: MonitoringStore
 ) -> None:
     command = _script(tmp_path, REGISTER_SCRIPT.format(columns=COLUMNS))
     settings = _settings(store, command)
@@ -149,7 +147,7 @@ def test_a_performance_alert_retrains_and_registers_a_challenger_only(
     assert "retrain_requested" in [e.action for e in store.alert_events(alert.id)]
 
     # Never promotes: the champion is still v1; the new version waits as challenger.
-    client = MlflowClient(training.mlflow_tracking_uri)
+    client = MlflowClient(training.tracking)
     assert resolve_alias(CHAMPION, client=client, settings=training) == 1
     assert resolve_alias(CHALLENGER, client=client, settings=training) == 2
     assert [m.version for m in list_versions(client=client, settings=training)] == [2, 1]
@@ -160,7 +158,7 @@ def test_a_performance_alert_retrains_and_registers_a_challenger_only(
 
 
 def test_a_failed_command_is_recorded(
-    tmp_path: Path, training: TrainingSettings, store: MonitoringStore
+    tmp_path: Path, training: MlflowSettings, store: MonitoringStore
 ) -> None:
     command = _script(tmp_path, "import sys\nprint('dvc: stage train failed')\nsys.exit(3)\n")
     finish_job(_perf(0.12), _settings(store, command), store=store, training_settings=training)
@@ -171,7 +169,7 @@ def test_a_failed_command_is_recorded(
 
 
 def test_only_configured_alerts_retrain_and_one_at_a_time(
-    tmp_path: Path, training: TrainingSettings, store: MonitoringStore
+    tmp_path: Path, training: MlflowSettings, store: MonitoringStore
 ) -> None:
     command = _script(tmp_path, "print('ok')\n")
     settings = _settings(store, command)
@@ -192,9 +190,7 @@ def test_only_configured_alerts_retrain_and_one_at_a_time(
     assert finish_job(_perf(0.1), off, store=store, training_settings=training) == []
 
 
-def test_a_missing_command_fails_cleanly(
-    training: TrainingSettings, store: MonitoringStore
-) -> None:
+def test_a_missing_command_fails_cleanly(training: MlflowSettings, store: MonitoringStore) -> None:
     settings = _settings(store, [os.fspath(Path("/nonexistent/retrain"))])
     finish_job(_perf(0.12), settings, store=store, training_settings=training)
     (request,) = store.list_retrains()

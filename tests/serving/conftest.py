@@ -18,9 +18,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from feast import FeatureStore
 
+from collectwise.settings import Settings
 from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.store import materialize_latest
-from serving.settings import ServingSettings
 from tests.integration import conftest as integration
 from tests.integration.conftest import FeatureData, apply_store
 from tests.mlflow_env import temporary_mlflow
@@ -65,17 +65,17 @@ def key_entries() -> str:
     )
 
 
-def scorer_settings(root: Path, **overrides: object) -> ServingSettings:
+def scorer_settings(root: Path, **serving: object) -> Settings:
+    """Platform settings whose logs live under root; keyword arguments set serving fields."""
     values: dict[str, object] = {
         "api_keys": key_entries(),
-        "audit_db": root / "audit.db",
-        "served_dir": root / "served",
         "model_refresh_seconds": 0.2,
         "store_probe_seconds": 0.2,
         "challenger_mode": "shadow",
     }
-    values.update(overrides)
-    return ServingSettings(**values)  # type: ignore[arg-type]
+    values.update(serving)
+    paths = {"audit_db": root / "audit.db", "served_dir": root / "served"}
+    return Settings(home=root, paths=paths, serving=values)  # type: ignore[arg-type]
 
 
 def fit_model(world: ScorerWorld, seed: int = 0, trees: int = 40) -> ScoringModel:

@@ -23,9 +23,10 @@ from admin_app.jobs import BatchJobs, JobResult
 from admin_app.logic.roles import PermissionDenied
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, secret_key
 from admin_app.server import ensure_demo_user
-from admin_app.settings import AdminSettings
 from admin_app.throttle import locked_out
 from admin_app.users import UserExists, UserStore
+from collectwise.settings import AdminSettings, Settings
+from tests.console_env import console_settings
 
 pytestmark = pytest.mark.unit
 
@@ -37,12 +38,9 @@ def _no_store() -> object:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> AdminSettings:
-    return AdminSettings(
-        users_db=tmp_path / "admin" / "users.db",
-        secret_key_file=tmp_path / "admin" / "secret_key",
-        batch_dir=tmp_path / "admin" / "batch",
-        reports_dir=tmp_path / "reports",
+def settings(tmp_path: Path) -> Settings:
+    return console_settings(
+        tmp_path,
         max_failed_logins_per_client=3,
         max_failed_logins=5,
         session_minutes=30,
@@ -50,14 +48,8 @@ def settings(tmp_path: Path) -> AdminSettings:
 
 
 @pytest.fixture
-def backends(settings: AdminSettings, tmp_path: Path) -> Iterator[Backends]:
-    b = Backends(
-        settings,
-        store_factory=_no_store,  # type: ignore[arg-type]
-        features_dir=tmp_path / "features",
-        monitoring_url=f"sqlite:///{tmp_path / 'monitoring.db'}",
-        audit_db=tmp_path / "audit.db",
-    )
+def backends(settings: Settings) -> Iterator[Backends]:
+    b = Backends(settings, store_factory=_no_store)  # type: ignore[arg-type]
     for name, role in (("alice", "admin"), ("olga", "operator"), ("victor", "viewer")):
         b.users.add(name, PASSWORD, role)
     yield b
@@ -65,8 +57,8 @@ def backends(settings: AdminSettings, tmp_path: Path) -> Iterator[Backends]:
 
 
 @pytest.fixture
-def client(settings: AdminSettings, backends: Backends) -> FlaskClient:
-    return create_app(settings, backends).server.test_client()
+def client(settings: Settings, backends: Backends) -> FlaskClient:
+    return create_app(backends).server.test_client()
 
 
 def login(client: FlaskClient, name: str, password: str = PASSWORD, next_path: str = "/models"):
@@ -181,8 +173,8 @@ def test_logout(client: FlaskClient, backends: Backends) -> None:
     ]
 
 
-def test_acting_checks_the_role_on_the_server(settings: AdminSettings, backends: Backends) -> None:
-    app = create_app(settings, backends).server
+def test_acting_checks_the_role_on_the_server(settings: Settings, backends: Backends) -> None:
+    app = create_app(backends).server
     with app.test_request_context("/"):
         login_user(ConsoleUser(backends.users.get("victor"), "session-id"))
         with pytest.raises(PermissionDenied, match="viewer"):
@@ -199,9 +191,9 @@ def test_acting_checks_the_role_on_the_server(settings: AdminSettings, backends:
 
 
 def test_reports_are_served_sandboxed_and_only_from_their_root(
-    client: FlaskClient, settings: AdminSettings
+    client: FlaskClient, settings: Settings
 ) -> None:
-    folder = settings.reports_dir / "drift" / "s1"
+    folder = settings.paths.monitoring_reports_dir / "drift" / "s1"
     folder.mkdir(parents=True)
     (folder / "drift.html").write_text("<h1>drift</h1>")
     login(client, "victor")
@@ -264,14 +256,13 @@ def test_action_log_is_append_only(tmp_path: Path) -> None:
 
 
 def test_secret_key_from_env_else_a_private_file(tmp_path: Path) -> None:
-    settings = AdminSettings(secret_key_file=tmp_path / "k", users_db=tmp_path / "u.db")
-    key = secret_key(settings)
-    assert len(key) == 64 and secret_key(settings) == key
+    settings = AdminSettings()
+    key = secret_key(settings, tmp_path / "k")
+    assert len(key) == 64 and secret_key(settings, tmp_path / "k") == key
     assert stat.S_IMODE((tmp_path / "k").stat().st_mode) == 0o600
-    given = AdminSettings(
-        secret_key=SecretStr("from-the-environment"), secret_key_file=tmp_path / "k2"
-    )
-    assert secret_key(given) == "from-the-environment" and not (tmp_path / "k2").exists()
+    given = AdminSettings(secret_key=SecretStr("from-the-environment"))
+    assert secret_key(given, tmp_path / "k2") == "from-the-environment"
+    assert not (tmp_path / "k2").exists()
 
 
 def test_demo_user_is_made_once_and_repaired(tmp_path: Path) -> None:

@@ -28,9 +28,10 @@ from admin_app.app import create_app
 from admin_app.context import Backends
 from admin_app.db import connect
 from admin_app.server import ensure_demo_user
-from admin_app.settings import AdminSettings
 from admin_app.throttle import locked_out
 from admin_app.users import UserStore
+from collectwise.settings import AdminSettings, Settings
+from tests.console_env import console_settings
 from tests.unit.test_admin_auth import PASSWORD, csrf_headers, login
 
 pytestmark = pytest.mark.unit
@@ -45,26 +46,17 @@ def _no_store() -> object:
 
 
 @pytest.fixture
-def settings(tmp_path: Path) -> AdminSettings:
-    return AdminSettings(
-        users_db=tmp_path / "admin" / "users.db",
-        secret_key_file=tmp_path / "admin" / "secret_key",
-        batch_dir=tmp_path / "admin" / "batch",
-        reports_dir=tmp_path / "reports",
+def settings(tmp_path: Path) -> Settings:
+    return console_settings(
+        tmp_path,
         max_failed_logins_per_client=PER_CLIENT,
         max_failed_logins=PER_ACCOUNT,
     )
 
 
 @pytest.fixture
-def backends(settings: AdminSettings, tmp_path: Path) -> Iterator[Backends]:
-    b = Backends(
-        settings,
-        store_factory=_no_store,  # type: ignore[arg-type]
-        features_dir=tmp_path / "features",
-        monitoring_url=f"sqlite:///{tmp_path / 'monitoring.db'}",
-        audit_db=tmp_path / "audit.db",
-    )
+def backends(settings: Settings) -> Iterator[Backends]:
+    b = Backends(settings, store_factory=_no_store)  # type: ignore[arg-type]
     for name, role in (("alice", "admin"), ("olga", "operator"), ("victor", "viewer")):
         b.users.add(name, PASSWORD, role)
     yield b
@@ -72,8 +64,8 @@ def backends(settings: AdminSettings, tmp_path: Path) -> Iterator[Backends]:
 
 
 @pytest.fixture
-def app(settings: AdminSettings, backends: Backends) -> Dash:
-    return create_app(settings, backends)
+def app(settings: Settings, backends: Backends) -> Dash:
+    return create_app(backends)
 
 
 @pytest.fixture
@@ -209,9 +201,9 @@ def test_a_cookie_saved_before_logout_is_refused_after_it(app: Dash, client: Fla
     assert other.get("/_dash-layout").status_code == 200
 
 
-def test_a_session_id_is_kept_hashed(client: FlaskClient, settings: AdminSettings) -> None:
+def test_a_session_id_is_kept_hashed(client: FlaskClient, settings: Settings) -> None:
     signed_in(client, "victor")
-    with sqlite3.connect(settings.users_db) as conn:
+    with sqlite3.connect(settings.paths.users_db) as conn:
         (stored,) = conn.execute("SELECT id_hash FROM sessions WHERE name = 'victor'").fetchone()
     cookie = client.get_cookie(SESSION_COOKIE)
     assert cookie is not None and re.fullmatch(r"[0-9a-f]{64}", stored)
@@ -274,10 +266,8 @@ def test_the_policy_allows_exactly_dashs_inline_scripts(client: FlaskClient) -> 
     assert set(allowed) == {"'self'"} | {f"'sha256-{_sha256(s)}'" for s in scripts}
 
 
-def test_reports_may_be_framed_by_the_console_only(
-    client: FlaskClient, settings: AdminSettings
-) -> None:
-    folder = settings.reports_dir / "drift" / "s1"
+def test_reports_may_be_framed_by_the_console_only(client: FlaskClient, settings: Settings) -> None:
+    folder = settings.paths.monitoring_reports_dir / "drift" / "s1"
     folder.mkdir(parents=True)
     (folder / "drift.html").write_text("<h1>drift</h1>")
     signed_in(client, "victor")
@@ -290,11 +280,12 @@ def test_reports_may_be_framed_by_the_console_only(
     assert report.headers["X-Content-Type-Options"] == "nosniff"
 
 
-def test_hsts_only_behind_tls(settings: AdminSettings, backends: Backends) -> None:
-    assert "Strict-Transport-Security" not in create_app(settings, backends).server.test_client(
+def test_hsts_only_behind_tls(settings: Settings, backends: Backends) -> None:
+    assert "Strict-Transport-Security" not in create_app(backends).server.test_client(
     ).get("/login").headers  # fmt: skip
-    tls = settings.model_copy(update={"secure_cookies": True})
-    served = create_app(tls, backends).server.test_client().get("/login")
+    admin = settings.admin.model_copy(update={"secure_cookies": True})
+    tls = Backends(settings.model_copy(update={"admin": admin}), store_factory=_no_store)  # type: ignore[arg-type]
+    served = create_app(tls).server.test_client().get("/login")
     assert served.headers["Strict-Transport-Security"].startswith("max-age=")
 
 
@@ -381,8 +372,7 @@ def test_the_throttle_lifts_once_failures_age_out(
 
 def test_settings_refuse_an_account_limit_one_client_could_reach(tmp_path: Path) -> None:
     with pytest.raises(ValidationError, match="one client alone"):
-        AdminSettings(users_db=tmp_path / "u.db", max_failed_logins_per_client=5,
-                      max_failed_logins=5)  # fmt: skip
+        AdminSettings(max_failed_logins_per_client=5, max_failed_logins=5)
 
 
 # --------------------------------------------------------------------------- 6. file modes
@@ -422,6 +412,6 @@ def test_a_world_readable_database_is_narrowed_on_open(tmp_path: Path) -> None:
 
 
 @pytest.mark.usefixtures("usual_umask")
-def test_the_consoles_own_database_is_private(client: FlaskClient, settings: AdminSettings) -> None:
+def test_the_consoles_own_database_is_private(client: FlaskClient, settings: Settings) -> None:
     signed_in(client, "victor")
-    assert _mode(settings.users_db) == 0o600
+    assert _mode(settings.paths.users_db) == 0o600

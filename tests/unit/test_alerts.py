@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
+from collectwise.settings import MonitoringSettings, Settings
 from monitoring.alerts import (
     DEFAULT_RULES,
     Alert,
@@ -21,7 +22,6 @@ from monitoring.alerts import (
     validate_rule,
     windowed_value,
 )
-from monitoring.config import MonitoringSettings
 from monitoring.delivery import alert_payload, email_message
 from monitoring.health import (
     ViewSource,
@@ -59,7 +59,7 @@ def _alert(**values: object) -> Alert:
 
 
 def _settings(**values: Any) -> MonitoringSettings:
-    return MonitoringSettings(_env_file=None, **values)  # type: ignore[call-arg]
+    return Settings(monitoring=values).monitoring  # type: ignore[arg-type]
 
 
 def test_exact_and_glob_rules_fire_per_metric() -> None:
@@ -193,19 +193,19 @@ def test_retrain_outcome_finds_the_new_version_and_flags_a_promotion() -> None:
 
 
 def test_settings_lists_from_text_and_never_promote(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLLECTWISE_RETRAIN_ON", "critical, performance*")
-    monkeypatch.setenv("COLLECTWISE_SMTP_TO", '["a@x.org", "b@x.org"]')
-    monkeypatch.setenv("COLLECTWISE_RETRAIN_COMMAND", "dvc repro 'train'")
-    monkeypatch.setenv("COLLECTWISE_SMTP_PASSWORD", "s3cret")
+    monkeypatch.setenv("COLLECTWISE_MONITORING__RETRAIN_ON", "critical, performance*")
+    monkeypatch.setenv("COLLECTWISE_MONITORING__SMTP_TO", '["a@x.org", "b@x.org"]')
+    monkeypatch.setenv("COLLECTWISE_MONITORING__RETRAIN_COMMAND", "dvc repro 'train'")
+    monkeypatch.setenv("COLLECTWISE_MONITORING__SMTP_PASSWORD", "s3cret")
     settings = _settings()
     assert settings.retrain_on == ["critical", "performance*"]
     assert settings.smtp_to == ["a@x.org", "b@x.org"]
     assert settings.retrain_command == ["dvc", "repro", "train"]
     assert "s3cret" not in repr(settings)
     assert not settings.smtp_configured
-    monkeypatch.delenv("COLLECTWISE_RETRAIN_COMMAND")
+    monkeypatch.delenv("COLLECTWISE_MONITORING__RETRAIN_COMMAND")
     assert _settings().retrain_command == ["dvc", "repro", "register"]
-    assert _settings().db_url.endswith("monitoring/monitoring.db")
+    assert _settings().database_url.endswith("monitoring/monitoring.db")
     with pytest.raises(ValidationError, match="must not promote"):
         _settings(retrain_command=["collectwise", "models", "promote"])
 

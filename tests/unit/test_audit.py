@@ -17,7 +17,6 @@ from serving.audit import (
     GENESIS_HASH,
     AuditLog,
     decode_vector,
-    default_audit_db,
     encode_vector,
     row_hash,
 )
@@ -126,14 +125,6 @@ def test_an_untouched_chain_verifies_and_rows_round_trip(tmp_path):
 
 def test_an_empty_log_verifies(tmp_path):
     assert AuditLog(tmp_path / "audit.db").verify().ok
-
-
-def test_the_default_path_follows_the_data_dir(monkeypatch, tmp_path):
-    monkeypatch.delenv("COLLECTWISE_AUDIT_DB", raising=False)
-    monkeypatch.setenv("COLLECTWISE_DATA_DIR", str(tmp_path))
-    assert default_audit_db() == tmp_path / "serving" / "audit.db"
-    monkeypatch.setenv("COLLECTWISE_AUDIT_DB", str(tmp_path / "a.db"))
-    assert default_audit_db() == tmp_path / "a.db"
 
 
 def test_vectors_round_trip_exactly():

@@ -14,7 +14,6 @@ from feature_repo.definitions import build_definitions
 from serving.servedlog import (
     BASE_SCHEMA,
     ServedLogWriter,
-    default_served_dir,
     feature_types_from_service,
     infer_kind,
     read_served,
@@ -175,11 +174,3 @@ def test_value_kinds_are_inferred():
         "list<double>",
         "timestamp",
     ]
-
-
-def test_the_default_directory_follows_the_data_dir(monkeypatch, tmp_path):
-    monkeypatch.delenv("COLLECTWISE_SERVED_DIR", raising=False)
-    monkeypatch.setenv("COLLECTWISE_DATA_DIR", str(tmp_path))
-    assert default_served_dir() == tmp_path / "serving" / "served"
-    monkeypatch.setenv("COLLECTWISE_SERVED_DIR", str(tmp_path / "elsewhere"))
-    assert default_served_dir() == tmp_path / "elsewhere"

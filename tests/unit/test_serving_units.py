@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
+from collectwise.settings import ApiKeyEntry, ServingSettings
 from serving.auth import AuthError, KeyRing, RateLimitedError, RateLimiter, ScopeError, hash_key
 from serving.models import ModelWatcher
 from serving.scoring import in_challenger_share
-from serving.settings import ApiKeyEntry, ServingSettings
 
 pytestmark = pytest.mark.unit
 

@@ -1,0 +1,25 @@
+"""`collectwise config`: the effective settings, as every command of this shell reads them."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import typer
+import yaml
+
+from collectwise.settings import get_settings, masked
+
+app = typer.Typer(help="The platform's settings.", no_args_is_help=True)
+log = logging.getLogger("collectwise.config")
+
+
+@app.command()
+def show(
+    as_json: bool = typer.Option(False, "--json", help="JSON instead of YAML"),
+) -> None:
+    """Print the effective settings (environment, the home's .env, defaults), secrets masked."""
+    data = masked(get_settings())
+    data["feature_store_yaml"] = str(get_settings().feature_store_yaml)
+    text = json.dumps(data, indent=2) if as_json else yaml.safe_dump(data, sort_keys=False)
+    typer.echo(text.rstrip())
