@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from admin_app.logic.explain import by_source
+from collectwise.errors import NotFoundError
 
 if TYPE_CHECKING:
     from admin_app.context import Backends
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 SHAP_SAMPLE = 600
 
 
-class NotFound(LookupError):  # noqa: N818 - reads as the condition
+class NotFound(NotFoundError, LookupError):  # noqa: N818 - reads as the condition
     """The account or the artefact asked for does not exist."""
 
 

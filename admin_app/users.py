@@ -18,6 +18,7 @@ from werkzeug.security import check_password_hash, generate_password_hash
 
 from admin_app.db import connect
 from admin_app.logic.roles import Role, check_password, check_role, check_username
+from collectwise.errors import ConflictError, NotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -46,11 +47,11 @@ _SCHEMA = (
 _COLUMNS = "name, role, active, session_epoch, created_at, updated_at, last_login_at"
 
 
-class UserExists(ValueError):  # noqa: N818 - reads as the condition
+class UserExists(ConflictError, ValueError):  # noqa: N818 - reads as the condition
     """A user with that name exists already."""
 
 
-class UserNotFound(LookupError):  # noqa: N818
+class UserNotFound(NotFoundError, LookupError):  # noqa: N818
     """No user has that name."""
 
 

@@ -5,10 +5,14 @@ the cheapest query that still touches the largest raw table and writes parquet, 
 ratio says what the full feature SQL (population, windows, joins) costs on top of I/O.
 
     python -m benchmarks.bench_features --accounts 100000
+
+Inputs: the cached generated data, prepared here when missing; no store, no service. The
+JSON and tables are rewritten after each stage, and once more however the run ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import shutil
 import tempfile
@@ -26,8 +30,8 @@ from benchmarks.common import (
     prepare_data,
     setup_logging,
     time_once,
-    write_result,
 )
+from benchmarks.harness import Progress, Table, run_main
 
 log = logging.getLogger(__name__)
 
@@ -165,41 +169,76 @@ def measure(data: PreparedData, repeats: int) -> tuple[dict[str, Any], list[Comp
     return payload, [comparison]
 
 
-def report(payload: dict[str, Any], comparisons: list[Comparison]) -> None:
-    c = comparisons[0]
+def tables(payload: dict[str, Any], comparisons: list[Comparison]) -> list[Table]:
+    out: list[Table] = []
     if payload.get("breakdown_seconds"):
         parts = payload["breakdown_seconds"]
         total = sum(parts.values())
-        log_table(
-            "build_features by statement (one extra run)",
-            ("statement", "seconds", "share %"),
-            [[k, v, 100.0 * v / total] for k, v in sorted(parts.items(), key=lambda kv: -kv[1])],
+        out.append(
+            (
+                "build_features by statement (one extra run)",
+                ("statement", "seconds", "share %"),
+                [
+                    [k, v, 100.0 * v / total]
+                    for k, v in sorted(parts.items(), key=lambda kv: -kv[1])
+                ],
+            )
         )
-    log_table(
-        f"build_features, {payload['accounts']:,} accounts, median of {payload['repeats']}",
-        ("path", "seconds", "rows", "rows/s"),
-        [
+    if not comparisons:
+        return out
+    c = comparisons[0]
+    out.append(
+        (
+            f"build_features, {payload['accounts']:,} accounts, median of {payload['repeats']}",
+            ("path", "seconds", "rows", "rows/s"),
             [
-                "build_features (all raw rows in)",
-                c.real_seconds,
-                sum(payload["raw_rows"].values()),
-                payload["build_raw_rows_per_s"],
+                [
+                    "build_features (all raw rows in)",
+                    c.real_seconds,
+                    sum(payload["raw_rows"].values()),
+                    payload["build_raw_rows_per_s"],
+                ],
+                [
+                    "build_features (feature + label rows out)",
+                    c.real_seconds,
+                    sum(payload["output_rows"].values()),
+                    payload["build_output_rows_per_s"],
+                ],
+                [
+                    "floor: payments GROUP BY",
+                    c.floor_seconds,
+                    payload["raw_rows"]["payments"],
+                    payload["floor_payment_rows_per_s"],
+                ],
             ],
-            [
-                "build_features (feature + label rows out)",
-                c.real_seconds,
-                sum(payload["output_rows"].values()),
-                payload["build_output_rows_per_s"],
-            ],
-            [
-                "floor: payments GROUP BY",
-                c.floor_seconds,
-                payload["raw_rows"]["payments"],
-                payload["floor_payment_rows_per_s"],
-            ],
-        ],
+        )
     )
+    return out
+
+
+def report(payload: dict[str, Any], comparisons: list[Comparison]) -> None:
+    for table in tables(payload, comparisons):
+        log_table(*table)
     log_table("ratio", COMPARISON_HEADER, comparison_rows(comparisons))
+
+
+def run(args: argparse.Namespace) -> None:
+    stages = ["data", "build vs floor", *([] if args.no_breakdown else ["breakdown"])]
+    with Progress(NAME, stages) as progress:
+        progress.tables = lambda: tables(progress.payload, progress.comparisons)
+        with progress.stage("data"):
+            data = prepare_data(args.accounts, rebuild=args.rebuild_cache)
+        with progress.stage("build vs floor"):
+            payload, comparisons = measure(data, args.repeats)
+            progress.payload |= payload
+            progress.comparisons[:] = comparisons
+        if not args.no_breakdown:
+            with (
+                progress.stage("breakdown"),
+                tempfile.TemporaryDirectory(prefix="cwbench-features-") as work,
+            ):
+                progress.payload["breakdown_seconds"] = breakdown(data.raw_dir, Path(work))
+        report(progress.payload, progress.comparisons)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -208,13 +247,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--no-breakdown", action="store_true", help="skip the per-statement run")
     args = p.parse_args(argv)
     setup_logging()
-    data = prepare_data(args.accounts, rebuild=args.rebuild_cache)
-    payload, comparisons = measure(data, args.repeats)
-    if not args.no_breakdown:
-        with tempfile.TemporaryDirectory(prefix="cwbench-features-") as work:
-            payload["breakdown_seconds"] = breakdown(data.raw_dir, Path(work))
-    report(payload, comparisons)
-    write_result(NAME, payload, comparisons)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -7,6 +7,10 @@ and the pandas/contract layer cost on top of the unavoidable I/O.
 
     .venv/bin/python -m benchmarks.bench_generator              # 100,000 accounts x 24 months
     .venv/bin/python -m benchmarks.bench_generator --full       # and 1,000,000
+
+Inputs: none beyond the package (it generates into a temporary directory). The JSON
+(--out) and its table (the same name, .md) are rewritten after each size, and
+once more however the run ends, with the sizes not run marked.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import platform
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import psutil
@@ -30,6 +35,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from benchmarks.harness import Progress, Table, run_main
 from ingestion import contract
 from ingestion.synthetic import SyntheticConfig, generate
 
@@ -191,29 +197,54 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+def _json_writer(out: Path) -> Callable[[dict[str, Any]], Path]:
+    def write(document: dict[str, Any]) -> Path:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(document, indent=2) + "\n")
+        return out
+
+    return write
+
+
+def _runs_table(runs: list[dict[str, Any]]) -> list[Table]:
+    header = ("accounts", "months", "seconds", "acc/s", "rows", "rows/s", "peak MiB",
+              "floor s", "x floor", "AUC")  # fmt: skip
+    keys = ("accounts", "months", "seconds", "accounts_per_second", "rows", "rows_per_second",
+            "peak_rss_mib", "floor_seconds", "ratio_to_floor", "oracle_auc")  # fmt: skip
+    return [("generator", header, [[r[k] for k in keys] for r in runs])] if runs else []
+
+
+def run(args: argparse.Namespace) -> None:
+    sizes = [args.accounts] + ([1_000_000] if args.full else [])
+    runs: list[dict[str, Any]] = []
+    stages = [f"{n:,} accounts" for n in sizes]
+    writer, tables_path = _json_writer(args.out), args.out.with_suffix(".md")
+    with Progress("generator", stages, writer=writer, tables_path=tables_path) as progress:
+        progress.tables = lambda: _runs_table(runs)
+        progress.payload |= {
+            "benchmark": "generator",
+            "machine": {
+                "cpus": os.cpu_count(),
+                "python": platform.python_version(),
+                "numpy": np.__version__,
+                "pyarrow": pa.__version__,
+            },
+            "floor": "pyarrow.parquet.write_table of random columns, same rows, columns and parts",
+            "runs": runs,
+        }
+        for accounts, stage in zip(sizes, stages, strict=True):
+            with progress.stage(stage):
+                log.info("generating %s accounts x %s months ...", f"{accounts:,}", args.months)
+                result = run_once(accounts, args.months, args.chunk_accounts, args.seed)
+                runs.append(asdict(result))
+    log.info("\n%s\nwrote %s", _table([RunResult(**r) for r in runs]), args.out)
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("ingestion.synthetic").setLevel(logging.WARNING)
     args = _parse(argv)
-    sizes = [args.accounts] + ([1_000_000] if args.full else [])
-    results = []
-    for accounts in sizes:
-        log.info("generating %s accounts x %s months ...", f"{accounts:,}", args.months)
-        results.append(run_once(accounts, args.months, args.chunk_accounts, args.seed))
-    report = {
-        "benchmark": "generator",
-        "machine": {
-            "cpus": os.cpu_count(),
-            "python": platform.python_version(),
-            "numpy": np.__version__,
-            "pyarrow": pa.__version__,
-        },
-        "floor": "pyarrow.parquet.write_table of random columns, same rows, columns and parts",
-        "runs": [asdict(r) for r in results],
-    }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    log.info("\n%s\nwrote %s", _table(results), args.out)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

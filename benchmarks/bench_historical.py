@@ -70,6 +70,8 @@ CHECK_COLUMNS = (
 def entity_rows(data: PreparedData, rows: int) -> pd.DataFrame:
     import pandas as pd  # noqa: PLC0415
 
+    from ingestion import retrieval  # noqa: PLC0415
+
     labels = pd.read_parquet(
         data.features_dir / "labels.parquet",
         columns=["account_id", "customer_id", "event_timestamp"],
@@ -77,11 +79,10 @@ def entity_rows(data: PreparedData, rows: int) -> pd.DataFrame:
     if len(labels) < rows:
         log.warning("only %s label rows: using all of them", f"{len(labels):,}")
     sample = labels.sample(n=min(rows, len(labels)), random_state=SAMPLE_SEED)
-    sample = sample.reset_index(drop=True)
-    # In training the scoring moment is the snapshot and no income was reported.
-    sample["scoring_time"] = sample["event_timestamp"]
-    sample["reported_monthly_income"] = 0.0
-    return sample
+    # As training builds them: the scoring moment is the snapshot, no income reported.
+    return retrieval.entity_rows(
+        sample["account_id"], sample["customer_id"], sample["event_timestamp"]
+    )
 
 
 # --- the real path ---------------------------------------------------------------------------
@@ -98,14 +99,13 @@ def explicit_refs(definitions: Definitions) -> list[str]:
 def feast_retrieval(
     store: FeatureStore, entity_df: pd.DataFrame, features: Any, phases: dict[str, float]
 ) -> pd.DataFrame:
-    """get_historical_features then to_df, timing the two phases (plan, then execute)."""
+    """Training's Feast job (ingestion.retrieval.historical_job) then to_df, timing the two
+    phases (plan, then execute). point_in_time_vectors adds only a sort into entity-row
+    order on top, which the floor does not do either."""
+    from ingestion.retrieval import historical_job  # noqa: PLC0415
+
     started = time.perf_counter()
-    job = store.get_historical_features(
-        entity_df=entity_df,
-        features=features,
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    )
+    job = historical_job(store, entity_df, features)
     planned = time.perf_counter()
     frame = job.to_df()
     phases["plan"] = planned - started

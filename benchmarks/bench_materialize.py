@@ -9,10 +9,16 @@ length). The ratio real/floor says how much of the store's write speed Feast kee
 aim is >= 0.3x.
 
     python -m benchmarks.bench_materialize --accounts 100000
+
+Inputs: the cached generated data (prepared here if missing) and, for the Redis backends,
+Redis, checked first. Each backend loads a Feast project of its own (cwbench_<random>, and
+cwfloor_<random> for the floor's keys), deleted afterwards, so runs never share keys. The
+JSON and tables are rewritten after each backend, and once more however the run ends.
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import sqlite3
 import tempfile
@@ -28,22 +34,22 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     COMPARISON_HEADER,
-    REDIS_URL,
     Comparison,
     PreparedData,
-    TempStore,
     comparison_rows,
     log_table,
     parser,
     prepare_data,
     setup_logging,
     temp_feast_store,
-    write_result,
 )
+from benchmarks.harness import Progress, Table, redis_url, require_redis, run_main
 
 if TYPE_CHECKING:
     import redis
     from feast import FeatureStore, FeatureView
+
+    from ingestion.retrieval import ScratchRepo
 
 log = logging.getLogger(__name__)
 
@@ -114,7 +120,7 @@ class FeastRun:
         return self.write.rows
 
 
-def materialise(temp: TempStore, data: PreparedData) -> FeastRun:
+def materialise(temp: ScratchRepo, data: PreparedData) -> FeastRun:
     from feast.infra.compute_engines.local import nodes  # noqa: PLC0415
 
     from ingestion.store import materialize_latest  # noqa: PLC0415
@@ -225,7 +231,7 @@ def run_sqlite(data: PreparedData, work: Path) -> dict[str, Any]:
 def redis_client() -> redis.Redis:
     import redis  # noqa: PLC0415
 
-    return redis.Redis.from_url(f"redis://{REDIS_URL}")
+    return redis.Redis.from_url(f"redis://{redis_url()}")
 
 
 def project_keys(client: redis.Redis, project: str) -> list[bytes]:
@@ -291,7 +297,7 @@ def run_redis(data: PreparedData, skip_dedup: bool) -> dict[str, Any]:
     token = uuid.uuid4().hex[:10]
     # Same length as the Feast project, so floor keys have exactly the same size.
     project, floor_project = f"cwbench_{token}", f"cwfloor_{token}"
-    online = {"type": "redis", "connection_string": REDIS_URL, "skip_dedup": skip_dedup}
+    online = {"type": "redis", "connection_string": redis_url(), "skip_dedup": skip_dedup}
     client = redis_client()
     try:
         with temp_feast_store(data.features_dir, online, project) as t:
@@ -387,14 +393,56 @@ def report_row(r: dict[str, Any]) -> list[object]:
     ]
 
 
+def tables(results: list[dict[str, Any]]) -> list[Table]:
+    if not results:
+        return []
+    rows = [report_row(r) for r in results]
+    return [("materialize_latest vs raw bulk write of the same bytes", REPORT_HEADER, rows)]
+
+
 def report(results: list[dict[str, Any]], comparisons: list[Comparison]) -> None:
-    log_table(
-        "materialize_latest vs raw bulk write of the same bytes",
-        REPORT_HEADER,
-        [report_row(r) for r in results],
-    )
+    for table in tables(results):
+        log_table(*table)
     log_table("ratio", COMPARISON_HEADER, comparison_rows(comparisons))
     log.info("%s", DESIGN_NOTE)
+
+
+def run(args: argparse.Namespace) -> None:
+    from feature_repo.views import SNAPSHOT_TTL  # noqa: PLC0415
+
+    if any(b.startswith("redis") for b in args.backends):
+        require_redis(why=", or run only --backends sqlite")
+    with Progress(NAME, ["data", *args.backends]) as progress:
+        results: list[dict[str, Any]] = []
+        progress.tables = lambda: tables(results)
+        with progress.stage("data"):
+            data = prepare_data(args.accounts, rebuild=args.rebuild_cache)
+            expected = expected_rows(data, SNAPSHOT_TTL)
+        progress.payload |= {
+            "accounts": data.accounts,
+            "expected_entity_rows": expected,
+            "design_note": DESIGN_NOTE,
+            "accounts_note": (
+                "acc/s counts the accounts in the newest snapshot (those still receiving "
+                "statements), not every generated account; rows/s counts entity rows over all "
+                "four online views"
+            ),
+            "results": results,
+        }
+        for backend in args.backends:
+            with progress.stage(backend):
+                results.append(run_backend(backend, data))
+                _check_rows(results[-1], expected)
+                progress.comparisons.append(to_comparison(results[-1], data.accounts))
+        report(results, progress.comparisons)
+
+
+def run_backend(backend: str, data: PreparedData) -> dict[str, Any]:
+    log.info("materialising %s accounts into %s", f"{data.accounts:,}", backend)
+    if backend != "sqlite":
+        return run_redis(data, skip_dedup=backend == "redis_skip_dedup")
+    with tempfile.TemporaryDirectory(prefix="cwbench-sqlite-") as work:
+        return run_sqlite(data, Path(work))
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -402,33 +450,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--backends", nargs="+", choices=BACKENDS, default=list(BACKENDS))
     args = p.parse_args(argv)
     setup_logging()
-    from feature_repo.views import SNAPSHOT_TTL  # noqa: PLC0415
-
-    data = prepare_data(args.accounts, rebuild=args.rebuild_cache)
-    expected = expected_rows(data, SNAPSHOT_TTL)
-    results = []
-    for backend in args.backends:
-        log.info("materialising %s accounts into %s", f"{data.accounts:,}", backend)
-        if backend == "sqlite":
-            with tempfile.TemporaryDirectory(prefix="cwbench-sqlite-") as work:
-                results.append(run_sqlite(data, Path(work)))
-        else:
-            results.append(run_redis(data, skip_dedup=backend == "redis_skip_dedup"))
-        _check_rows(results[-1], expected)
-    comparisons = [to_comparison(r, data.accounts) for r in results]
-    report(results, comparisons)
-    payload = {
-        "accounts": data.accounts,
-        "expected_entity_rows": expected,
-        "design_note": DESIGN_NOTE,
-        "accounts_note": (
-            "acc/s counts the accounts in the newest snapshot (those still receiving "
-            "statements), not every generated account; rows/s counts entity rows over all "
-            "four online views"
-        ),
-        "results": results,
-    }
-    write_result(NAME, payload, comparisons)
+    run_main(lambda: run(args))
 
 
 def _check_rows(result: dict[str, Any], expected: dict[str, int]) -> None:

@@ -26,6 +26,11 @@ train.fit runs, for a fixed number of trials in one more fresh process.
     .venv/bin/python -m benchmarks.bench_training                     # 10k, 100k, 1M rows
     .venv/bin/python -m benchmarks.bench_training --sizes 10000,100000
     .venv/bin/python -m benchmarks.bench_training --quick             # 10k rows, < 2 min
+
+Inputs: params.yaml of the checkout, checked first; the data are generated and the set built
+here when the cache lacks them (its Feast repo is a throw-away one, project cwbench_<random>,
+SQLite in memory). The JSON and tables are rewritten after each size and after tuning, and
+once more however the run ends, with the stages not run marked.
 """
 
 from __future__ import annotations
@@ -63,8 +68,8 @@ from benchmarks.common import (
     profile_top,
     setup_logging,
     temp_feast_store,
-    write_result,
 )
+from benchmarks.harness import Progress, Table, require_file, run_main
 
 if TYPE_CHECKING:
     import numpy as np
@@ -294,7 +299,8 @@ def train_params(raw: dict[str, Any]) -> TrainParams:
 def load_train_params() -> dict[str, Any]:
     import yaml  # noqa: PLC0415
 
-    params: dict[str, Any] = yaml.safe_load((REPO_ROOT / "params.yaml").read_text())["train"]
+    path = require_file(REPO_ROOT / "params.yaml", "run the benchmark from a Collectwise checkout")
+    params: dict[str, Any] = yaml.safe_load(path.read_text())["train"]
     return params
 
 
@@ -737,17 +743,21 @@ def scoring_comparisons(s: dict[str, Any]) -> list[Comparison]:
 def report(
     sizes: list[dict[str, Any]], tuning: dict[str, Any] | None, items: list[Comparison]
 ) -> None:
-    log_table(
+    log_table(*fit_table(sizes))
+    report_scoring(sizes)
+    if tuning:
+        report_tuning(tuning)
+    log_table("ratio", COMPARISON_HEADER, comparison_rows(items))
+
+
+def fit_table(sizes: list[dict[str, Any]]) -> Table:
+    return (
         f"fit {KIND}/{IMBALANCE}, medians (real: prepare + fit, early stopping on valid; "
         "floor: bare fit, same rounds)",
         ("rows", "fit rows", "rounds", "prepare s", "fit s", "real s", "floor s", "real/floor",
          "fit/floor", "real peak MiB", "real base MiB", "floor peak MiB", "floor base MiB"),
         [fit_row(r) for r in sizes],
     )  # fmt: skip
-    report_scoring(sizes)
-    if tuning:
-        report_tuning(tuning)
-    log_table("ratio", COMPARISON_HEADER, comparison_rows(items))
 
 
 def fit_row(r: dict[str, Any]) -> list[object]:
@@ -861,29 +871,48 @@ def cli(argv: list[str] | None) -> Any:
     return args
 
 
+def stage_names(args: Any) -> list[str]:
+    sizes = [f"size {rows:,}" for rows in args.sizes]
+    return ["training set", *sizes, *([] if args.no_tune else ["tuning"])]
+
+
+def run(args: Any) -> None:
+    load_start = [round(x, 2) for x in os.getloadavg()]
+    raw_params = load_train_params()
+    with Progress(NAME, stage_names(args)) as progress:
+        sizes: list[dict[str, Any]] = []
+        progress.tables = lambda: [fit_table(sizes)] if sizes else []
+        payload = progress.payload
+        payload |= {
+            "model": {"kind": KIND, "imbalance": IMBALANCE, "params": "training.models defaults"},
+            "load_average_at_start": load_start,
+            "library_versions": versions(),
+            "sizes": sizes,
+            "tuning": None,
+        }
+        with progress.stage("training set"):
+            real = real_set(args.accounts, args.rebuild_cache)
+            wanted = sorted({*args.sizes, *([] if args.no_tune else [args.tune_rows])})
+            sets = {rows: sized_set(real, rows) for rows in wanted}
+        payload |= {
+            "accounts": real.accounts,
+            "real_set_rows": real.rows,
+            "real_set_build_seconds": real.build_seconds,
+        }
+        for rows in args.sizes:
+            with progress.stage(f"size {rows:,}"):
+                sizes.append(measure_size(sets[rows], args, raw_params))
+                progress.comparisons[:] = comparisons(sizes)
+        if not args.no_tune:
+            with progress.stage("tuning"):
+                payload["tuning"] = measure_tuning(sets[args.tune_rows], raw_params, args.trials)
+        report(sizes, payload["tuning"], progress.comparisons)
+
+
 def main(argv: list[str] | None = None) -> None:
     args = cli(argv)
     setup_logging()
-    load_start = [round(x, 2) for x in os.getloadavg()]
-    raw_params = load_train_params()
-    real = real_set(args.accounts, args.rebuild_cache)
-    wanted = sorted({*args.sizes, *([] if args.no_tune else [args.tune_rows])})
-    sets = {rows: sized_set(real, rows) for rows in wanted}
-    sizes = [measure_size(sets[rows], args, raw_params) for rows in args.sizes]
-    tuning = None if args.no_tune else measure_tuning(sets[args.tune_rows], raw_params, args.trials)
-    items = comparisons(sizes)
-    report(sizes, tuning, items)
-    payload = {
-        "accounts": real.accounts,
-        "real_set_rows": real.rows,
-        "real_set_build_seconds": real.build_seconds,
-        "model": {"kind": KIND, "imbalance": IMBALANCE, "params": "training.models defaults"},
-        "load_average_at_start": load_start,
-        "library_versions": versions(),
-        "sizes": sizes,
-        "tuning": tuning,
-    }
-    write_result(NAME, payload, items)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,6 @@ import shutil
 import signal
 import statistics
 import sys
-import tempfile
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -33,9 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from feast import FeatureStore
-
-    from feature_repo.definitions import Definitions
+    from ingestion.retrieval import ScratchRepo
 
 log = logging.getLogger(__name__)
 
@@ -330,45 +327,17 @@ def _build(raw_dir: Path, features_dir: Path, stamp: Path) -> None:
 # --- a temporary Feast repo ----------------------------------------------------------------
 
 
-@dataclass
-class TempStore:
-    store: FeatureStore
-    definitions: Definitions
-    project: str
-    repo: Path
-
-
 @contextmanager
 def temp_feast_store(
     features_dir: Path, online: Mapping[str, object], project: str
-) -> Iterator[TempStore]:
-    """The feature repo applied in a throw-away directory; torn down and deleted afterwards."""
-    import yaml  # noqa: PLC0415
-    from feast import FeatureStore  # noqa: PLC0415
-
-    from feature_repo.definitions import build_definitions  # noqa: PLC0415
+) -> Iterator[ScratchRepo]:
+    """The feature repo applied in a throw-away directory, quietly; torn down and deleted
+    afterwards (ingestion.retrieval.scratch_repo)."""
+    from ingestion.retrieval import scratch_repo  # noqa: PLC0415
 
     quiet_warnings()
-    repo = Path(tempfile.mkdtemp(prefix="cwbench-"))
-    config = {
-        "project": project,
-        "provider": "local",
-        "registry": str(repo / "registry.db"),
-        "offline_store": {"type": "duckdb"},
-        "online_store": dict(online),
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    store = None
-    try:
-        store = FeatureStore(repo_path=str(repo))
-        definitions = build_definitions(features_dir)
-        store.apply(definitions.objects())
-        yield TempStore(store, definitions, project, repo)
-    finally:
-        if store is not None:
-            store.teardown()
-        shutil.rmtree(repo, ignore_errors=True)
+    with scratch_repo(features_dir, project, online=online) as scratch:
+        yield scratch
 
 
 # --- command line --------------------------------------------------------------------------

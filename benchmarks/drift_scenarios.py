@@ -25,6 +25,10 @@ per run would measure the model more than the monitor.
 
     .venv/bin/python -m benchmarks.drift_scenarios                    # 5 seeds, 2,000 accounts
     .venv/bin/python -m benchmarks.drift_scenarios --seeds 10 --accounts 4000
+
+Inputs: none beyond the package (each run generates its own data in a temporary folder;
+no Feast store, no Redis). The JSON and tables are rewritten after each seed, and once more
+however the run ends, with the seeds not run marked.
 """
 
 from __future__ import annotations
@@ -37,11 +41,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import pandas as pd
 
-from benchmarks.common import Comparison, log_table, setup_logging, write_result
+from benchmarks.common import Comparison, log_table, setup_logging
+from benchmarks.harness import Progress, Table, run_main
 
 if TYPE_CHECKING:
     from ingestion.synthetic import Scenario
@@ -455,14 +460,21 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def main(argv: list[str] | None = None) -> None:
+def tables(summaries: Sequence[ScenarioSummary], size: str) -> list[Table]:
+    return [
+        (f"drift alerts, {size}", RATES_HEADER, rate_rows(summaries)),
+        (
+            f"columns drifted on the control / beyond the same-seed control, {size}",
+            FOOTPRINT_HEADER,
+            footprint_rows(summaries),
+        ),
+    ]
+
+
+def run(args: argparse.Namespace) -> None:
     from ingestion.synthetic import SCENARIOS  # noqa: PLC0415
     from monitoring.drift import DriftConfig  # noqa: PLC0415
 
-    args = parse_args(argv)
-    setup_logging()
-    for name in QUIET_LOGGERS:
-        logging.getLogger(name).setLevel(logging.ERROR)
     seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     log.info(
         "%d scenarios x %d seeds, %s accounts x %d months, drift in the last %d",
@@ -473,30 +485,42 @@ def main(argv: list[str] | None = None) -> None:
         DRIFT_MONTHS,
     )
     started = time.perf_counter()
-    outcomes = run_all(SCENARIOS, seeds, args.accounts, args.months, args.populations)
-    summaries = summarise(outcomes)
-    size = f"{len(seeds)} seeds, {args.accounts:,} accounts x {args.months} months"
-    log_table(f"drift alerts, {size}", RATES_HEADER, rate_rows(summaries))
-    log_table(
-        f"columns drifted on the control / beyond the same-seed control, {size}",
-        FOOTPRINT_HEADER,
-        footprint_rows(summaries),
-    )
-    payload: dict[str, Any] = {
-        "accounts": args.accounts,
-        "months": args.months,
-        "drift_months": DRIFT_MONTHS,
-        "reference_months": REFERENCE_MONTHS,
-        "seasoned_months": SEASONED_MONTHS,
-        "seeds": seeds,
-        "drift_config": asdict(DriftConfig()),
-        "rules": [r.to_dict() for r in drift_rules()],
-        "summaries": [asdict(s) | {"rate_kind": s.rate_kind} for s in summaries],
-        "runs": [asdict(o) for o in outcomes],
-        "seconds": round(time.perf_counter() - started, 1),
-    }
-    write_result(NAME, payload, comparisons(summaries, outcomes))
-    log.info("%d runs in %.0fs", len(seeds) * len(SCENARIOS), payload["seconds"])
+    outcomes: list[ScenarioOutcome] = []
+    with Progress(NAME, [f"seed {seed}" for seed in seeds]) as progress:
+        payload = progress.payload
+        payload |= {
+            "accounts": args.accounts,
+            "months": args.months,
+            "drift_months": DRIFT_MONTHS,
+            "reference_months": REFERENCE_MONTHS,
+            "seasoned_months": SEASONED_MONTHS,
+            "seeds": seeds,
+            "drift_config": asdict(DriftConfig()),
+            "rules": [r.to_dict() for r in drift_rules()],
+        }
+        size = f"{len(seeds)} seeds, {args.accounts:,} accounts x {args.months} months"
+        progress.tables = lambda: tables(summarise(outcomes), size) if outcomes else []
+        for seed in seeds:
+            with progress.stage(f"seed {seed}"):
+                outcomes += run_all(SCENARIOS, [seed], args.accounts, args.months, args.populations)
+                summaries = summarise(outcomes)
+                payload |= {
+                    "summaries": [asdict(s) | {"rate_kind": s.rate_kind} for s in summaries],
+                    "runs": [asdict(o) for o in outcomes],
+                    "seconds": round(time.perf_counter() - started, 1),
+                }
+                progress.comparisons[:] = comparisons(summaries, outcomes)
+        for table in tables(summarise(outcomes), size):
+            log_table(*table)
+    log.info("%d runs in %.0fs", len(outcomes), time.perf_counter() - started)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    setup_logging()
+    for name in QUIET_LOGGERS:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

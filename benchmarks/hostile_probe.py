@@ -9,12 +9,16 @@ hostile case with its floor measured in the same run:
 
     python -m benchmarks.hostile_probe --url http://127.0.0.1:8000 --key-file .run/demo.key
 
-Writes benchmarks/results/hostile_probe_<label>.{json,md}.
+Inputs, checked first (a missing one ends the run with a line saying what to run): the
+API key file, a scorer answering at --url, and accounts of --features-dir that it knows.
+It only reads through the scorer's API, so it shares no Feast project or Redis key with
+anything. Writes benchmarks/results/hostile_probe_<label>.{json,md} after each case, and
+once more however the run ends, with the cases not run marked.
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import logging
 import statistics
 import threading
@@ -26,7 +30,16 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
-from benchmarks.common import RESULTS_DIR, render_table, setup_logging
+from benchmarks.common import render_table, setup_logging
+from benchmarks.harness import (
+    DEMO_HINT,
+    BenchmarkInputError,
+    Progress,
+    Table,
+    require_file,
+    require_scorer,
+    run_main,
+)
 
 log = logging.getLogger(__name__)
 
@@ -132,35 +145,74 @@ def _batch(url: str, key: str, accounts: list[str]) -> list[Case]:
 
 def newest_accounts(features_dir: Path, n: int) -> list[str]:
     """Accounts of the newest snapshot, i.e. those the online store holds."""
-    profile = pd.read_parquet(features_dir / "account_profile.parquet")
+    path = require_file(
+        features_dir / "account_profile.parquet",
+        f"no feature tables there: {DEMO_HINT}, or pass --features-dir",
+    )
+    profile = pd.read_parquet(path, columns=["account_id", "event_timestamp"])
     newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
     return sorted(newest["account_id"].astype(str))[:n]
 
 
-def main() -> None:
-    import argparse  # noqa: PLC0415
-
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--url", default="http://127.0.0.1:8000")
-    p.add_argument("--key-file", type=Path, default=Path(".run/demo.key"))
-    p.add_argument("--features-dir", type=Path, default=Path("data/features"))
-    p.add_argument("--label", default="sqlite", help="names the result files (the store)")
-    args = p.parse_args()
-    setup_logging()
-    key = args.key_file.read_text().strip()
-    with httpx.Client(timeout=30) as client:
-        floor = _healthz_times(client, args.url, 50)
-    cases = _oversized(args.url, key, floor)
-    cases += _batch(args.url, key, newest_accounts(args.features_dir, BATCH_SIZE))
-    rows = [asdict(c) for c in cases]
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    stem = RESULTS_DIR / f"hostile_probe_{args.label}"
-    stem.with_suffix(".json").write_text(json.dumps(rows, indent=2) + "\n")
-    table = render_table(
-        f"hostile probe ({args.label})", list(rows[0]), [list(r.values()) for r in rows]
+def require_known(url: str, key: str, accounts: list[str], features_dir: Path) -> None:
+    """The scorer knows these accounts and takes this key: else every figure would be of
+    an error answer."""
+    answer = httpx.post(
+        f"{url}/v1/score", json={"account_id": accounts[0]}, headers={"X-API-Key": key}, timeout=30
     )
-    stem.with_suffix(".md").write_text(table + "\n")
-    log.info("\n%s", table)
+    if answer.status_code in (401, 403):
+        raise BenchmarkInputError(
+            f"the scorer at {url} refuses the key ({answer.status_code}): pass the key file of a "
+            "key with the score scope (`make demo` writes .run/demo.key)"
+        )
+    if answer.status_code != 200:
+        raise BenchmarkInputError(
+            f"the scorer at {url} answered {answer.status_code} for account {accounts[0]} of "
+            f"{features_dir}: point --features-dir at the data it serves, or {DEMO_HINT}"
+        )
+
+
+def tables(label: str, cases: list[dict[str, object]]) -> list[Table]:
+    if not cases:
+        return []
+    return [(f"hostile probe ({label})", list(cases[0]), [list(c.values()) for c in cases])]
+
+
+def run(args: argparse.Namespace) -> None:
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    key_file = args.key_file or settings.paths.run_dir / "demo.key"
+    features_dir = args.features_dir or settings.paths.features_dir
+    hint = f"{DEMO_HINT} (it starts the scorer and writes the key), or pass --key-file"
+    key = require_file(key_file, hint).read_text().strip()
+    require_scorer(args.url)
+    accounts = newest_accounts(features_dir, BATCH_SIZE)
+    require_known(args.url, key, accounts, features_dir)
+    name = f"hostile_probe_{args.label}"
+    with Progress(name, ["oversized body", "batch"]) as progress:
+        cases: list[dict[str, object]] = []
+        progress.payload |= {"url": args.url, "label": args.label, "cases": cases}
+        progress.tables = lambda: tables(args.label, cases)
+        with progress.stage("oversized body"):
+            with httpx.Client(timeout=30) as client:
+                floor = _healthz_times(client, args.url, 50)
+            cases += [asdict(c) for c in _oversized(args.url, key, floor)]
+        with progress.stage("batch"):
+            cases += [asdict(c) for c in _batch(args.url, key, accounts)]
+    for table in tables(args.label, cases):
+        log.info("\n%s", render_table(*table))
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--key-file", type=Path, help="default: <home>/.run/demo.key")
+    p.add_argument("--features-dir", type=Path, help="default: <home>/data/features")
+    p.add_argument("--label", default="sqlite", help="names the result files (the store)")
+    args = p.parse_args(argv)
+    setup_logging()
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

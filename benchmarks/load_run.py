@@ -14,6 +14,13 @@ the scorer's resident memory (its process and workers, psutil) every 5 s. Verdic
 errors (the run exits 1 otherwise), p99 steady (worst window <= 2x the median window) and
 RSS flat (grows <= 10% from the first sample after warm-up to the last).
 
+Inputs: the demo's feature tables and champion model (`make demo`) and Redis, checked
+first; a missing one ends the run with a line saying what to run. The features are
+materialised into Redis under the run's own Feast project (cwbench_online_<random>, keys
+deleted afterwards), so the demo's store and other runs on the same Redis are never read or
+written. The JSON and tables are rewritten after each stage, and the measured minutes are
+written window by window, so a run stopped halfway leaves what it measured.
+
     python -m benchmarks.load_run                 # 50 requests/s for 3 minutes
     python -m benchmarks.load_run --minutes 1 --rate 100
 """
@@ -29,6 +36,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -36,15 +44,24 @@ from typing import TYPE_CHECKING, Any
 
 from benchmarks.common import (
     COMPARISON_HEADER,
-    REDIS_URL,
     Comparison,
     comparison_rows,
     log_table,
     setup_logging,
-    write_result,
+)
+from benchmarks.harness import (
+    Progress,
+    Table,
+    require_champion,
+    require_demo_features,
+    require_executable,
+    require_redis,
+    run_main,
 )
 from benchmarks.online_latency import (
+    VENV_BIN,
     Server,
+    bench_stores,
     free_port,
     new_api_key,
     online_accounts,
@@ -59,6 +76,8 @@ from benchmarks.online_latency import (
 if TYPE_CHECKING:
     import httpx
 
+    from collectwise.settings import Settings
+
 log = logging.getLogger(__name__)
 
 NAME = "load_run"
@@ -67,6 +86,8 @@ WARM_UP_S = 15.0
 RSS_EVERY_S = 5.0
 STEADY_AIM = 2.0
 RSS_AIM = 1.10
+# The partial results are rewritten this often during the measured minutes.
+WINDOW_WRITE_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -94,7 +115,9 @@ def rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-async def _one(client: httpx.AsyncClient, body: bytes, due_ns: int, start_ns: int) -> Sample:
+async def _one(
+    client: httpx.AsyncClient, body: bytes, due_ns: int, start_ns: int, out: list[Sample]
+) -> None:
     import httpx  # noqa: PLC0415
 
     try:
@@ -105,17 +128,21 @@ async def _one(client: httpx.AsyncClient, body: bytes, due_ns: int, start_ns: in
     except httpx.HTTPError as exc:
         status = -1
         log.warning("request failed: %s: %s", type(exc).__name__, exc)
-    return Sample(
-        at_s=(due_ns - start_ns) / 1e9,
-        latency_ms=(time.perf_counter_ns() - due_ns) / 1e6,
-        status=status,
+    # Appended as each answer arrives, so a run stopped halfway keeps what it measured.
+    out.append(
+        Sample(
+            at_s=(due_ns - start_ns) / 1e9,
+            latency_ms=(time.perf_counter_ns() - due_ns) / 1e6,
+            status=status,
+        )
     )
 
 
 async def _fixed_rate(
-    client: httpx.AsyncClient, bodies: list[bytes], rate: float, seconds: float
-) -> list[Sample]:
-    """Send rate x seconds requests, each at its scheduled moment, without waiting for any."""
+    client: httpx.AsyncClient, bodies: list[bytes], rate: float, seconds: float, out: list[Sample]
+) -> None:
+    """Send rate x seconds requests, each at its scheduled moment, without waiting for any;
+    their samples go to `out` as they are answered."""
     start_ns = time.perf_counter_ns()
     tasks = []
     for i in range(int(rate * seconds)):
@@ -123,12 +150,25 @@ async def _fixed_rate(
         delay = (due_ns - time.perf_counter_ns()) / 1e9
         if delay > 0:
             await asyncio.sleep(delay)
-        tasks.append(asyncio.create_task(_one(client, bodies[i % len(bodies)], due_ns, start_ns)))
-    return list(await asyncio.gather(*tasks))
+        body = bodies[i % len(bodies)]
+        tasks.append(asyncio.create_task(_one(client, body, due_ns, start_ns, out)))
+    await asyncio.gather(*tasks)
 
 
-async def _watch_memory(pid: int, memory: Memory, stop_event: asyncio.Event) -> None:
+@dataclass
+class Measured:
+    """What the measured minutes produced so far, filled while they run."""
+
+    samples: list[Sample] = field(default_factory=list)
+    memory: Memory = field(default_factory=Memory)
+
+
+async def _watch_memory(
+    pid: int, memory: Memory, stop_event: asyncio.Event, every_window: Callable[[], None]
+) -> None:
+    """RSS every RSS_EVERY_S; `every_window` called after each window has passed."""
     started = time.monotonic()
+    windows_done = 0
     while True:
         memory.at_s.append(time.monotonic() - started)
         memory.rss_mb.append(rss_mb(pid))
@@ -136,11 +176,21 @@ async def _watch_memory(pid: int, memory: Memory, stop_event: asyncio.Event) -> 
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop_event.wait(), RSS_EVERY_S)
             return
+        passed = int((time.monotonic() - started) // WINDOW_WRITE_S)
+        if passed > windows_done:
+            windows_done = passed
+            every_window()
 
 
 async def _load(
-    server: Server, key: str, bodies: list[bytes], rate: float, seconds: float
-) -> tuple[list[Sample], Memory]:
+    server: Server,
+    key: str,
+    bodies: list[bytes],
+    rate: float,
+    seconds: float,
+    measured: Measured,
+    every_window: Callable[[], None],
+) -> None:
     import httpx  # noqa: PLC0415
 
     headers = {"content-type": "application/json", "x-api-key": key}
@@ -149,16 +199,20 @@ async def _load(
         base_url=server.url, headers=headers, limits=limits, timeout=30.0
     ) as client:
         log.info("warm-up: %.0f s at %.0f requests/s", WARM_UP_S, rate)
-        warm = await _fixed_rate(client, bodies, rate, WARM_UP_S)
+        warm: list[Sample] = []
+        await _fixed_rate(client, bodies, rate, WARM_UP_S, warm)
         if any(s.status != 200 for s in warm):
             log.warning("%d errors during the warm-up", sum(s.status != 200 for s in warm))
-        memory, done = Memory(), asyncio.Event()
-        watcher = asyncio.create_task(_watch_memory(server.process.pid, memory, done))
+        done = asyncio.Event()
+        watcher = asyncio.create_task(
+            _watch_memory(server.process.pid, measured.memory, done, every_window)
+        )
         log.info("measuring: %.0f s at %.0f requests/s", seconds, rate)
-        samples = await _fixed_rate(client, bodies, rate, seconds)
-        done.set()
-        await watcher
-    return samples, memory
+        try:
+            await _fixed_rate(client, bodies, rate, seconds, measured.samples)
+        finally:
+            done.set()
+            await watcher
 
 
 # --- summary -------------------------------------------------------------------------------
@@ -222,43 +276,55 @@ def verdicts(samples: list[Sample], rows: list[dict[str, Any]], memory: Memory) 
     }
 
 
-def report(result: dict[str, Any], items: list[Comparison]) -> None:
+def tables(result: dict[str, Any]) -> list[Table]:
+    """The windows, RSS and verdicts measured so far (none before the measured minutes)."""
+    if "verdicts" not in result:
+        return []
     v = result["verdicts"]
-    log_table(
-        f"load run: {result['rate']:.0f} requests/s for {result['minutes']:g} min, "
-        f"POST /v1/score on Redis, {result['workers']} worker(s)",
-        ("window from s", "requests", "errors", "p50 ms", "p99 ms", "max ms", "load 1m"),
-        [
-            [w["from_s"], w["requests"], w["errors"], w["p50_ms"], w["p99_ms"], w["max_ms"],
-             w["load_1m"]]
-            for w in result["windows"]
-        ],
-    )  # fmt: skip
     m = result["memory"]
     step = max(1, len(m["at_s"]) // 12)
-    log_table(
-        "scorer RSS (MB)",
-        ("at s", "RSS MB", "load 1m"),
-        [[m["at_s"][i], m["rss_mb"][i], m["load_1m"][i]] for i in range(0, len(m["at_s"]), step)],
-    )
-    log_table(
-        "verdicts",
-        ("check", "figure", "met"),
-        [
-            ["errors (must be 0)", v["errors"], "yes" if v["errors"] == 0 else "no"],
+    return [
+        (
+            f"load run: {result['rate']:.0f} requests/s for {result['minutes']:g} min, "
+            f"POST /v1/score on Redis, {result['workers']} worker(s)",
+            ("window from s", "requests", "errors", "p50 ms", "p99 ms", "max ms", "load 1m"),
             [
-                f"p99 steady: worst / median {result['window_s']:g} s window <= {STEADY_AIM:g}",
-                v["worst_window_p99_ms"] / v["median_window_p99_ms"],
-                "yes" if v["p99_steady"] else "no",
+                [w["from_s"], w["requests"], w["errors"], w["p50_ms"], w["p99_ms"], w["max_ms"],
+                 w["load_1m"]]
+                for w in result["windows"]
             ],
+        ),
+        (
+            "scorer RSS (MB)",
+            ("at s", "RSS MB", "load 1m"),
+            [[m["at_s"][i], m["rss_mb"][i], m["load_1m"][i]]
+             for i in range(0, len(m["at_s"]), step)],
+        ),
+        (
+            "verdicts",
+            ("check", "figure", "met"),
             [
-                f"RSS flat: end / start <= {RSS_AIM:g} ({v['rss_start_mb']:.0f} -> "
-                f"{v['rss_end_mb']:.0f} MB, {v['rss_slope_mb_per_min']:+.2f} MB/min)",
-                v["rss_end_mb"] / v["rss_start_mb"],
-                "yes" if v["rss_flat"] else "no",
+                ["errors (must be 0)", v["errors"], "yes" if v["errors"] == 0 else "no"],
+                [
+                    f"p99 steady: worst / median {result['window_s']:g} s window "
+                    f"<= {STEADY_AIM:g}",
+                    v["worst_window_p99_ms"] / v["median_window_p99_ms"],
+                    "yes" if v["p99_steady"] else "no",
+                ],
+                [
+                    f"RSS flat: end / start <= {RSS_AIM:g} ({v['rss_start_mb']:.0f} -> "
+                    f"{v['rss_end_mb']:.0f} MB, {v['rss_slope_mb_per_min']:+.2f} MB/min)",
+                    v["rss_end_mb"] / v["rss_start_mb"],
+                    "yes" if v["rss_flat"] else "no",
+                ],
             ],
-        ],
-    )
+        ),
+    ]  # fmt: skip
+
+
+def report(result: dict[str, Any], items: list[Comparison]) -> None:
+    for table in tables(result):
+        log_table(*table)
     log_table("ratio", COMPARISON_HEADER, comparison_rows(items))
 
 
@@ -279,32 +345,95 @@ def comparisons(result: dict[str, Any]) -> list[Comparison]:
     ]
 
 
-def measure(rate: float, minutes: float, workers: int, window_s: float) -> dict[str, Any]:
+STAGES = ["store", "scorer", "measured run"]
+
+
+def measure(progress: Progress, settings: Settings) -> None:
+    """The run's own Redis store, the scorer on it, then the measured minutes; each result
+    goes into progress.payload as soon as it exists."""
     import json  # noqa: PLC0415
 
-    accounts = online_accounts(ACCOUNTS)
-    bodies = [json.dumps({"account_id": a}).encode() for a in accounts.ids]
-    key, keys_env = new_api_key()
+    result = progress.payload
+    features = settings.paths.features_dir
     with ExitStack() as stack:
+        with progress.stage("store"):
+            stores = stack.enter_context(bench_stores(features, ("redis",)))
+            accounts = online_accounts(ACCOUNTS, features, [stores.stores["redis"]])
+            result["feast_project"] = stores.project
+        bodies = [json.dumps({"account_id": a}).encode() for a in accounts.ids]
+        key, keys_env = new_api_key()
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cwload-")))
-        port = free_port()
-        env = scorer_env("redis", keys_env, workdir / "scorer")
-        server = spawn("scorer", scorer_command(port, workers), env, workdir, "/readyz", port)
-        stack.callback(stop, server)
-        wait_ready(server)
-        samples, memory = asyncio.run(_load(server, key, bodies, rate, minutes * 60))
-        written_mb = sum(f.stat().st_size for f in (workdir / "scorer").rglob("*") if f.is_file())
-    rows = windows(samples, memory, window_s)
-    return {
-        "rate": rate,
-        "minutes": minutes,
-        "workers": workers,
-        "window_s": window_s,
-        "verdicts": verdicts(samples, rows, memory),
+        with progress.stage("scorer"):
+            port = free_port()
+            env = scorer_env(stores.profiles["redis"], keys_env, workdir / "scorer", settings.home)
+            command = scorer_command(port, result["workers"])
+            server = spawn("scorer", command, env, workdir, "/readyz", port)
+            stack.callback(stop, server)
+            wait_ready(server)
+        with progress.stage("measured run"):
+            run_load(server, key, bodies, progress, workdir / "scorer")
+
+
+def run_load(server: Server, key: str, bodies: list[bytes], progress: Progress, logs: Path) -> None:
+    """The measured minutes; the summary of what was answered so far is rewritten every
+    window and once more however they end."""
+    result, measured = progress.payload, Measured()
+
+    def every_window() -> None:
+        summarise(progress, measured)
+        progress.write()
+
+    seconds = result["minutes"] * 60
+    try:
+        asyncio.run(_load(server, key, bodies, result["rate"], seconds, measured, every_window))
+    finally:
+        summarise(progress, measured)
+        result["logs_written_mb"] = (
+            sum(f.stat().st_size for f in logs.rglob("*") if f.is_file()) / 2**20
+        )
+
+
+def summarise(progress: Progress, measured: Measured) -> None:
+    """Windows, memory and verdicts over the samples answered so far."""
+    result = progress.payload
+    samples = list(measured.samples)  # the event loop may append while this runs
+    if not samples or not measured.memory.rss_mb:
+        return
+    rows = windows(samples, measured.memory, result["window_s"])
+    result |= {
+        "verdicts": verdicts(samples, rows, measured.memory),
         "windows": rows,
-        "memory": asdict(memory),
-        "logs_written_mb": written_mb / 2**20,
+        "memory": asdict(measured.memory),
     }
+    progress.comparisons[:] = comparisons(result)
+
+
+def check_inputs(settings: Settings) -> None:
+    require_demo_features(settings)
+    require_champion(settings)
+    require_redis(why=" (the scorer under load reads it)")
+    require_executable(VENV_BIN / "collectwise")
+
+
+def run(args: argparse.Namespace) -> None:
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    check_inputs(settings)
+    with Progress(NAME, list(STAGES)) as progress:
+        progress.payload |= {
+            "rate": args.rate,
+            "minutes": args.minutes,
+            "workers": args.workers,
+            "window_s": args.window,
+        }
+        progress.tables = lambda: tables(progress.payload)
+        measure(progress, settings)
+        report(progress.payload, progress.comparisons)
+    errors = progress.payload.get("verdicts", {}).get("errors", 0)
+    if errors:
+        log.error("%d requests failed", errors)
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -316,14 +445,7 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     setup_logging()
     quiet_http_logs()
-    os.environ.setdefault("REDIS_CONNECTION_STRING", REDIS_URL)
-    result = measure(args.rate, args.minutes, args.workers, args.window)
-    items = comparisons(result)
-    report(result, items)
-    write_result(NAME, result, items)
-    if result["verdicts"]["errors"]:
-        log.error("%d requests failed", result["verdicts"]["errors"])
-        sys.exit(1)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

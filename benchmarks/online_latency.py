@@ -16,6 +16,15 @@ takes the median of the rounds' p50 and p99. The scorer runs with its production
 limit is lifted so the limiter never answers 429. Afterwards the handler path runs in
 process, stage by stage, and under cProfile, to show where the time goes.
 
+Inputs: the demo's feature tables (data/features) and its champion model (`make demo`
+makes both), Redis, and `feast` in the venv; each is checked first, and a missing one ends
+the run with a line saying what to run. The features are applied and materialised into
+Feast stores of the run's own project (cwbench_online_<random>: a temporary registry, a
+temporary SQLite file and the run's own Redis keys, removed afterwards), so neither the
+demo's stores nor another run on the same Redis are read or written. The JSON and tables
+are rewritten after every stage (benchmarks/results/online_latency.{json,md}), so a run
+stopped halfway leaves its figures with the unfinished stages marked.
+
     python -m benchmarks.online_latency            # 2,000 single / 300 batch requests, 3 rounds
     python -m benchmarks.online_latency --quick    # 300 / 40, 1 round
 """
@@ -37,6 +46,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
@@ -48,7 +58,6 @@ from typing import TYPE_CHECKING, Any, cast
 
 from benchmarks.common import (
     COMPARISON_HEADER,
-    REDIS_URL,
     REPO_ROOT,
     Comparison,
     comparison_rows,
@@ -56,14 +65,27 @@ from benchmarks.common import (
     profile_top,
     quiet_warnings,
     setup_logging,
-    write_result,
+    temp_feast_store,
+)
+from benchmarks.harness import (
+    BenchmarkInputError,
+    Progress,
+    Table,
+    redis_url,
+    require_champion,
+    require_demo_features,
+    require_executable,
+    require_redis,
+    run_main,
 )
 
 if TYPE_CHECKING:
     import httpx
     import numpy as np
     from fastapi import FastAPI
+    from feast import FeatureStore
 
+    from collectwise.settings import Settings
     from serving.service import Service
     from training.bundle import ScoringModel
 
@@ -73,10 +95,9 @@ NAME = "online_latency"
 BATCH = 100
 CONCURRENCY = (1, 4)
 SAMPLE_SEED = 11
-YAMLS = {
-    "sqlite": REPO_ROOT / "feature_store.yaml",
-    "redis": REPO_ROOT / "feature_store.redis.yaml",
-}
+BACKENDS = ("sqlite", "redis")
+# The run's own Feast project: its Redis keys end with it, its SQLite tables start with it.
+PROJECT_PREFIX = "cwbench_online"
 SERVICE = "collection_risk_v1"
 VENV_BIN = Path(sys.executable).parent
 START_TIMEOUT_S = 300.0
@@ -115,17 +136,89 @@ class Accounts:
         return [self.ids[i : i + BATCH] for i in range(0, len(self.ids) - BATCH + 1, BATCH)]
 
 
-def online_accounts(count: int, seed: int = SAMPLE_SEED) -> Accounts:
+def online_accounts(
+    count: int, features_dir: Path, stores: Sequence[FeatureStore], seed: int = SAMPLE_SEED
+) -> Accounts:
+    """A seeded sample of the newest snapshot's accounts, kept only where every store
+    resolves them to a customer, with the customer the store names.
+
+    The sample comes from the feature tables, but the figures come from the stores: an
+    account a store does not hold would be timed as a 404, and its customer (None) once
+    reached Feast's entity-key serialisation in the in-process stage.
+    """
     import pandas as pd  # noqa: PLC0415
 
-    from collectwise.settings import get_settings  # noqa: PLC0415
+    from ingestion.store import resolve_customers  # noqa: PLC0415
+    from serving.online import customer_key  # noqa: PLC0415
 
-    path = get_settings().paths.features_dir / "account_profile.parquet"
-    profile = pd.read_parquet(path, columns=["account_id", "customer_id", "event_timestamp"])
+    path = features_dir / "account_profile.parquet"
+    profile = pd.read_parquet(path, columns=["account_id", "event_timestamp"])
     newest = profile[profile["event_timestamp"] == profile["event_timestamp"].max()]
-    sample = newest.sample(n=min(count, len(newest)), random_state=seed)
-    ids = [str(a) for a in sample["account_id"]]
-    return Accounts(ids, dict(zip(ids, map(str, sample["customer_id"]), strict=True)))
+    sample = [
+        str(a) for a in newest.sample(n=min(count, len(newest)), random_state=seed)["account_id"]
+    ]
+    customers: dict[str, str] = {}
+    known = set(sample)
+    for store in stores:
+        found = {a: customer_key(c) for a, c in resolve_customers(store, sample).items()}
+        known &= {a for a, c in found.items() if c}
+        customers |= {a: c for a, c in found.items() if c}
+    ids = [a for a in sample if a in known]
+    if len(ids) < BATCH:
+        raise BenchmarkInputError(
+            f"the benchmark's stores resolve {len(ids)} of {len(sample)} sampled accounts "
+            f"of {features_dir}: rebuild the demo data with `make demo`"
+        )
+    if len(ids) < len(sample):
+        log.warning("%d sampled accounts have no customer online: left out", len(sample) - len(ids))
+    return Accounts(ids, {a: customers[a] for a in ids})
+
+
+# --- the run's own stores ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BenchStores:
+    """The run's own Feast stores, one per backend, all under one project of its own."""
+
+    project: str
+    profiles: dict[str, Path]  # backend -> its feature_store.yaml
+    stores: dict[str, FeatureStore]
+    sqlite_path: Path | None
+
+
+@contextmanager
+def bench_stores(features_dir: Path, backends: Sequence[str] = BACKENDS) -> Iterator[BenchStores]:
+    """The definitions applied over features_dir in temporary repos, the newest snapshot
+    materialised into each backend, under a project no other run uses; torn down (its
+    Redis keys deleted) and removed afterwards, however the run ends."""
+    from ingestion.store import features_as_of, materialize_latest  # noqa: PLC0415
+
+    project = f"{PROJECT_PREFIX}_{uuid.uuid4().hex[:8]}"
+    as_of = features_as_of(features_dir)
+    profiles: dict[str, Path] = {}
+    stores: dict[str, FeatureStore] = {}
+    with ExitStack() as stack:
+        folder = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix=f"{project}-")))
+        sqlite_path = folder / "online.db" if "sqlite" in backends else None
+        for backend in backends:
+            online = (
+                {"type": "sqlite", "path": str(sqlite_path)}
+                if backend == "sqlite"
+                else {"type": "redis", "connection_string": redis_url()}
+            )
+            scratch = stack.enter_context(temp_feast_store(features_dir, online, project))
+            log.info(
+                "materialising the snapshot of %s into %s, project %s", as_of, backend, project
+            )
+            materialize_latest(scratch.store, as_of)
+            profiles[backend], stores[backend] = scratch.profile, scratch.store
+        yield BenchStores(project, profiles, stores, sqlite_path)
+
+
+# Requests per minute for the benchmark's caller: the default 6,000 would answer 429 within
+# seconds (a batch of 100 costs 100), over HTTP and in process alike.
+NO_LIMIT = 100_000_000
 
 
 def new_api_key() -> tuple[str, str]:
@@ -133,12 +226,11 @@ def new_api_key() -> tuple[str, str]:
     from serving.auth import hash_key, new_key  # noqa: PLC0415
 
     key = new_key()
-    # rate_per_minute: the default 6,000/min would answer 429 within seconds at concurrency 4.
     entry = {
         "name": "bench",
         "sha256": hash_key(key),
         "scopes": ["score"],
-        "rate_per_minute": 100_000_000,
+        "rate_per_minute": NO_LIMIT,
     }
     return key, json.dumps([entry])
 
@@ -238,13 +330,17 @@ def scorer_command(port: int, workers: int = 1) -> list[str]:
     ]
 
 
-def scorer_env(backend: str, keys: str, workdir: Path, *, record: bool = True) -> dict[str, str]:
-    """The scorer's production defaults, logs in `workdir`, the chosen online store."""
+def scorer_env(
+    profile: Path, keys: str, workdir: Path, home: Path, *, record: bool = True
+) -> dict[str, str]:
+    """The scorer's production defaults, logs in `workdir`, the online store of `profile`
+    (the run's own), the model registry of `home` (the one the checks looked at)."""
     workdir.mkdir(parents=True, exist_ok=True)
     env = {k: v for k, v in os.environ.items() if not k.startswith("COLLECTWISE_")}
     env |= {
-        "FEAST_FS_YAML_FILE_PATH": str(YAMLS[backend]),
-        "REDIS_CONNECTION_STRING": os.environ.get("REDIS_CONNECTION_STRING", REDIS_URL),
+        "COLLECTWISE_HOME": str(home),
+        "FEAST_FS_YAML_FILE_PATH": str(profile),
+        "REDIS_CONNECTION_STRING": redis_url(),
         "COLLECTWISE_SERVING__API_KEYS": keys,
         "COLLECTWISE_SERVING__RECORD": "true" if record else "false",
         "COLLECTWISE_PATHS__AUDIT_DB": str(workdir / "audit.db"),
@@ -253,10 +349,10 @@ def scorer_env(backend: str, keys: str, workdir: Path, *, record: bool = True) -
     return env
 
 
-def peer_command(backend: str, port: int) -> list[str]:
+def peer_command(profile: Path, port: int) -> list[str]:
     # gunicorn's default --max-requests 1000 would restart the worker mid-measurement.
     return [
-        *(str(VENV_BIN / "feast"), "-f", str(YAMLS[backend]), "serve"),
+        *(str(VENV_BIN / "feast"), "-f", str(profile), "serve"),
         *("-p", str(port), "--no-access-log", "--max-requests", "0"),
     ]
 
@@ -464,7 +560,7 @@ def targets(accounts: Accounts) -> list[Target]:
         Target("hello_sync", "-", "single", "-", "hello", "/hello/sync", _encode(single), (1,)),
         Target("hello", "-", "batch", "-", "hello", "/hello/batch", _encode(_batch(batches))),
     ]
-    for backend in YAMLS:
+    for backend in BACKENDS:
         peer = f"peer_{backend}"
         out += [
             Target("peer", backend, "single", "-", peer, "/get-online-features", peer_single),
@@ -670,27 +766,25 @@ def _final_estimator(model: ScoringModel) -> Any:
 
 
 @contextmanager
-def floors(accounts: Accounts) -> Iterator[Floors]:
-    """Raw clients, the champion's booster and real model rows (read through the scorer's
-    own online path once, so the floor predicts on exactly what the scorer would)."""
+def floors(accounts: Accounts, stores: BenchStores) -> Iterator[Floors]:
+    """Raw clients of the run's own stores, the champion's booster and real model rows (read
+    through the scorer's own online path once, so the floor predicts on exactly what the
+    scorer would)."""
     import sqlite3  # noqa: PLC0415
 
     import redis  # noqa: PLC0415
 
-    from collectwise.settings import get_settings  # noqa: PLC0415
-    from ingestion.store import open_store  # noqa: PLC0415
     from training.registry import load_scoring_model  # noqa: PLC0415
 
-    store = open_store(get_settings(), YAMLS["redis"])
+    store = stores.stores["redis"]
     quiet_warnings()
     model = load_scoring_model("champion")
     rows = model_rows(store, model, accounts.ids[:BATCH])
-    sqlite_path = REPO_ROOT / "data" / "online_store.db"
-    host, _, port = os.environ.get("REDIS_CONNECTION_STRING", REDIS_URL).partition(":")
+    host, _, port = redis_url().partition(":")
     client = redis.Redis(host=host, port=int(port or 6379))
-    connection = sqlite3.connect(f"file:{sqlite_path}?mode=ro", uri=True)
+    connection = sqlite3.connect(f"file:{stores.sqlite_path}?mode=ro", uri=True)
     try:
-        yield Floors(accounts, store.project, client, connection, bare_predictor(model), rows)
+        yield Floors(accounts, stores.project, client, connection, bare_predictor(model), rows)
     finally:
         client.close()
         connection.close()
@@ -766,16 +860,19 @@ class Figures:
         return out
 
 
-def server_specs(keys: str, workdir: Path) -> dict[str, ServerSpec]:
-    """Every server of a run; ports are chosen when they are spawned."""
-    env = dict(os.environ)
-    env.setdefault("REDIS_CONNECTION_STRING", REDIS_URL)
+def server_specs(
+    keys: str, workdir: Path, stores: BenchStores, home: Path
+) -> dict[str, ServerSpec]:
+    """Every server of a run, each on the run's own stores; ports are chosen when they are
+    spawned."""
+    env = dict(os.environ) | {"REDIS_CONNECTION_STRING": redis_url()}
     specs = {"hello": ServerSpec(hello_command, env, "/healthz")}
-    for backend in YAMLS:
-        specs[f"peer_{backend}"] = ServerSpec(partial(peer_command, backend), env, "/health")
-        scorer = scorer_env(backend, keys, workdir / backend)
+    for backend, profile in stores.profiles.items():
+        specs[f"peer_{backend}"] = ServerSpec(partial(peer_command, profile), env, "/health")
+        scorer = scorer_env(profile, keys, workdir / backend, home)
         specs[f"scorer_{backend}"] = ServerSpec(scorer_command, scorer, "/readyz")
-    norecord = scorer_env("redis", keys, workdir / "norecord", record=False)
+    redis_profile = stores.profiles["redis"]
+    norecord = scorer_env(redis_profile, keys, workdir / "norecord", home, record=False)
     specs["scorer_redis_norecord"] = ServerSpec(scorer_command, norecord, "/readyz")
     return specs
 
@@ -851,14 +948,14 @@ class InlineExecutor:
 
 
 @contextmanager
-def in_process_service(backend: str) -> Iterator[Service]:
+def in_process_service(profile: Path) -> Iterator[Service]:
     """The scorer's service as its lifespan builds it (logs off: nothing to write here)."""
     from collectwise.settings import get_settings  # noqa: PLC0415
     from ingestion.store import open_store  # noqa: PLC0415
     from serving.main import build_service  # noqa: PLC0415
 
     platform = get_settings()
-    store = open_store(platform, YAMLS[backend])
+    store = open_store(platform, profile)
     quiet_warnings()
     serving = platform.serving.model_copy(update={"api_keys": "[]", "record": False})
     service = build_service(platform.model_copy(update={"serving": serving}), store)
@@ -880,8 +977,11 @@ def stage_calls(service: Service, accounts: Accounts) -> dict[str, Callable[[int
     from serving.scoring import score_rows  # noqa: PLC0415
 
     ids, batches, now = accounts.ids, accounts.batches, datetime.now(UTC)
-    online, models, caller = service.online, service.watcher.current, Caller("bench", frozenset())
-    one_rows = [r for a in ids[:200] for r in online.read([a], now, None)]
+    online, models = service.online, service.watcher.current
+    caller = Caller("bench", frozenset(), NO_LIMIT)
+    # Known rows only: an unknown account's customer is None, and no entity row is built
+    # for it (the scorer answers it 404 without reading the service).
+    one_rows = [r for a in ids[:200] for r in online.read([a], now, None) if r.known]
     many_rows = online.read(batches[0], now, None)
     plain = replace(service.options, reasons=0)
     bodies = {e: [ScoreRequest(account_id=a, explain=e) for a in ids] for e in (True, False)}
@@ -966,26 +1066,23 @@ def model_stages(service: Service, accounts: Accounts) -> dict[str, Callable[[in
     return out
 
 
-def in_process(accounts: Accounts, plan: Plan) -> dict[str, Any]:
-    """Stage timings on SQLite and Redis, and the profiles (Redis)."""
-    out: dict[str, Any] = {"stages": {}, "profiles": {}}
-    for backend in YAMLS:
-        with in_process_service(backend) as service:
-            calls = stage_calls(service, accounts)
-            if backend == "redis":
-                calls |= model_stages(service, accounts)
-            gc.collect()
-            gc.freeze()
-            stages = {}
-            for name, fn in calls.items():
-                n = plan.in_process if "batch" not in name else max(plan.in_process // 10, 20)
-                samples, cpu_ms = time_calls(fn, n, warm=min(20, n), pause_gc=False)
-                stages[name] = stats(samples) | {"cpu_ms": cpu_ms}
-            out["stages"][backend] = stages
-            log.info("in process, %s: %d stages timed", backend, len(stages))
-            if backend == "redis":
-                out["profiles"] = profiles(service, calls, plan)
-    return out
+def in_process(
+    backend: str, profile: Path, accounts: Accounts, plan: Plan
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Stage timings on one store, and (Redis) the model stages and the profiles."""
+    with in_process_service(profile) as service:
+        calls = stage_calls(service, accounts)
+        if backend == "redis":
+            calls |= model_stages(service, accounts)
+        gc.collect()
+        gc.freeze()
+        stages = {}
+        for name, fn in calls.items():
+            n = plan.in_process if "batch" not in name else max(plan.in_process // 10, 20)
+            samples, cpu_ms = time_calls(fn, n, warm=min(20, n), pause_gc=False)
+            stages[name] = stats(samples) | {"cpu_ms": cpu_ms}
+        log.info("in process, %s: %d stages timed", backend, len(stages))
+        return stages, (profiles(service, calls, plan) if backend == "redis" else {})
 
 
 def profiles(
@@ -1019,7 +1116,7 @@ def floor_figures(m: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
     """Floor = raw store + bare booster + hello, percentile by percentile; at concurrency 4
     the in-process parts are the sequential figures (only the hello is driven at 4)."""
     out = {}
-    for backend in YAMLS:
+    for backend in BACKENDS:
         for kind in ("single", "batch"):
             store = m[figure_key("floor_store", backend, kind, "-")]
             model = m[figure_key("floor_model", "-", kind, "-")]
@@ -1034,7 +1131,7 @@ def floor_figures(m: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]
 
 def aims(m: dict[str, dict[str, float]]) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
-    for backend in YAMLS:
+    for backend in BACKENDS:
         floor = m[figure_key("floor", backend, "single", "-")]["p99_ms"]
         peer = m[figure_key("peer", backend, "single", "-")]["p99_ms"]
         for variant in ("reasons", "no_reasons"):
@@ -1110,76 +1207,82 @@ def comparisons(aim_rows: list[dict[str, Any]]) -> list[Comparison]:
     return out
 
 
-def report(result: dict[str, Any], items: list[Comparison]) -> None:
+def tables(result: dict[str, Any]) -> list[Table]:
+    """The readable tables of whatever `result` holds so far (a run stopped halfway has
+    figures of its finished rounds, or only of its in-process stages)."""
+    out: list[Table] = []
+    if result.get("medians"):
+        out += figure_tables(result)
+    in_proc = result.get("in_process", {})
+    for backend, stages in in_proc.get("stages", {}).items():
+        out.append(
+            (
+                f"in process, {backend}: the handler path by stage (ms; no HTTP)",
+                ("stage", "p50 ms", "p99 ms", "mean ms", "cpu ms/call"),
+                [
+                    [k, v["p50_ms"], v["p99_ms"], v["mean_ms"], v.get("cpu_ms")]
+                    for k, v in stages.items()
+                ],
+            )
+        )
+    for name, profile in in_proc.get("profiles", {}).items():
+        out.append(
+            (
+                f"cProfile, {name} x {profile['calls']} (redis, reads inline), by cumulative time",
+                ("function", "calls", "own s", "cumulative s"),
+                [
+                    [r["function"], r["calls"], r["own_s"], r["cumulative_s"]]
+                    for r in profile["by_cumulative_time"]
+                ],
+            )
+        )
+    return out
+
+
+def figure_tables(result: dict[str, Any]) -> list[Table]:
     m = result["medians"]
     order = {"scorer": 0, "scorer_norecord": 1, "peer": 2, "floor": 3}
     keys = sorted(m, key=lambda k: (k.split("|")[2], order.get(k.split("|")[0], 4), k))
-    log_table(
-        f"online latency, ms (median of {result['rounds']} round(s))",
+    aim_rows = [
+        [a["backend"], a["variant"], a["aim"], a["real_ms"], a["reference_ms"], a["value"],
+         "yes" if a["met"] else "no"]
+        for a in result["aims"]
+    ]  # fmt: skip
+    return [
         (
-            "configuration: who store kind variant concurrency",
-            "p50 ms",
-            "p99 ms",
-            "max ms",
-            "cpu ms/req",
-            "errors",
+            f"online latency, ms (median of {result['rounds']} round(s))",
+            ("configuration: who store kind variant concurrency", "p50 ms", "p99 ms", "max ms",
+             "cpu ms/req", "errors"),
+            [
+                [k.replace("|", "  "), m[k]["p50_ms"], m[k]["p99_ms"], m[k].get("max_ms"),
+                 m[k].get("cpu_ms"), m[k].get("errors")]
+                for k in keys
+            ],
         ),
-        [
-            [
-                k.replace("|", "  "),
-                *(m[k]["p50_ms"], m[k]["p99_ms"], m[k].get("max_ms")),
-                *(m[k].get("cpu_ms"), m[k].get("errors")),
-            ]
-            for k in keys
-        ],
-    )
-    log_table(
-        "aims (concurrency 1)",
-        ("backend", "variant", "aim", "real ms", "reference ms", "value", "met"),
-        [
-            [
-                a["backend"],
-                a["variant"],
-                a["aim"],
-                a["real_ms"],
-                a["reference_ms"],
-                a["value"],
-                "yes" if a["met"] else "no",
-            ]
-            for a in result["aims"]
-        ],
-    )
+        (
+            "aims (concurrency 1)",
+            ("backend", "variant", "aim", "real ms", "reference ms", "value", "met"),
+            aim_rows,
+        ),
+        (
+            "CPU per request at concurrency 1 (hardly moved by other jobs; latency is)",
+            ("backend", "kind", "scorer, reasons", "scorer, no reasons", "feast serve", "floor"),
+            cpu_rows(m),
+        ),
+    ]  # fmt: skip
+
+
+def report(result: dict[str, Any], items: list[Comparison]) -> None:
+    for table in tables(result):
+        log_table(*table)
     log_table("ratios", COMPARISON_HEADER, comparison_rows(items))
-    log_table(
-        "CPU per request at concurrency 1 (hardly moved by other jobs; latency is)",
-        ("backend", "kind", "scorer, reasons", "scorer, no reasons", "feast serve", "floor"),
-        cpu_rows(m),
-    )
-    for backend, stages in result["in_process"].get("stages", {}).items():
-        log_table(
-            f"in process, {backend}: the handler path by stage (ms; no HTTP)",
-            ("stage", "p50 ms", "p99 ms", "mean ms", "cpu ms/call"),
-            [
-                [k, v["p50_ms"], v["p99_ms"], v["mean_ms"], v.get("cpu_ms")]
-                for k, v in stages.items()
-            ],
-        )
-    for name, profile in result["in_process"].get("profiles", {}).items():
-        log_table(
-            f"cProfile, {name} x {profile['calls']} (redis, reads inline), by cumulative time",
-            ("function", "calls", "own s", "cumulative s"),
-            [
-                [r["function"], r["calls"], r["own_s"], r["cumulative_s"]]
-                for r in profile["by_cumulative_time"]
-            ],
-        )
 
 
 def cpu_rows(m: dict[str, dict[str, float]]) -> list[list[object]]:
     """CPU ms per request: the scorer's and the peer's server processes, and the floor's
     (hello server + raw read + booster in this process)."""
     rows: list[list[object]] = []
-    for backend in YAMLS:
+    for backend in BACKENDS:
         for kind in ("single", "batch"):
             rows.append(
                 [
@@ -1199,37 +1302,76 @@ def cpu_rows(m: dict[str, dict[str, float]]) -> list[list[object]]:
     return rows
 
 
-def measure(plan: Plan, skip_in_process: bool) -> dict[str, Any]:
-    accounts = online_accounts(max(plan.single, 1000))
-    key, keys_env = new_api_key()
-    configs = targets(accounts)
-    figures = Figures()
-    loads = [os.getloadavg()]
+def stage_names(plan: Plan, skip_in_process: bool) -> list[str]:
+    in_proc = [] if skip_in_process else [f"in process, {b}" for b in BACKENDS]
+    rounds = [f"round {n}" for n in range(1, plan.rounds + 1)]
+    return ["stores", "servers", *in_proc, "floors", *rounds]
+
+
+def measure(plan: Plan, skip_in_process: bool, progress: Progress, settings: Settings) -> None:
+    """Every stage in turn, each result put into progress.payload as soon as it exists, so
+    the files written after each stage (and on the way out) hold all that was measured."""
+    result = progress.payload
+    result |= {"rounds": 0, "plan": plan.__dict__, "notes": NOTES, "in_process": {}}
+    features, home = settings.paths.features_dir, settings.home
     with ExitStack() as stack:
+        with progress.stage("stores"):
+            stores = stack.enter_context(bench_stores(features))
+            sample = max(plan.single, 1000)
+            accounts = online_accounts(sample, features, list(stores.stores.values()))
+            result |= {"feast_project": stores.project, "accounts_sampled": len(accounts.ids)}
+        key, keys_env = new_api_key()
         workdir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cwonline-")))
-        servers = start_servers(stack, server_specs(keys_env, workdir), workdir)
+        with progress.stage("servers"):
+            specs = server_specs(keys_env, workdir, stores, home)
+            servers = start_servers(stack, specs, workdir)
         # In process first: a one-thread LightGBM predict (the floor's) may leave OpenMP's
         # thread count changed for the whole process, and the stages must see the default.
-        in_proc = {} if skip_in_process else in_process(accounts, plan)
-        floor = stack.enter_context(floors(accounts))
-        gc.collect()
-        gc.freeze()
-        for number in range(1, plan.rounds + 1):
+        in_proc = result["in_process"] = {"stages": {}, "profiles": {}}
+        for backend in [] if skip_in_process else BACKENDS:
+            with progress.stage(f"in process, {backend}"):
+                stages, profile = in_process(backend, stores.profiles[backend], accounts, plan)
+                in_proc["stages"][backend] = stages
+                in_proc["profiles"] |= profile
+        with progress.stage("floors"):
+            floor = stack.enter_context(floors(accounts, stores))
+        drive_rounds(plan, floor, servers, key, targets(accounts), progress)
+
+
+def drive_rounds(
+    plan: Plan,
+    floor: Floors,
+    servers: dict[str, Server],
+    key: str,
+    configs: list[Target],
+    progress: Progress,
+) -> None:
+    result, figures = progress.payload, Figures()
+    # The same objects the rounds fill: a round stopped halfway leaves its raw figures.
+    result |= {"figures_per_round": figures.rounds, "load_average_per_round": []}
+    loads = [os.getloadavg()]
+    gc.collect()
+    gc.freeze()
+    for number in range(1, plan.rounds + 1):
+        with progress.stage(f"round {number}"):
             run_round(number, plan, floor, servers, key, configs, figures)
             loads.append(os.getloadavg())
+            summarise(result, figures, number, loads)
+            progress.comparisons[:] = comparisons(result["aims"])
+
+
+def summarise(
+    result: dict[str, Any], figures: Figures, rounds: int, loads: Sequence[Sequence[float]]
+) -> None:
+    """Medians, floors and aims over the rounds finished so far."""
     medians = figures.medians()
     medians |= floor_figures(medians)
-    return {
-        "rounds": plan.rounds,
-        "plan": plan.__dict__,
-        "accounts_sampled": len(accounts.ids),
+    result |= {
+        "rounds": rounds,
         "load_average_per_round": [[round(x, 2) for x in la] for la in loads],
-        "figures_per_round": figures.rounds,
         "medians": medians,
         "floors": {k: v for k, v in medians.items() if k.startswith("floor|")},
         "aims": aims(medians),
-        "in_process": in_proc,
-        "notes": NOTES,
     }
 
 
@@ -1252,6 +1394,28 @@ def quiet_http_logs() -> None:
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
+def check_inputs(settings: Settings) -> None:
+    """Everything the run needs, before it starts anything: demo data, a champion, Redis and
+    the executables the servers run."""
+    require_demo_features(settings)
+    require_champion(settings)
+    require_redis(why=" (half of the run measures it)")
+    for name in ("collectwise", "feast"):
+        require_executable(VENV_BIN / name)
+
+
+def run(plan: Plan, skip_in_process: bool) -> None:
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    settings = get_settings()
+    check_inputs(settings)
+    stages = stage_names(plan, skip_in_process)
+    with Progress(NAME, stages) as progress:
+        progress.tables = lambda: tables(progress.payload)
+        measure(plan, skip_in_process, progress, settings)
+        report(progress.payload, progress.comparisons)
+
+
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="fewer requests, one round")
@@ -1260,14 +1424,10 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     setup_logging()
     quiet_http_logs()
-    os.environ.setdefault("REDIS_CONNECTION_STRING", REDIS_URL)
     plan = QUICK if args.quick else FULL
     if args.rounds:
         plan = Plan(**{**plan.__dict__, "rounds": args.rounds})
-    result = measure(plan, args.no_in_process)
-    items = comparisons(result["aims"])
-    report(result, items)
-    write_result(NAME, result, items)
+    run_main(lambda: run(plan, args.no_in_process))
 
 
 if __name__ == "__main__":

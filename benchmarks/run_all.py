@@ -3,7 +3,13 @@
 Each benchmark runs in its own process, so one's memory, caches and garbage-collector
 state cannot colour the next one's figures; real path and floor still share a process
 inside each benchmark. The cached data are prepared once up front. The scorer's benchmarks
-(online_latency, load_run) come last: they use the repo's demo data and Redis, not the cache.
+(online_latency, load_run) come last: they read the repo's demo data and champion, loaded
+into Feast projects of their own (on Redis too), not the cache.
+
+What the children need is checked before anything runs: Redis, and for the scorer's
+benchmarks the demo data and a champion (`make demo`; or leave them out with --no-online).
+The summary is rewritten after every benchmark, the ones not yet run marked, so a run
+stopped halfway still leaves one.
 
     python -m benchmarks.run_all            # 100,000 accounts
     python -m benchmarks.run_all --quick    # 20,000 accounts
@@ -11,6 +17,7 @@ inside each benchmark. The cached data are prepared once up front. The scorer's 
 
 from __future__ import annotations
 
+import argparse
 import json
 import logging
 import subprocess
@@ -32,6 +39,13 @@ from benchmarks.common import (
     render_table,
     setup_logging,
 )
+from benchmarks.harness import (
+    BenchmarkInputError,
+    require_champion,
+    require_demo_features,
+    require_redis,
+    run_main,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,16 +64,24 @@ ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("online_latency", "online_latency.json", ["--quick"], []),
     ("load_run", "load_run.json", ["--minutes", "1"], []),
 )
+ONLINE_MODULES = tuple(module for module, *_ in ONLINE)
 SUMMARY_HEADER = ("benchmark", "case", "real s", "floor s", "ratio", "aim", "met")
 
 
 @dataclass
 class Outcome:
     module: str
-    exit_code: int
+    # None: not run (yet).
+    exit_code: int | None
     seconds: float
     result_file: str | None
     rows: list[list[Any]] = field(default_factory=list)
+    # False when the benchmark wrote partial results (a stage failed or did not run).
+    complete: bool | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.exit_code != 0 or self.result_file is None or self.complete is False
 
 
 def run_one(module: str, result_name: str, args: list[str]) -> Outcome:
@@ -73,8 +95,10 @@ def run_one(module: str, result_name: str, args: list[str]) -> Outcome:
     fresh = result.exists() and result.stat().st_mtime >= started_wall
     if code != 0 or not fresh:
         log.error("%s failed (exit %d) or wrote no fresh %s", module, code, result_name)
-    rows = summary_rows(json.loads(result.read_text())) if fresh else []
-    return Outcome(module, code, seconds, str(result) if fresh else None, rows)
+    document = json.loads(result.read_text()) if fresh else {}
+    rows = summary_rows(document) if fresh else []
+    complete = document.get("complete") if fresh else None
+    return Outcome(module, code, seconds, str(result) if fresh else None, rows, complete)
 
 
 def _run_child(command: list[str]) -> int:
@@ -144,35 +168,86 @@ def markdown(outcomes: list[Outcome], accounts: int) -> str:
     for outcome in outcomes:
         for row in outcome.rows:
             lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
-    lines += ["", "| module | exit | wall s |", "|---|---|---|"]
-    lines += [f"| {o.module} | {o.exit_code} | {o.seconds:.0f} |" for o in outcomes]
+    lines += ["", "| module | exit | results | wall s |", "|---|---|---|---|"]
+    lines += [f"| {o.module} | {_exit(o)} | {_results(o)} | {o.seconds:.0f} |" for o in outcomes]
     return "\n".join(lines) + "\n"
+
+
+def _exit(outcome: Outcome) -> str:
+    return "not run" if outcome.exit_code is None else str(outcome.exit_code)
+
+
+def _results(outcome: Outcome) -> str:
+    if outcome.result_file is None:
+        return "-"
+    return "partial" if outcome.complete is False else "complete"
+
+
+def check_inputs(plan_: list[tuple[str, str, list[str]]]) -> None:
+    """What the planned children need, before the first of them starts: the first run
+    would otherwise find out an hour in."""
+    from collectwise.settings import get_settings  # noqa: PLC0415
+
+    modules = {module for module, _, _ in plan_}
+    if modules & {"bench_materialize", *ONLINE_MODULES}:
+        require_redis(why=" (the materialisation and scorer benchmarks need it)")
+    if modules & set(ONLINE_MODULES):
+        settings = get_settings()
+        try:
+            require_demo_features(settings)
+            require_champion(settings)
+        except BenchmarkInputError as exc:
+            raise BenchmarkInputError(
+                f"{exc} (or leave the scorer's benchmarks out: --no-online)"
+            ) from None
+
+
+def write_summary(outcomes: list[Outcome], accounts: int, quick: bool) -> None:
+    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    summary = {
+        "accounts": accounts,
+        "quick": quick,
+        "environment": environment(),
+        "complete": not any(o.failed for o in outcomes),
+        "benchmarks": [o.__dict__ for o in outcomes],
+    }
+    (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
+    (RESULTS_DIR / "summary.md").write_text(markdown(outcomes, accounts))
+
+
+def run(args: argparse.Namespace) -> None:
+    accounts = QUICK_ACCOUNTS if args.quick else args.accounts
+    if args.quick and args.accounts != DEFAULT_ACCOUNTS:
+        log.warning("--quick overrides --accounts %s", f"{args.accounts:,}")
+    runs = [
+        r for r in plan(accounts, args.quick) if not (args.no_online and r[0] in ONLINE_MODULES)
+    ]
+    check_inputs(runs)
+    prepare_data(accounts, rebuild=args.rebuild_cache)
+    outcomes = [Outcome(module, None, 0.0, None) for module, _, _ in runs]
+    try:
+        for i, (module, result, extra) in enumerate(runs):
+            outcomes[i] = run_one(module, result, extra)
+            write_summary(outcomes, accounts, args.quick)
+    finally:
+        # Also when stopped: the benchmarks not run yet are marked so.
+        write_summary(outcomes, accounts, args.quick)
+    rows = [row for o in outcomes for row in o.rows]
+    log.info("\n%s", render_table(f"summary, {accounts:,} accounts", SUMMARY_HEADER, rows))
+    log.info("wrote %s and %s", RESULTS_DIR / "summary.json", RESULTS_DIR / "summary.md")
+    if any(o.failed for o in outcomes):
+        sys.exit(1)
 
 
 def main(argv: list[str] | None = None) -> None:
     p = parser(__doc__ or "run all benchmarks")
     p.add_argument("--quick", action="store_true", help=f"{QUICK_ACCOUNTS:,} accounts")
+    p.add_argument(
+        "--no-online", action="store_true", help="leave out the scorer's benchmarks (demo data)"
+    )
     args = p.parse_args(argv)
     setup_logging()
-    accounts = QUICK_ACCOUNTS if args.quick else args.accounts
-    if args.quick and args.accounts != DEFAULT_ACCOUNTS:
-        log.warning("--quick overrides --accounts %s", f"{args.accounts:,}")
-    prepare_data(accounts, rebuild=args.rebuild_cache)
-    outcomes = [run_one(m, r, a) for m, r, a in plan(accounts, args.quick)]
-    RESULTS_DIR.mkdir(parents=True, exist_ok=True)
-    summary = {
-        "accounts": accounts,
-        "quick": args.quick,
-        "environment": environment(),
-        "benchmarks": [o.__dict__ for o in outcomes],
-    }
-    (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (RESULTS_DIR / "summary.md").write_text(markdown(outcomes, accounts))
-    rows = [row for o in outcomes for row in o.rows]
-    log.info("\n%s", render_table(f"summary, {accounts:,} accounts", SUMMARY_HEADER, rows))
-    log.info("wrote %s and %s", RESULTS_DIR / "summary.json", RESULTS_DIR / "summary.md")
-    if any(o.exit_code != 0 or o.result_file is None for o in outcomes):
-        sys.exit(1)
+    run_main(lambda: run(args))
 
 
 if __name__ == "__main__":

@@ -15,10 +15,12 @@ from typing import Annotated
 
 import typer
 
+from collectwise.shell import new_app
+
 log = logging.getLogger("collectwise.admin")
 
-app = typer.Typer(help="The admin console (Dash) and its users.", no_args_is_help=True)
-users_app = typer.Typer(help="People who may sign in to the console.", no_args_is_help=True)
+app = new_app(help="The admin console (Dash) and its users.", no_args_is_help=True)
+users_app = new_app(help="People who may sign in to the console.", no_args_is_help=True)
 app.add_typer(users_app, name="users")
 
 RoleOpt = Annotated[str, typer.Option(help="viewer, operator or admin")]
@@ -37,11 +39,6 @@ def _read_password(password_stdin: bool) -> str:
     return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
-def _fail(exc: Exception) -> typer.Exit:
-    log.error("%s", exc)
-    return typer.Exit(code=1)
-
-
 @users_app.command("add")
 def add_user(
     name: Annotated[str, typer.Argument(help="user name")],
@@ -52,13 +49,9 @@ def add_user(
 ) -> None:
     """Add a user; the password is prompted for (or read from stdin), never an argument."""
     from admin_app.actions import ActionLog  # noqa: PLC0415
-    from admin_app.users import UserExists  # noqa: PLC0415
     from collectwise.settings import get_settings  # noqa: PLC0415
 
-    try:
-        record = _store().add(name, _read_password(password_stdin), role)
-    except (UserExists, ValueError) as exc:
-        raise _fail(exc) from exc
+    record = _store().add(name, _read_password(password_stdin), role)
     ActionLog(get_settings().paths.users_db).record(
         "cli", "user_add", "ok", record.name, f"role {record.role}"
     )
@@ -78,12 +71,8 @@ def set_role(
     name: str, role: Annotated[str, typer.Argument(help="viewer, operator, admin")]
 ) -> None:
     """Change a user's role (ends their open sessions)."""
-    from admin_app.users import UserNotFound  # noqa: PLC0415
 
-    try:
-        record = _store().set_role(name, role)
-    except (UserNotFound, ValueError) as exc:
-        raise _fail(exc) from exc
+    record = _store().set_role(name, role)
     typer.echo(f"{record.name} is now {record.role}")
 
 
@@ -93,31 +82,25 @@ def set_password(
     password_stdin: Annotated[bool, typer.Option("--password-stdin")] = False,
 ) -> None:
     """Set a new password (ends the user's open sessions)."""
-    from admin_app.users import UserNotFound  # noqa: PLC0415
 
-    try:
-        _store().set_password(name, _read_password(password_stdin))
-    except (UserNotFound, ValueError) as exc:
-        raise _fail(exc) from exc
+    _store().set_password(name, _read_password(password_stdin))
     typer.echo(f"password of {name} changed")
 
 
 @users_app.command("disable")
 def disable(name: str) -> None:
     """Disable a user (their sessions end; the record stays for the audit trail)."""
-    from admin_app.users import UserNotFound  # noqa: PLC0415
 
-    try:
-        _store().set_active(name, False)
-    except UserNotFound as exc:
-        raise _fail(exc) from exc
+    _store().set_active(name, False)
     typer.echo(f"{name} disabled")
 
 
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="interface (default from settings)")] = None,
-    port: Annotated[int | None, typer.Option(help="TCP port (default 8050)")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="TCP port (default 8050)")
+    ] = None,
 ) -> None:
     """Run the console until Ctrl-C."""
     from admin_app.app import create_app  # noqa: PLC0415
@@ -145,7 +128,7 @@ def serve(
 @app.command("ensure-demo-user")
 def ensure_demo_user(
     host: Annotated[str, typer.Option(help="host in the printed URL")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="port in the printed URL")] = 8050,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="port in the printed URL")] = 8050,
     wait: Annotated[float, typer.Option(min=0, help="seconds to wait for the console")] = 0.0,
 ) -> None:
     """Create user `demo` (admin) with a random password kept in .run/admin-demo.txt."""

@@ -16,11 +16,14 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
+from collectwise.errors import InvalidInputError
+from collectwise.shell import new_app
+
+app = new_app(
     help="Alert rules, alerts (list, acknowledge, resolve), pipeline runs and health.",
     no_args_is_help=True,
 )
-rules_app = typer.Typer(help="List, add, change, enable, disable and delete alert rules.")
+rules_app = new_app(help="List, add, change, enable, disable and delete alert rules.")
 app.add_typer(rules_app, name="rules", no_args_is_help=True)
 log = logging.getLogger("collectwise.alerts")
 
@@ -31,20 +34,15 @@ NameArg = Annotated[str, typer.Argument(help="the rule's name")]
 
 @contextmanager
 def _store() -> Iterator[Any]:
-    """The configured store; domain errors become one line and exit code 1."""
+    """The configured store, disposed of afterwards."""
     from collectwise.settings import get_settings  # noqa: PLC0415
     from monitoring.store import MonitoringStore  # noqa: PLC0415
 
-    store = None
+    store = MonitoringStore(get_settings().monitoring.database_url)
     try:
-        store = MonitoringStore(get_settings().monitoring.database_url)
         yield store
-    except (ValueError, LookupError) as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        raise typer.Exit(code=1) from exc
     finally:
-        if store is not None:
-            store.dispose()
+        store.dispose()
 
 
 def _who(who: str | None) -> str:
@@ -52,10 +50,12 @@ def _who(who: str | None) -> str:
 
 
 def _threshold(text: str) -> float:
+    from monitoring.alerts import RuleFieldError  # noqa: PLC0415
+
     try:
         return float(text)
     except ValueError as exc:
-        raise ValueError(f"rule field 'threshold': {text!r} is not a number") from exc
+        raise RuleFieldError(f"rule field 'threshold': {text!r} is not a number") from exc
 
 
 def _rule_line(rule: Any) -> str:
@@ -140,7 +140,7 @@ def update_rule(
         if threshold is not None:
             changes["threshold"] = _threshold(threshold)
         if not changes:
-            raise ValueError("nothing to change: give at least one option")
+            raise InvalidInputError("nothing to change: give at least one option")
         typer.echo(_rule_line(store.update_rule(name, _who(who), **changes)))
 
 

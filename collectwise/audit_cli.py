@@ -16,12 +16,13 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from collectwise.shell import new_app
 from serving.audit import AuditLog, AuditRow
 
 if TYPE_CHECKING:
     from training.bundle import ScoringModel
 
-app = typer.Typer(
+app = new_app(
     help="Verify the scorer's hash-chained audit log and replay logged scores.",
     no_args_is_help=True,
 )
@@ -92,16 +93,12 @@ def replay(
 def _model(cache: dict[tuple[str, int], ScoringModel], name: str, version: int) -> ScoringModel:
     """The registered version a row names, loaded once per replay."""
     from collectwise.settings import get_settings  # noqa: PLC0415
-    from training.registry import RegistryError, load_version  # noqa: PLC0415
+    from training.registry import load_version  # noqa: PLC0415
 
     if (name, version) not in cache:
         # The row's model name, not today's default: a profile may register under another.
         settings = get_settings().mlflow.model_copy(update={"registered_model_name": name})
-        try:
-            cache[name, version] = load_version(version, settings=settings).model
-        except RegistryError as exc:
-            log.error("%s: %s", type(exc).__name__, exc)
-            raise typer.Exit(code=1) from exc
+        cache[name, version] = load_version(version, settings=settings).model
     return cache[name, version]
 
 

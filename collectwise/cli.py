@@ -11,8 +11,7 @@ import json
 import logging
 import sys
 import warnings
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, is_dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -27,6 +26,7 @@ from collectwise.models_cli import app as models_app
 from collectwise.monitor_cli import app as monitor_app
 from collectwise.serve_cli import demo_request, keys_app, serve
 from collectwise.settings import get_settings
+from collectwise.shell import new_app
 from collectwise.train_cli import app as train_app
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 
     from training.bundle import ScoringModel
 
-app = typer.Typer(
+app = new_app(
     name="collectwise",
     help="Collectwise: debt-collection risk on a Feast feature store.",
     no_args_is_help=True,
@@ -75,16 +75,6 @@ def main_callback(
     _configure_logging(log_level or get_settings().log_level)
 
 
-@contextmanager
-def _clear_errors(*errors: type[BaseException]) -> Iterator[None]:
-    """Turn a domain error into one clear line and exit code 1, without a traceback."""
-    try:
-        yield
-    except errors as exc:
-        log.error("%s: %s", type(exc).__name__, exc)
-        raise typer.Exit(code=1) from exc
-
-
 def _summary(title: str, summary: Any) -> None:
     data = asdict(summary) if is_dataclass(summary) and not isinstance(summary, type) else summary
     log.info("%s: %s", title, json.dumps(data, default=str))
@@ -108,26 +98,22 @@ def generate(
     from ingestion.synthetic import (  # noqa: PLC0415
         DEFAULT_DRIFT_MONTHS,
         SyntheticConfig,
-        SyntheticConfigError,
         month_start,
     )
     from ingestion.synthetic import generate as run  # noqa: PLC0415
 
     if scenario not in ("none", "income_shock", "channel_shift"):
         raise typer.BadParameter(f"unknown scenario '{scenario}'", param_hint="--scenario")
-    with _clear_errors(SyntheticConfigError):
-        config = SyntheticConfig(
-            accounts=accounts,
-            months=months,
-            seed=seed,
-            start=month_start(start),
-            default_rate=default_rate,
-            scenario=scenario,  # type: ignore[arg-type]
-            # The default window shrinks to a short run; a window asked for is checked.
-            drift_months=min(DEFAULT_DRIFT_MONTHS, months)
-            if drift_months is None
-            else drift_months,
-        )
+    config = SyntheticConfig(
+        accounts=accounts,
+        months=months,
+        seed=seed,
+        start=month_start(start),
+        default_rate=default_rate,
+        scenario=scenario,  # type: ignore[arg-type]
+        # The default window shrinks to a short run; a window asked for is checked.
+        drift_months=min(DEFAULT_DRIFT_MONTHS, months) if drift_months is None else drift_months,
+    )
     _summary("generated", run(config, out or get_settings().paths.raw_dir))
 
 
@@ -142,17 +128,16 @@ def validate(
     max_bad_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
 ) -> None:
     """Check raw tables against the contract; quarantine bad rows; write a quality report."""
-    from ingestion.validate import ValidationFailed, validate_raw  # noqa: PLC0415
+    from ingestion.validate import validate_raw  # noqa: PLC0415
 
     s = get_settings()
-    with _clear_errors(ValidationFailed, FileNotFoundError):
-        summary = validate_raw(
-            raw or s.paths.raw_dir,
-            out or s.paths.validated_dir,
-            quarantine or s.paths.quarantine_dir,
-            reports,
-            max_bad_share=max_bad_share,
-        )
+    summary = validate_raw(
+        raw or s.paths.raw_dir,
+        out or s.paths.validated_dir,
+        quarantine or s.paths.quarantine_dir,
+        reports,
+        max_bad_share=max_bad_share,
+    )
     _summary("validated", summary)
 
 
@@ -165,11 +150,9 @@ def ingest_uci(
     ),
 ) -> None:
     """Map a UCI "default of credit card clients" file onto the raw contract."""
-    from ingestion.uci import UciFormatError  # noqa: PLC0415
     from ingestion.uci import ingest_uci as run  # noqa: PLC0415
 
-    with _clear_errors(UciFormatError):
-        summary = run(csv, out, quarantine)
+    summary = run(csv, out, quarantine)
     _summary("ingested", summary)
 
 
@@ -180,12 +163,10 @@ def build_features(
     label_grace_days: Annotated[int, typer.Option(min=0, help="late-recording grace")] = 21,
 ) -> None:
     """Compute the feature tables and matured labels from validated raw tables."""
-    from ingestion.features import FeatureBuildError  # noqa: PLC0415
     from ingestion.features import build_features as run  # noqa: PLC0415
 
     s = get_settings()
-    with _clear_errors(FeatureBuildError):
-        summary = run(raw or s.paths.validated_dir, out or s.paths.features_dir, label_grace_days)
+    summary = run(raw or s.paths.validated_dir, out or s.paths.features_dir, label_grace_days)
     _summary("features built", summary)
 
 
@@ -211,10 +192,11 @@ def init(
 @app.command()
 def apply(features: PathOpt = None) -> None:
     """Register the feature definitions with Feast (as `feast apply` from the repo root)."""
-    from ingestion.store import apply_definitions, open_store  # noqa: PLC0415
+    from ingestion.store import apply_definitions, features_as_of, open_store  # noqa: PLC0415
 
     s = get_settings()
     features_dir = features or s.paths.features_dir
+    features_as_of(features_dir)  # refuses a folder without built feature tables
     count = apply_definitions(open_store(s), features_dir)
     _summary(
         "applied", {"objects": count, "features": features_dir, "profile": s.feature_store_yaml}
@@ -227,8 +209,7 @@ def materialize(features: PathOpt = None) -> None:
     from ingestion.store import features_as_of, materialize_latest, open_store  # noqa: PLC0415
 
     s = get_settings()
-    with _clear_errors(FileNotFoundError):
-        as_of = features_as_of(features or s.paths.features_dir)
+    as_of = features_as_of(features or s.paths.features_dir)
     store = open_store(s)
     start, end = materialize_latest(store, as_of)
     _summary("materialised", {"start": start, "end": end, "profile": s.feature_store_yaml.name})
@@ -329,28 +310,23 @@ def score_batch(
     id the scorer would refuse is marked "invalid account id" and not looked up; an id the
     online store does not know is marked "no features for this account".
     """
-    from ingestion.uci import UciFormatError  # noqa: PLC0415
     from training.batch import (  # noqa: PLC0415
-        BatchInputError,
-        BatchOutputError,
         check_output,
         read_batch_input,
     )
 
     # Files first: a bad one is refused in seconds, before MLflow and Feast load.
-    with _clear_errors(BatchOutputError, BatchInputError, UciFormatError):
-        check_output(out, source=in_file)
-        batch = read_batch_input(in_file)
+    check_output(out, source=in_file)
+    batch = read_batch_input(in_file)
     from training.batch import score_uci_file, write_scores  # noqa: PLC0415
-    from training.registry import RegistryError, load_scoring_model  # noqa: PLC0415
+    from training.registry import load_scoring_model  # noqa: PLC0415
 
-    with _clear_errors(RegistryError, BatchInputError, UciFormatError, BatchOutputError):
-        model = load_scoring_model(model_version)
-        if batch.kind == "uci":
-            scores = score_uci_file(in_file, model)
-        else:
-            scores = _score_id_file(in_file, model, batch.account_ids)
-        write_scores(scores, out)
+    model = load_scoring_model(model_version)
+    if batch.kind == "uci":
+        scores = score_uci_file(in_file, model)
+    else:
+        scores = _score_id_file(in_file, model, batch.account_ids)
+    write_scores(scores, out)
     counts = scores["band"].value_counts().to_dict()
     log.info("scored %d accounts with %s -> %s; bands %s", len(scores), model_version, out, counts)
 

@@ -9,8 +9,9 @@ import typer
 import yaml
 
 from collectwise.settings import get_settings, masked
+from collectwise.shell import new_app
 
-app = typer.Typer(help="The platform's settings.", no_args_is_help=True)
+app = new_app(help="The platform's settings.", no_args_is_help=True)
 log = logging.getLogger("collectwise.config")
 
 

@@ -14,17 +14,12 @@ from typing import Annotated, Any
 
 import typer
 
-app = typer.Typer(
-    help="List, inspect, promote and roll back registered models.", no_args_is_help=True
-)
+from collectwise.shell import new_app
+
+app = new_app(help="List, inspect, promote and roll back registered models.", no_args_is_help=True)
 log = logging.getLogger("collectwise.models")
 
 WhoOpt = Annotated[str | None, typer.Option(help="who decided (default: the OS user)")]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    log.error("%s: %s", type(exc).__name__, exc)
-    return typer.Exit(code=1)
 
 
 def _live_fingerprint() -> Callable[[str], str] | None:
@@ -80,13 +75,9 @@ def list_models(as_json: Annotated[bool, typer.Option("--json")] = False) -> Non
 @app.command()
 def show(version: Annotated[str, typer.Argument(help="a version (3, v3) or an alias")]) -> None:
     """The ModelMetadata of one version, as JSON."""
-    from training.registry import RegistryError  # noqa: PLC0415
     from training.registry import show as show_version  # noqa: PLC0415
 
-    try:
-        meta = show_version(version)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    meta = show_version(version)
     typer.echo(json.dumps(meta.to_dict(), indent=2, default=str))
 
 
@@ -103,21 +94,17 @@ def promote(
     on other feature definitions is refused; one replacing a champion the scorer would
     refuse for that reason is promoted.
     """
-    from training.registry import RegistryError  # noqa: PLC0415
     from training.registry import promote as promote_version  # noqa: PLC0415
 
     if force and not why:
         raise typer.BadParameter("a forced promotion needs --why", param_hint="--why")
-    try:
-        meta = promote_version(
-            version,
-            force=force,
-            who=who or (getpass.getuser() if force else None),
-            why=why,
-            live_fingerprint=_live_fingerprint(),
-        )
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    meta = promote_version(
+        version,
+        force=force,
+        who=who or (getpass.getuser() if force else None),
+        why=why,
+        live_fingerprint=_live_fingerprint(),
+    )
     log.info("v%s is now champion (test AUC %s)", meta.version, meta.test_auc)
 
 
@@ -127,13 +114,9 @@ def rollback(
     who: WhoOpt = None,
 ) -> None:
     """Restore the previous champion."""
-    from training.registry import RegistryError  # noqa: PLC0415
     from training.registry import rollback as rollback_champion  # noqa: PLC0415
 
-    try:
-        meta = rollback_champion(who or getpass.getuser(), why)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    meta = rollback_champion(who or getpass.getuser(), why)
     log.info("rolled back: v%s is champion again", meta.version)
 
 
@@ -143,14 +126,11 @@ def card(
     out: Annotated[Path | None, typer.Option(help="HTML file")] = None,
 ) -> None:
     """Write the model card of a version as HTML."""
-    from training.registry import RegistryError, card_for_version  # noqa: PLC0415
+    from training.registry import card_for_version  # noqa: PLC0415
 
     target = out or Path("reports") / f"model_card_{version}.html"
     target.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        path = card_for_version(version, target)
-    except RegistryError as exc:
-        raise _fail(exc) from exc
+    path = card_for_version(version, target)
     log.info("model card written to %s", path)
 
 

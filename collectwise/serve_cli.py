@@ -12,9 +12,11 @@ from typing import Annotated
 
 import typer
 
+from collectwise.shell import new_app
+
 log = logging.getLogger("collectwise")
 
-keys_app = typer.Typer(help="API keys for the scorer: only their hashes are configured.")
+keys_app = new_app(help="API keys for the scorer: only their hashes are configured.")
 KEYS_ENV = "COLLECTWISE_SERVING__API_KEYS"
 # The name before the settings had sections: its line is carried over to KEYS_ENV.
 LEGACY_KEYS_ENV = "COLLECTWISE_API_KEYS"
@@ -22,7 +24,7 @@ LEGACY_KEYS_ENV = "COLLECTWISE_API_KEYS"
 
 def serve(
     host: Annotated[str, typer.Option(help="interface to bind")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="TCP port")] = 8000,
     workers: Annotated[int, typer.Option(min=1, help="uvicorn worker processes")] = 1,
 ) -> None:
     """Run the scoring API (FastAPI under uvicorn); Ctrl-C stops it."""
@@ -63,14 +65,17 @@ def new_key(
     ] = None,
 ) -> None:
     """Make a key; print it once with the configuration entry holding only its hash."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
     from collectwise.settings import ApiKeyEntry  # noqa: PLC0415
     from serving.auth import hash_key, new_key  # noqa: PLC0415
 
     key = new_key()
     try:
         entry = ApiKeyEntry(name=name, sha256=hash_key(key), scopes=scopes.split(","))  # type: ignore[arg-type]
-    except ValueError as exc:
-        log.error("invalid key entry: %s", exc)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        log.error("invalid key entry: %s", problems)
         raise typer.Exit(1) from exc
     if env_file is not None:
         _add_to_env_file(env_file, entry.model_dump())
@@ -98,7 +103,7 @@ def _add_to_env_file(path: Path, entry: dict[str, object]) -> None:
 
 
 def demo_request(
-    port: Annotated[int, typer.Option(help="the scorer's port")] = 8000,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="the scorer's port")] = 8000,
     key_file: Annotated[Path, typer.Option(help="file holding a score key")] = Path(
         ".run/demo.key"
     ),

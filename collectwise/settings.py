@@ -14,7 +14,8 @@ Sections: paths, feast, mlflow (tracking and the model registry), serving, monit
 jobs, alerting and retraining) and admin (the console). `collectwise config show` prints
 the effective values with secrets masked.
 
-This module is the bottom of the import graph: it imports nothing of ours.
+This module is the bottom of the import graph with collectwise.errors, the only module of ours
+it imports.
 """
 
 from __future__ import annotations
@@ -31,8 +32,17 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from dotenv import dotenv_values
-from pydantic import BaseModel, Field, SecretStr, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from collectwise.errors import InvalidInputError
 
 log = logging.getLogger(__name__)
 
@@ -534,7 +544,24 @@ def load_settings(**overrides: Any) -> Settings:
     """
     home = Path(overrides.get("home") or os.environ.get(HOME_ENV) or Path.cwd())
     _warn_unknown(home / ".env")
-    return Settings(_env_file=home / ".env", **overrides)  # type: ignore[call-arg]
+    try:
+        return Settings(_env_file=home / ".env", **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        raise SettingsError(_one_line(exc)) from None
+
+
+class SettingsError(InvalidInputError):
+    """A setting that does not validate: the message names each variable and its problem."""
+
+
+def _one_line(error: ValidationError) -> str:
+    # COLLECTWISE_SERVING__MAX_BATCH: ... rather than pydantic's multi-line report, and never
+    # the value itself, which may be a secret.
+    problems = [
+        "COLLECTWISE_" + "__".join(str(part).upper() for part in e["loc"]) + f": {e['msg']}"
+        for e in error.errors()
+    ]
+    return "invalid settings: " + "; ".join(problems)
 
 
 @lru_cache(maxsize=1)

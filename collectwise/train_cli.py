@@ -15,10 +15,9 @@ import typer
 import yaml
 
 from collectwise.settings import get_settings
+from collectwise.shell import new_app
 
-app = typer.Typer(
-    help="Build training sets, fit, evaluate and register models.", no_args_is_help=True
-)
+app = new_app(help="Build training sets, fit, evaluate and register models.", no_args_is_help=True)
 log = logging.getLogger("collectwise.train")
 
 DATASET = Path("data/training")
@@ -27,6 +26,12 @@ REPORT = Path("reports/evaluation")
 STUDY = Path("data/optuna/studies.db")
 
 ParamsOpt = Annotated[Path, typer.Option(help="params.yaml with a `train` section")]
+# Inputs that must exist: a missing one is a usage error naming the option, before any work.
+DatasetIn = Annotated[
+    Path, typer.Option(exists=True, file_okay=False, help="training set directory")
+]
+ModelIn = Annotated[Path, typer.Option(exists=True, file_okay=False, help="model directory")]
+ReportIn = Annotated[Path, typer.Option(exists=True, file_okay=False, help="report directory")]
 
 
 def _params(path: Path) -> Any:
@@ -45,22 +50,18 @@ def build_dataset(
 ) -> None:
     """Point-in-time training set from Feast over collection_risk_v1, matured labels only."""
     from ingestion.store import open_store  # noqa: PLC0415
-    from training.dataset import DatasetBuildError, build_training_set  # noqa: PLC0415
+    from training.dataset import build_training_set  # noqa: PLC0415
 
     s = get_settings()
     store = open_store(s)
     oracle_dir = oracle or s.paths.raw_dir / "_oracle"
-    try:
-        summary = build_training_set(
-            store,
-            features or s.paths.features_dir,
-            raw or s.paths.validated_dir,
-            out,
-            oracle_dir=oracle_dir if oracle_dir.exists() else None,
-        )
-    except DatasetBuildError as exc:
-        log.error("DatasetBuildError: %s", exc)
-        raise typer.Exit(code=1) from exc
+    summary = build_training_set(
+        store,
+        features or s.paths.features_dir,
+        raw or s.paths.validated_dir,
+        out,
+        oracle_dir=oracle_dir if oracle_dir.exists() else None,
+    )
     log.info(
         "training set: %d rows, %d positives, fingerprint %s",
         summary.rows,
@@ -71,7 +72,7 @@ def build_dataset(
 
 @app.command()
 def fit(
-    dataset: Annotated[Path, typer.Option()] = DATASET,
+    dataset: DatasetIn = DATASET,
     out: Annotated[Path, typer.Option(help="model directory")] = MODEL,
     study: Annotated[Path, typer.Option(help="Optuna SQLite storage")] = STUDY,
     params: ParamsOpt = Path("params.yaml"),
@@ -88,8 +89,8 @@ def fit(
 
 @app.command()
 def evaluate(
-    dataset: Annotated[Path, typer.Option()] = DATASET,
-    model: Annotated[Path, typer.Option(help="model directory")] = MODEL,
+    dataset: DatasetIn = DATASET,
+    model: ModelIn = MODEL,
     out: Annotated[Path, typer.Option(help="report directory")] = REPORT,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
@@ -101,8 +102,8 @@ def evaluate(
 
 @app.command()
 def register(
-    model: Annotated[Path, typer.Option(help="model directory")] = MODEL,
-    report: Annotated[Path, typer.Option(help="report directory")] = REPORT,
+    model: ModelIn = MODEL,
+    report: ReportIn = REPORT,
     out: Annotated[Path, typer.Option(help="where to record the registered version")] = Path(
         "reports/registered.json"
     ),
@@ -119,7 +120,7 @@ def register(
 
 @app.command("shuffled-check")
 def shuffled_check(
-    dataset: Annotated[Path, typer.Option()] = DATASET,
+    dataset: DatasetIn = DATASET,
     params: ParamsOpt = Path("params.yaml"),
 ) -> None:
     """Leakage check: the model on permuted labels must have AUC near 0.5."""

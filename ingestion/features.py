@@ -20,6 +20,7 @@ from pathlib import Path
 
 import duckdb
 
+from collectwise.errors import InvalidInputError
 from feature_repo import transformations as tx
 from ingestion.contract import OPTIONAL_TABLES, REQUIRED_TABLES
 from ingestion.rawio import has_table, swap_dir, table_glob
@@ -36,7 +37,7 @@ _SORT_KEYS = {
 }
 
 
-class FeatureBuildError(RuntimeError):
+class FeatureBuildError(InvalidInputError, RuntimeError):
     """The feature build cannot run on these inputs (the message says why)."""
 
 

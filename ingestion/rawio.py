@@ -11,12 +11,13 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collectwise.errors import InvalidInputError
 from ingestion.contract import TABLES_BY_NAME, Table
 
 log = logging.getLogger(__name__)
 
 
-class RawTableMissingError(FileNotFoundError):
+class RawTableMissingError(InvalidInputError, FileNotFoundError):
     """A required raw table has no parquet parts under the raw directory."""
 
 

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from feature_repo.services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
 from ingestion.snapshot_marker import mark_complete, mark_pending
@@ -34,12 +35,22 @@ ONLINE_VIEWS = (
 )
 
 
+class FeaturesMissingError(InvalidInputError, FileNotFoundError):
+    """No feature tables or Feast profile where they were expected; the message says what to
+    run."""
+
+
 def open_store(settings: Settings, feature_store_yaml: Path | None = None) -> FeatureStore:
     """The Feast store of the settings' profile (or of another yaml), rooted at the home:
     the yaml's relative paths (registry, SQLite file) are read from there."""
     from feast import FeatureStore  # noqa: PLC0415
 
     yaml = feature_store_yaml or settings.feature_store_yaml
+    if not Path(yaml).is_file():
+        raise FeaturesMissingError(
+            f"no Feast profile at {yaml}: run `collectwise init` in the project home, or "
+            "choose one with FEAST_FS_YAML_FILE_PATH"
+        )
     return FeatureStore(repo_path=str(settings.home), fs_yaml_file=Path(yaml))
 
 
@@ -69,7 +80,7 @@ def features_as_of(features_dir: Path) -> datetime:
     """The snapshot time of the newest feature rows, from the builder's manifest."""
     manifest = Path(features_dir) / "_manifest.json"
     if not manifest.exists():
-        raise FileNotFoundError(f"{manifest} not found: run `collectwise build-features` first")
+        raise FeaturesMissingError(f"{manifest} not found: run `collectwise build-features` first")
     return datetime.fromisoformat(json.loads(manifest.read_text())["as_of"]).astimezone(UTC)
 
 

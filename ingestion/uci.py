@@ -77,6 +77,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from collectwise.errors import InvalidInputError
 from ingestion import rawio
 from ingestion.contract import (
     ACCOUNTS,
@@ -143,7 +144,7 @@ MANIFEST_FILE: Final = "_manifest.json"
 CITATION: Final = "Yeh & Lien (2009); UCI ML Repository, DOI 10.24432/C55S3H; CC BY 4.0"
 
 
-class UciFormatError(ValueError):
+class UciFormatError(InvalidInputError, ValueError):
     """The file is not in the UCI format, or too damaged to trust."""
 
 

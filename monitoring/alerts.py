@@ -27,10 +27,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    from monitoring.store import MonitoringStore
+from collectwise.errors import InvalidInputError
 
 SEVERITIES = ("info", "warning", "critical")
 SEVERITY_RANK = {name: rank for rank, name in enumerate(SEVERITIES)}
@@ -212,8 +211,12 @@ def condition_key(rule_name: str, metric: str) -> str:
     return f"{rule_name}:{metric}"
 
 
-def _field_error(field: str, message: str) -> ValueError:
-    return ValueError(f"rule field '{field}': {message}")
+class RuleFieldError(InvalidInputError, ValueError):
+    """A rule field that cannot be stored or evaluated; the message names the field."""
+
+
+def _field_error(field: str, message: str) -> RuleFieldError:
+    return RuleFieldError(f"rule field '{field}': {message}")
 
 
 def parse_window(text: str | None) -> Window | None:
@@ -311,8 +314,25 @@ def evaluated_conditions(rules: Iterable[Rule], metrics: Mapping[str, float]) ->
     }
 
 
+class AlertWriter(Protocol):
+    """What apply_firings needs of a store (monitoring.store.MonitoringStore is one); a
+    protocol, so this module stays free of the store, which imports it."""
+
+    def live_alerts(self) -> dict[str, Alert]: ...
+
+    def touch_alert(self, alert_id: int, value: float, at: datetime) -> None: ...
+
+    def open_alert(
+        self, firing: Firing, at: datetime, *, job: str | None = None
+    ) -> Alert | None: ...
+
+    def resolve(
+        self, alert_id: int, who: str, note: str | None = None, *, at: datetime | None = None
+    ) -> Alert: ...
+
+
 def apply_firings(
-    store: MonitoringStore,
+    store: AlertWriter,
     rule_set: Iterable[Rule],
     firings: Sequence[Firing],
     evaluated_metrics: Mapping[str, float],

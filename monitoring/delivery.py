@@ -30,6 +30,7 @@ from tenacity import (
     wait_exponential,
 )
 
+from collectwise.errors import UnavailableError
 from collectwise.settings import MonitoringSettings
 from monitoring.alerts import SEVERITY_RANK, Alert
 
@@ -50,7 +51,7 @@ class WebhookError(RuntimeError):
         self.status = status
 
 
-class WebhookFailed(RuntimeError):  # noqa: N818
+class WebhookFailed(UnavailableError, RuntimeError):  # noqa: N818
     """Every attempt failed (or one that is not worth repeating); `attempts` says how many."""
 
     def __init__(self, attempts: int, cause: BaseException) -> None:

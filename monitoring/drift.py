@@ -31,7 +31,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion import retrieval
 from monitoring.results import JobResult
 from monitoring.served import stamp
 from training.matrix import HISTORY_LENGTH, expand_arrays
@@ -51,7 +53,7 @@ _NUMERIC_DTYPES = {"Float32", "Float64", "Int32", "Int64", "Bool"}
 _ARRAY_DTYPES = {"Array(Float32)", "Array(Float64)", "Array(Int32)", "Array(Int64)"}
 
 
-class DriftInputError(ValueError):
+class DriftInputError(InvalidInputError, ValueError):
     """The frames cannot be compared (empty window, nothing in common); the message says why."""
 
 
@@ -481,22 +483,14 @@ def batch_current(
     """Features of a population as of a moment, built as training builds them, and scored.
 
     Entity rows carry as_of as event and scoring time and no reported income, and Feast
-    reads with filter_by_created_timestamp (training.dataset.entity_rows / retrieve_features).
+    reads with filter_by_created_timestamp (ingestion.retrieval, as training reads); rows
+    keep the population's order.
     """
     from training.batch import score_vectors  # noqa: PLC0415
 
     if population.empty:
         raise DriftInputError(f"no account had a feature snapshot at or before {as_of}")
-    entities = population.loc[:, ["account_id", "customer_id"]].copy()
-    entities["event_timestamp"] = pd.Timestamp(as_of)
-    entities["scoring_time"] = pd.Timestamp(as_of)
-    entities["reported_monthly_income"] = 0.0
-    frame = store.get_historical_features(
-        entity_df=entities,
-        features=store.get_feature_service(service_name),
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    ).to_df()
-    frame = frame.reset_index(drop=True)
+    entities = retrieval.entity_rows(population["account_id"], population["customer_id"], as_of)
+    frame = retrieval.point_in_time_vectors(store, entities, service_name)
     frame[SCORE_COLUMN] = score_vectors(model, frame)["probability"].to_numpy()
     return frame

@@ -50,10 +50,12 @@ def fairness_report(
             "scoring; choose an earlier --end"
         )
     if not math.isfinite(threshold):
-        raise ValueError(f"the model's threshold is {threshold}: cannot tell who was selected")
+        raise PerformanceInputError(
+            f"the model's threshold is {threshold}: cannot tell who was selected"
+        )
     missing = [a for a in attributes if f"{PROTECTED_PREFIX}{a}" not in matured.columns]
     if missing:
-        raise ValueError(f"no protected attribute column for {missing}")
+        raise PerformanceInputError(f"no protected attribute column for {missing}")
     groups = {a: matured[f"{PROTECTED_PREFIX}{a}"] for a in attributes}
     result = fairness_table(
         matured[LABEL].astype(int),

@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import brier_score_loss
 
+from collectwise.errors import InvalidInputError
 from feature_repo.transformations import DEFAULT_LABEL_GRACE_DAYS, LABEL_WINDOW_DAYS
 from monitoring.results import JobResult
 from monitoring.served import as_utc, stamp
@@ -41,7 +42,7 @@ MATURED, NOT_MATURED, NO_LABEL = "matured", "not matured", "no label"
 TEST_METRICS = {"auc": "test_roc_auc", "f1": "test_f1", "brier": "test_brier"}
 
 
-class PerformanceInputError(ValueError):
+class PerformanceInputError(InvalidInputError, ValueError):
     """Nothing to measure (no scores, no matured outcomes); the message says why."""
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from ingestion.features import connect
 
 log = logging.getLogger(__name__)
@@ -26,7 +27,7 @@ _WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
-class WindowError(ValueError):
+class WindowError(InvalidInputError, ValueError):
     """A window or a moment on the command line cannot be read."""
 
 

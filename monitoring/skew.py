@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion import retrieval
 from monitoring.results import JobResult
 from monitoring.served import TS_PREFIX, stamp
 
@@ -46,7 +48,7 @@ ROW_KEY = "replay_row"
 EXAMPLES_PER_FEATURE = 5
 
 
-class SkewInputError(ValueError):
+class SkewInputError(InvalidInputError, ValueError):
     """Nothing to replay, or the replay came back incomplete; the message says why."""
 
 
@@ -108,24 +110,18 @@ def replay_time(served: pd.DataFrame) -> pd.Series:
 
 
 def entity_rows(served: pd.DataFrame) -> pd.DataFrame:
-    """Entity rows plus request data for get_historical_features, keyed by ROW_KEY."""
-    income = served.get("reported_monthly_income", pd.Series(0.0, index=served.index))
-    rows = pd.DataFrame(
-        {
-            ROW_KEY: np.arange(len(served)),
-            "account_id": served["account_id"].astype(str).to_numpy(),
-            # An account unknown online has no customer; "" matches no customer row offline,
-            # exactly as the scorer's lookup did.
-            "customer_id": served["customer_id"].fillna("").astype(str).to_numpy(),
-            "event_timestamp": replay_time(served).to_numpy(),
-            "scoring_time": pd.to_datetime(served["scoring_time"], utc=True).to_numpy(),
-            # Serving reads "not supplied" as 0 (feature_repo.request_features).
-            "reported_monthly_income": pd.to_numeric(income, errors="coerce").fillna(0.0),
-        }
+    """Entity rows plus the request data the scorer logged, keyed by ROW_KEY."""
+    return retrieval.entity_rows(
+        served["account_id"].astype(str),
+        # An account unknown online has no customer; "" matches no customer row offline,
+        # exactly as the scorer's lookup did.
+        served["customer_id"].fillna("").astype(str),
+        # Through numpy, as the replay always built them: nanosecond UTC whatever was logged.
+        replay_time(served).to_numpy(),
+        pd.to_datetime(served["scoring_time"], utc=True).to_numpy(),
+        served.get("reported_monthly_income"),
+        extra={ROW_KEY: np.arange(len(served))},
     )
-    rows["event_timestamp"] = pd.to_datetime(rows["event_timestamp"], utc=True)
-    rows["scoring_time"] = pd.to_datetime(rows["scoring_time"], utc=True)
-    return rows.reset_index(drop=True)
 
 
 def sample_served(served: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
@@ -138,15 +134,10 @@ def sample_served(served: pd.DataFrame, n: int, seed: int = 0) -> pd.DataFrame:
 def replay(
     store: FeatureStore, entities: pd.DataFrame, service_name: str = COLLECTION_RISK_V1
 ) -> pd.DataFrame:
-    """The service's vectors offline, as training reads them, in entity-row order."""
-    # filter_by_created_timestamp as in training: the question is whether serving saw what
-    # a training row for the same moment would have seen.
-    frame = store.get_historical_features(
-        entity_df=entities,
-        features=store.get_feature_service(service_name),
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    ).to_df()
+    """The service's vectors offline, as training reads them, in ROW_KEY order."""
+    # filter_by_created_timestamp as in training (ingestion.retrieval): the question is
+    # whether serving saw what a training row for the same moment would have seen.
+    frame = retrieval.point_in_time_vectors(store, entities, service_name)
     if len(frame) != len(entities):
         raise SkewInputError(f"Feast returned {len(frame)} rows for {len(entities)} entity rows")
     return frame.sort_values(ROW_KEY).reset_index(drop=True)

@@ -15,20 +15,21 @@ import threading
 import time
 from dataclasses import dataclass
 
+from collectwise.errors import ForbiddenError, TooManyRequestsError, UnauthenticatedError
 from collectwise.settings import ApiKeyEntry
 
 KEY_PREFIX = "cw_"
 
 
-class AuthError(Exception):
+class AuthError(UnauthenticatedError):
     """No key, or a key that matches nothing (HTTP 401)."""
 
 
-class ScopeError(Exception):
+class ScopeError(ForbiddenError):
     """A valid key without the scope the route needs (HTTP 403)."""
 
 
-class RateLimitedError(Exception):
+class RateLimitedError(TooManyRequestsError):
     """Over the key's rate (HTTP 429)."""
 
     def __init__(self, retry_after: int, detail: str | None = None) -> None:

@@ -109,6 +109,13 @@ def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
 
 
 def _entity_key(table: _Table, value: Any) -> EntityKeyProto:
+    if value is None:
+        # Feast would fail with "Value type not supported for feast feature store", naming
+        # neither the key nor the cause; no row is keyed by nothing, so say which.
+        raise ValueError(
+            f"an entity row without a {table.join_key} reached the online read of "
+            f"{table.view.name}: resolve the key first (an unknown account has none)"
+        )
     if table.key_type == ValueType.STRING and isinstance(value, str):
         # What python_values_to_proto_values builds for a string, without its type checks.
         proto = ValueProto(string_val=value)

@@ -16,14 +16,15 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from serving.auth import AuthError, RateLimitedError, ScopeError
-from serving.models import ModelUnavailableError
+from collectwise.errors import CollectwiseError, NotFoundError, UnavailableError
 from serving.online import StoreUnavailableError
 
 log = logging.getLogger(__name__)
 
 
-class UnknownAccountError(LookupError):
+class UnknownAccountError(NotFoundError, LookupError):
+    kind = "unknown_account"
+
     def __init__(self, account_id: str) -> None:
         super().__init__(
             f"account {account_id!r} has no features in the online store: it is unknown, "
@@ -32,8 +33,10 @@ class UnknownAccountError(LookupError):
         self.account_id = account_id
 
 
-class StaleFeaturesError(Exception):
+class StaleFeaturesError(UnavailableError):
     """Features older than their view's TTL, with the refuse policy configured."""
+
+    kind = "stale_features"
 
 
 # At most this many field errors in one 422, and this many characters of any text in it.
@@ -83,22 +86,9 @@ def _text(value: Any) -> str:
     return text if len(text) <= MAX_TEXT else text[: MAX_TEXT - 1] + "…"
 
 
-# Every domain error the API can meet: its status and the error kind its body names.
-DOMAIN_ERRORS: dict[type[Exception], tuple[int, str]] = {
-    AuthError: (401, "unauthenticated"),
-    ScopeError: (403, "forbidden"),
-    UnknownAccountError: (404, "unknown_account"),
-    RateLimitedError: (429, "rate_limited"),
-    StoreUnavailableError: (503, "store_unavailable"),
-    ModelUnavailableError: (503, "model_unavailable"),
-    StaleFeaturesError: (503, "stale_features"),
-}
-
-
 def install(app: FastAPI) -> None:
-    """One handler for the domain errors, one for invalid bodies, one for HTTP errors."""
-    for error in DOMAIN_ERRORS:
-        app.add_exception_handler(error, _domain)
+    """One handler for every domain error, one for invalid bodies, one for HTTP errors."""
+    app.add_exception_handler(CollectwiseError, _domain)
     app.add_exception_handler(RequestValidationError, _invalid)
     app.add_exception_handler(HTTPException, _http)
 
@@ -110,22 +100,16 @@ def _count(request: Request, kind: str) -> None:
 
 
 async def _domain(request: Request, exc: Exception) -> JSONResponse:
-    status, kind = next(v for t, v in DOMAIN_ERRORS.items() if isinstance(exc, t))
-    _count(request, kind)
-    detail = str(exc)
-    if isinstance(exc, StoreUnavailableError):
-        detail = f"online feature store unavailable: {exc}"
-    return JSONResponse(body(kind, detail), status, headers=_headers(request, exc, status))
-
-
-def _headers(request: Request, exc: Exception, status: int) -> dict[str, str]:
-    if isinstance(exc, AuthError):
-        return {"WWW-Authenticate": "ApiKey"}
-    if isinstance(exc, RateLimitedError):
-        return {"Retry-After": str(exc.retry_after)}
-    if status == 503:
-        return {"Retry-After": str(request.app.state.settings.retry_after_seconds)}
-    return {}
+    # Registered for CollectwiseError only: the error knows its status, kind and headers.
+    error = exc if isinstance(exc, CollectwiseError) else CollectwiseError(str(exc))
+    _count(request, error.kind)
+    detail = str(error)
+    if isinstance(error, StoreUnavailableError):
+        detail = f"online feature store unavailable: {error}"
+    headers = error.headers()
+    if error.http_status == 503:
+        headers.setdefault("Retry-After", str(request.app.state.settings.retry_after_seconds))
+    return JSONResponse(body(error.kind, detail), error.http_status, headers=headers)
 
 
 async def _invalid(request: Request, exc: Exception) -> JSONResponse:

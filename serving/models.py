@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from collectwise.errors import UnavailableError
 from training.bundle import ScoringModel
 from training.explain import TreeRowExplainer, method_for
 from training.registry import CHALLENGER, CHAMPION, LoadedModel, load_version, resolve_alias
@@ -24,8 +25,10 @@ from training.registry import CHALLENGER, CHAMPION, LoadedModel, load_version, r
 log = logging.getLogger(__name__)
 
 
-class ModelUnavailableError(Exception):
+class ModelUnavailableError(UnavailableError):
     """No champion is loaded, or its features do not match the live registry (HTTP 503)."""
+
+    kind = "model_unavailable"
 
 
 @dataclass(frozen=True)

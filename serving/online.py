@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from collectwise.errors import UnavailableError
 from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.snapshot_marker import (
     CANARY_ROW,
@@ -52,8 +53,10 @@ WARM_UP_ID = "__collectwise_probe__"
 # would break online/offline parity, so the scorer only reports which were missing.
 
 
-class StoreUnavailableError(Exception):
+class StoreUnavailableError(UnavailableError):
     """The online store did not answer within the deadline, or failed (HTTP 503)."""
+
+    kind = "store_unavailable"
 
 
 @dataclass
@@ -246,9 +249,10 @@ class OnlineFeatures:
         rows = [{"account_id": a} for a in account_ids]
         if self._profile is not None:
             found = self._profile.read(rows)[PROFILE_REF.replace(":", "__")]
-            return dict(zip(account_ids, found, strict=True))
-        result = self.store.get_online_features(features=[PROFILE_REF], entity_rows=rows).to_dict()
-        return dict(zip(result["account_id"], result["customer_id"], strict=True))
+        else:
+            response = self.store.get_online_features(features=[PROFILE_REF], entity_rows=rows)
+            found = response.to_dict()["customer_id"]
+        return {a: customer_key(c) for a, c in zip(account_ids, found, strict=True)}
 
     def _service_read(self, rows: list[dict[str, Any]]) -> dict[str, list[Any]]:
         if self._service is None:
@@ -285,8 +289,12 @@ class OnlineFeatures:
             if not customer:
                 out.append(OnlineRow(account, None, {}, {}))
                 continue
-            out.append(self._row(account, customer, layout, i, scoring_time))
+            row = self._row(account, customer, layout, i, scoring_time)
             i += 1
+            # A customer but not one feature view's row: the profile row came from another
+            # load (another run's rows in a shared store). Scoring it would answer with the
+            # model's prior as if the account were known; it is unknown (404).
+            out.append(row if _has_features(row) else OnlineRow(account, None, {}, {}))
         return out
 
     def _layout(
@@ -329,6 +337,22 @@ class OnlineFeatures:
             if seen is None or (ttl and scoring_time - seen > ttl):
                 stale.append(view)
         return stale
+
+
+def customer_key(value: Any) -> str | None:
+    """The customer an account_profile value names, or None: only a non-empty string is one.
+
+    A null (an account whose profile row lacks its customer), an empty string (which would
+    read a customer view keyed by "") or a value of another type (rows another schema wrote
+    under this project) means the account cannot be resolved: it is unknown, and no entity
+    row is built for it (a null would fail Feast's entity-key serialisation).
+    """
+    return value if isinstance(value, str) and value else None
+
+
+def _has_features(row: OnlineRow) -> bool:
+    # as_of holds every feature view of the service; empty only for a service without any.
+    return not row.as_of or any(seen is not None for seen in row.as_of.values())
 
 
 def missing_features(features: dict[str, Any]) -> list[str]:

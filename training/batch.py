@@ -25,8 +25,8 @@ from typing import TYPE_CHECKING, Final, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import yaml
 
+from collectwise.errors import InvalidInputError
 from ingestion.uci import check_format, ingest_uci
 
 if TYPE_CHECKING:
@@ -41,11 +41,11 @@ INVALID_ID: Final = "invalid account id"
 OUTPUT_FORMATS: Final = (".csv", ".parquet", ".json")
 
 
-class BatchInputError(ValueError):
+class BatchInputError(InvalidInputError, ValueError):
     """The batch input is neither a UCI-format file nor a list of account ids."""
 
 
-class BatchOutputError(ValueError):
+class BatchOutputError(InvalidInputError, ValueError):
     """The scores cannot go where asked: an unknown format or a folder that is not there."""
 
 
@@ -129,40 +129,18 @@ def _scratch(work_dir: Path | None) -> Iterator[Path]:
 
 
 def _historical_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
-    from feast import FeatureStore  # noqa: PLC0415
-
-    from feature_repo.definitions import build_definitions  # noqa: PLC0415
-    from feature_repo.services import COLLECTION_RISK_V1  # noqa: PLC0415
+    """The vectors of the newest snapshot's accounts as of that snapshot, in the snapshot
+    file's order, from a Feast repo applied in `repo` (part of the scratch folder)."""
+    from ingestion import retrieval  # noqa: PLC0415
     from ingestion.store import features_as_of  # noqa: PLC0415
 
     as_of = features_as_of(features_dir)
-    repo.mkdir(parents=True, exist_ok=True)
-    (repo / "feature_store.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "project": "collectwise_batch",
-                "provider": "local",
-                "registry": str(repo / "registry.db"),
-                "offline_store": {"type": "duckdb"},
-                "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-                "entity_key_serialization_version": 3,
-            }
-        )
-    )
-    store = FeatureStore(repo_path=str(repo))
-    store.apply(build_definitions(features_dir).objects())
     profile = pd.read_parquet(features_dir / "account_profile.parquet")
-    entities = profile.loc[profile["event_timestamp"] == as_of, ["account_id", "customer_id"]]
-    entities = entities.assign(
-        event_timestamp=as_of, scoring_time=as_of, reported_monthly_income=0.0
-    )
+    accounts = profile.loc[profile["event_timestamp"] == as_of]
+    entities = retrieval.entity_rows(accounts["account_id"], accounts["customer_id"], as_of)
     log.info("scoring %d accounts as of %s", len(entities), as_of.isoformat())
-    return store.get_historical_features(
-        entity_df=entities,
-        features=store.get_feature_service(COLLECTION_RISK_V1),
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    ).to_df()
+    with retrieval.scratch_repo(features_dir, "collectwise_batch", repo=repo) as scratch:
+        return retrieval.point_in_time_vectors(scratch.store, entities)
 
 
 # ---------------------------------------------------------------------------- the files

@@ -26,6 +26,8 @@ from mlflow.models.signature import ModelSignature
 from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
+from collectwise.errors import InvalidInputError
+
 log = logging.getLogger(__name__)
 
 Band = Literal["low", "medium", "high"]
@@ -46,8 +48,12 @@ _RUNTIME_DISTRIBUTIONS = (
 )
 
 
-class MissingFeaturesError(ValueError):
+class MissingFeaturesError(InvalidInputError, ValueError):
     """The input lacks columns the model was trained on."""
+
+
+class ModelFileMissingError(InvalidInputError, FileNotFoundError):
+    """No pickled model where one was expected; the message says what to run."""
 
 
 class Calibrator(Protocol):
@@ -179,6 +185,8 @@ def save_bundle(model: ScoringModel, path: Path) -> Path:
 
 def load_bundle(path: Path) -> ScoringModel:
     """Load a pickled ScoringModel. Only load files from your own registry: pickle runs code."""
+    if not path.is_file():
+        raise ModelFileMissingError(f"no model at {path}: run `collectwise train fit`")
     with path.open("rb") as fh:
         model = cloudpickle.load(fh)
     if not isinstance(model, ScoringModel):

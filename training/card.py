@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 import jinja2
 
 if TYPE_CHECKING:
-    from training.registry import ModelMetadata
+    from training.registry.versions import ModelMetadata
 
 log = logging.getLogger(__name__)
 

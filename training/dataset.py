@@ -2,9 +2,9 @@
 
 Entity rows are the label table, which holds only matured labels, so a training set never
 contains an outcome that was not yet known. Features come from get_historical_features with
-filter_by_created_timestamp, so a row only sees values recorded by its snapshot time; the
-request-time features are computed as serving would compute them at that moment, with no
-reported income.
+filter_by_created_timestamp (ingestion.retrieval, like every offline read), so a row only
+sees values recorded by its snapshot time; the request-time features are computed as
+serving would compute them at that moment, with no reported income.
 
 Beside the features the set carries evaluation-only columns, named so that no model can
 take them by accident: `protected__*` (fairness reports) and, on synthetic data,
@@ -25,7 +25,9 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion import retrieval
 from ingestion.features import connect
 from ingestion.rawio import has_table, swap_dir, table_glob
 from training.fingerprint import definitions_fingerprint, service_feature_refs
@@ -38,7 +40,7 @@ log = logging.getLogger(__name__)
 LABEL_COL = "default_30d"
 TIME_COL = "event_timestamp"
 ENTITY_COLUMNS = ("account_id", "customer_id", TIME_COL, LABEL_COL)
-REQUEST_COLUMNS = ("scoring_time", "reported_monthly_income")
+REQUEST_COLUMNS = (retrieval.SCORING_TIME, retrieval.REPORTED_INCOME)
 PROTECTED_ATTRIBUTES = ("age_band", "sex")
 PROTECTED_PREFIX = "protected__"
 ORACLE_COL = "oracle__p_default"
@@ -47,7 +49,7 @@ DATASET_FILE = "dataset.parquet"
 SUMMARY_FILE = "dataset.json"
 
 
-class DatasetBuildError(RuntimeError):
+class DatasetBuildError(InvalidInputError, RuntimeError):
     """The training set cannot be built from these inputs (the message says why)."""
 
 
@@ -113,11 +115,14 @@ def _read_labels(features_dir: Path) -> pd.DataFrame:
 
 
 def entity_rows(labels: pd.DataFrame) -> pd.DataFrame:
-    """Labels as entity rows, plus what serving would send: the moment, no reported income."""
-    rows = labels.loc[:, list(ENTITY_COLUMNS)].copy()
-    rows["scoring_time"] = rows[TIME_COL]
-    rows["reported_monthly_income"] = 0.0
-    return rows
+    """Labels as entity rows, plus what serving would send: the moment, no reported income.
+    The label rides along, so each training row keeps its own outcome."""
+    return retrieval.entity_rows(
+        labels["account_id"],
+        labels["customer_id"],
+        labels[TIME_COL],
+        extra={LABEL_COL: labels[LABEL_COL]},
+    )
 
 
 def retrieve_features(
@@ -125,12 +130,7 @@ def retrieve_features(
 ) -> pd.DataFrame:
     """The service's features as of each entity row, deterministically ordered."""
     started = time.perf_counter()
-    frame = store.get_historical_features(
-        entity_df=entities,
-        features=store.get_feature_service(service_name),
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    ).to_df()
+    frame = retrieval.point_in_time_vectors(store, entities, service_name)
     if len(frame) != len(entities):
         raise DatasetBuildError(f"Feast returned {len(frame)} rows for {len(entities)} entities")
     refs = service_feature_refs(store, service_name)
@@ -259,7 +259,10 @@ def write_dataset(frame: pd.DataFrame, summary: DatasetSummary, out_dir: Path) -
 
 def read_dataset(out_dir: Path) -> pd.DataFrame:
     """The training set written by build_training_set, in its saved row order."""
-    return pd.read_parquet(Path(out_dir) / DATASET_FILE)
+    path = Path(out_dir) / DATASET_FILE
+    if not path.is_file():
+        raise DatasetBuildError(f"no training set at {path}: run `collectwise train build-dataset`")
+    return pd.read_parquet(path)
 
 
 def read_summary(out_dir: Path) -> DatasetSummary:

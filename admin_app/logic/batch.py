@@ -18,13 +18,15 @@ from typing import Literal
 
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
+
 Kind = Literal["csv", "parquet"]
 ACCOUNT_ID = "account_id"
 ACCOUNT_ID_PATTERN = re.compile(r"^[A-Za-z0-9_.:-]{1,64}$")
 SHOW_AT_MOST = 10
 
 
-class UploadError(ValueError):
+class UploadError(InvalidInputError, ValueError):
     """The upload cannot be scored; the message says what to fix."""
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from typing import Final, Literal
 
+from collectwise.errors import ForbiddenError, InvalidInputError
+
 Role = Literal["viewer", "operator", "admin"]
 ROLES: Final[tuple[Role, ...]] = ("viewer", "operator", "admin")
 _RANK: Final[dict[str, int]] = {role: rank for rank, role in enumerate(ROLES)}
@@ -30,7 +32,7 @@ USERNAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.@-]{1,63}$")
 MIN_PASSWORD_LENGTH = 10
 
 
-class PermissionDenied(PermissionError):  # noqa: N818 - reads as the condition
+class PermissionDenied(ForbiddenError, PermissionError):  # noqa: N818 - reads as the condition
     """The signed-in user's role does not allow the action."""
 
 
@@ -49,11 +51,15 @@ def at_least(role: str | None, least: Role) -> bool:
     return role in _RANK and _RANK[str(role)] >= _RANK[least]
 
 
+class UserInputError(InvalidInputError, ValueError):
+    """A user name, password or role the console will not accept; the message says why."""
+
+
 def check_username(name: str) -> str:
     """The name, stripped; ValueError says what a name may contain."""
     name = name.strip()
     if not USERNAME.match(name):
-        raise ValueError(
+        raise UserInputError(
             "user name: 2-64 characters, letters, digits, '_', '.', '@' or '-', "
             "starting with a letter or digit"
         )
@@ -63,13 +69,13 @@ def check_username(name: str) -> str:
 def check_password(password: str, name: str | None = None) -> str:
     """ValueError unless the password is long enough and not the user name."""
     if len(password) < MIN_PASSWORD_LENGTH:
-        raise ValueError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
+        raise UserInputError(f"password: at least {MIN_PASSWORD_LENGTH} characters")
     if name and password.strip().lower() == name.strip().lower():
-        raise ValueError("password: may not be the user name")
+        raise UserInputError("password: may not be the user name")
     return password
 
 
 def check_role(role: str) -> Role:
     if role not in _RANK:
-        raise ValueError(f"role: one of {', '.join(ROLES)}, got {role!r}")
+        raise UserInputError(f"role: one of {', '.join(ROLES)}, got {role!r}")
     return ROLES[_RANK[role]]

@@ -16,6 +16,7 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from ingestion import contract
 
 # Bump whenever the same config would generate different data.
@@ -115,7 +116,7 @@ def split_rate(pref_channel: IntArr, outstanding: FloatArr) -> FloatArr:
 # --- the generation request ------------------------------------------------------------------
 
 
-class SyntheticConfigError(ValueError):
+class SyntheticConfigError(InvalidInputError, ValueError):
     """A generation request that cannot be honoured; the message names the setting."""
 
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collectwise.errors import InvalidInputError
 
-class ValidationFailed(Exception):  # noqa: N818 (the name the pipeline agreed on)
+
+class ValidationFailed(InvalidInputError):  # noqa: N818 (the name the pipeline agreed on)
     """Raw data that cannot be used: the message names the table, the column and the problem."""
 
     def __init__(self, message: str, table: str | None = None, column: str | None = None):

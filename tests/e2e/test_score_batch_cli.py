@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
@@ -24,9 +23,9 @@ from typer.testing import CliRunner
 
 from collectwise.cli import app
 from collectwise.settings import FEAST_YAML_ENV, get_settings
-from feature_repo.definitions import build_definitions
 from ingestion.features import build_features
-from ingestion.store import features_as_of, materialize_latest, open_store
+from ingestion.retrieval import apply_scratch_repo
+from ingestion.store import features_as_of, materialize_latest
 from ingestion.uci import LABEL, ingest_uci
 from ingestion.validate import validate_raw
 from tests.mlflow_env import temporary_mlflow
@@ -74,23 +73,9 @@ def _features(csv: Path, work: Path) -> Path:
 
 def _online_store(root: Path, features: Path) -> Path:
     """A Feast profile under root with the features' newest snapshot materialised."""
-    profile = root / "feature_store.yaml"
-    profile.write_text(
-        yaml.safe_dump(
-            {
-                "project": "cwtest_score_batch_cli",
-                "provider": "local",
-                "registry": str(root / "registry.db"),
-                "offline_store": {"type": "duckdb"},
-                "online_store": {"type": "sqlite", "path": str(root / "online.db")},
-                "entity_key_serialization_version": 3,
-            }
-        )
-    )
-    store = open_store(get_settings(), profile)
-    store.apply(build_definitions(features).objects())
-    materialize_latest(store, features_as_of(features))
-    return profile
+    scratch = apply_scratch_repo(root, features, "cwtest_score_batch_cli")
+    materialize_latest(scratch.store, features_as_of(features))
+    return scratch.profile
 
 
 @pytest.fixture(scope="module")

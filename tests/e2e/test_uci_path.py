@@ -7,8 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from feature_repo.services import COLLECTION_RISK_V1
 from ingestion.features import build_features
+from ingestion.retrieval import entity_rows, point_in_time_vectors
 from ingestion.store import features_as_of, materialize_latest, online_feature_vectors
 from ingestion.uci import ingest_uci
 from ingestion.validate import validate_raw
@@ -43,15 +43,8 @@ def test_uci_file_runs_through_the_same_pipeline(uci_csv: Path, tmp_path: Path) 
     profile = pd.read_parquet(features / "account_profile.parquet")
     sample = profile[profile["event_timestamp"] == as_of].head(10)
     online = online_feature_vectors(applied.store, list(sample["account_id"]), scoring_time=as_of)
-    entities = sample[["account_id", "customer_id"]].assign(
-        event_timestamp=as_of, scoring_time=as_of, reported_monthly_income=0.0
-    )
-    offline = applied.store.get_historical_features(
-        entity_df=entities,
-        features=applied.store.get_feature_service(COLLECTION_RISK_V1),
-        full_feature_names=True,
-        filter_by_created_timestamp=True,
-    ).to_df()
+    entities = entity_rows(sample["account_id"], sample["customer_id"], as_of)
+    offline = point_in_time_vectors(applied.store, entities)
     online = online.set_index("account_id")
     offline = offline.set_index("account_id").loc[online.index]
     for col in (c for c in offline.columns if "__" in c):

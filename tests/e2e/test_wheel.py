@@ -24,6 +24,11 @@ from tests.conftest import REPO_ROOT
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 
+# What a wheel is not built from: environments, data, caches and outputs of other runs.
+NOT_SOURCES = (".venv", ".git", "data", "data_*", "mlruns", "mlflow.db", "models", "reports",
+               ".run", "build", "dist", "*.egg-info", "__pycache__", ".*_cache", ".hypothesis",
+               "benchmarks", "tests")  # fmt: skip
+
 REGISTER = """
 from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
@@ -65,8 +70,10 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     uv = shutil.which("uv") or pytest.fail("uv is needed to build the test's environment")
     root = tmp_path_factory.mktemp("wheel")
     env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
-    _run([uv, "build", "-q", "--wheel", "--out-dir", str(root / "dist"), str(REPO_ROOT)],
-         root, env)  # fmt: skip
+    # Built from a copy of the sources: a build writes build/ and *.egg-info beside them.
+    source = root / "source"
+    shutil.copytree(REPO_ROOT, source, ignore=shutil.ignore_patterns(*NOT_SOURCES))
+    _run([uv, "build", "-q", "--wheel", "--out-dir", str(root / "dist"), str(source)], root, env)
     (wheel,) = (root / "dist").glob("collectwise-*.whl")
     venv = root / "venv"
     _run([uv, "venv", "-q", "--python", sys.executable, str(venv)], root, env)

@@ -10,11 +10,9 @@ from pathlib import Path
 
 import pytest
 import redis
-import yaml
-from feast import FeatureStore
 
-from feature_repo.definitions import Definitions, build_definitions
 from ingestion.features import build_features
+from ingestion.retrieval import ScratchRepo, apply_scratch_repo, scratch_repo
 from ingestion.store import features_as_of
 from ingestion.synthetic import SyntheticConfig, generate
 from ingestion.validate import validate_raw
@@ -42,27 +40,8 @@ def feature_data(tmp_path_factory: pytest.TempPathFactory) -> FeatureData:
     return FeatureData(root, root / "features", features_as_of(root / "features"))
 
 
-def make_store(
-    repo: Path, online: dict[str, object], project: str, registry: dict[str, object] | None = None
-) -> FeatureStore:
-    repo.mkdir(parents=True, exist_ok=True)
-    config = {
-        "project": project,
-        "provider": "local",
-        "registry": registry or str(repo / "registry.db"),
-        "offline_store": {"type": "duckdb"},
-        "online_store": online,
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    return FeatureStore(repo_path=str(repo))
-
-
-@dataclass
-class AppliedStore:
-    store: FeatureStore
-    definitions: Definitions
-    project: str
+# The throw-away repos of ingestion.retrieval: a store, its definitions and its project.
+AppliedStore = ScratchRepo
 
 
 def apply_store(
@@ -72,10 +51,8 @@ def apply_store(
     project: str,
     registry: dict[str, object] | None = None,
 ) -> AppliedStore:
-    store = make_store(repo, online, project, registry)
-    definitions = build_definitions(features_dir)
-    store.apply(definitions.objects())
-    return AppliedStore(store, definitions, project)
+    """The feature repo applied in `repo`; the caller tears it down when it must."""
+    return apply_scratch_repo(repo, features_dir, project, online=online, registry=registry)
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -88,9 +65,8 @@ def online_store(
         online: dict[str, object] = {"type": "sqlite", "path": str(tmp_path / "online.db")}
     else:
         online = {"type": "redis", "connection_string": REDIS_URL}
-    applied = apply_store(tmp_path / "repo", feature_data.features_dir, online, project)
-    yield applied
-    applied.store.teardown()
+    with scratch_repo(feature_data.features_dir, project, online=online) as applied:
+        yield applied
     if request.param == "redis":
         client = redis.Redis.from_url(f"redis://{REDIS_URL}")
         leftover = list(client.scan_iter(match=f"*{project}*"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import uuid
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -13,8 +14,9 @@ import pandas as pd
 import pytest
 
 from feature_repo.services import COLLECTION_RISK_V1
+from ingestion.retrieval import entity_rows, open_scratch_store, point_in_time_vectors
 from ingestion.store import materialize_latest, online_feature_vectors
-from tests.integration.conftest import AppliedStore, FeatureData, apply_store, make_store
+from tests.integration.conftest import AppliedStore, FeatureData, apply_store
 
 pytestmark = pytest.mark.integration
 
@@ -27,11 +29,15 @@ def latest_accounts(data: FeatureData, n: int) -> pd.DataFrame:
     return latest.sort_values("account_id").head(n)[["account_id", "customer_id"]]
 
 
-def historical(
-    applied: AppliedStore, entities: pd.DataFrame, features: Any, **kwargs: Any
-) -> pd.DataFrame:
+def historical(applied: AppliedStore, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
+    """The platform's point-in-time read: values recorded by each entity row's moment."""
+    return point_in_time_vectors(applied.store, entities, features)
+
+
+def unfiltered(applied: AppliedStore, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
+    """Feast's own default, which ignores recording times; only to show what the filter does."""
     return applied.store.get_historical_features(
-        entity_df=entities, features=features, full_feature_names=True, **kwargs
+        entity_df=entities, features=features, full_feature_names=True
     ).to_df()
 
 
@@ -79,13 +85,8 @@ def test_online_equals_offline_at_materialisation(
     accounts = latest_accounts(feature_data, 25)
     ids = list(accounts["account_id"])
     online = online_feature_vectors(online_store.store, ids, scoring_time=feature_data.as_of)
-    entities = accounts.assign(
-        event_timestamp=feature_data.as_of,
-        scoring_time=feature_data.as_of,
-        reported_monthly_income=0.0,
-    )
-    service = online_store.store.get_feature_service(COLLECTION_RISK_V1)
-    offline = historical(online_store, entities, service, filter_by_created_timestamp=True)
+    entities = entity_rows(accounts["account_id"], accounts["customer_id"], feature_data.as_of)
+    offline = historical(online_store, entities, COLLECTION_RISK_V1)
     online, offline = (
         online.set_index("account_id").loc[ids],
         offline.set_index("account_id").loc[ids],
@@ -134,7 +135,6 @@ def test_point_in_time_by_event_time_and_ttl(
         online_store,
         entities,
         ["account_payment_velocity:debt_amount", "account_payment_velocity:payment_history"],
-        filter_by_created_timestamp=True,
     ).sort_values("event_timestamp")
     by_time = dict(
         zip(got["event_timestamp"], got["account_payment_velocity__debt_amount"], strict=True)
@@ -166,13 +166,13 @@ def test_point_in_time_by_recording_time(feature_data: FeatureData, tmp_path: Pa
     when = [t1 + DAY, t1 + 25 * DAY, t2 + DAY]
     entities = pd.DataFrame({"account_id": [account] * 3, "event_timestamp": when})
 
-    def debts(**kwargs: Any) -> list[float]:
-        got = historical(applied, entities, ["account_payment_velocity:debt_amount"], **kwargs)
+    def debts(read: Callable[..., pd.DataFrame] = historical) -> list[float]:
+        got = read(applied, entities, ["account_payment_velocity:debt_amount"])
         return list(got.sort_values("event_timestamp")["account_payment_velocity__debt_amount"])
 
-    assert debts(filter_by_created_timestamp=True) == [100.0, 555.0, 555.0]
+    assert debts() == [100.0, 555.0, 555.0]
     # Feast's default would leak both the restatement and the late row: the filter matters.
-    assert debts() == [555.0, 555.0, 999.0]
+    assert debts(unfiltered) == [555.0, 555.0, 999.0]
 
 
 def test_labels_never_appear_before_they_matured(
@@ -183,12 +183,9 @@ def test_labels_never_appear_before_they_matured(
     mine = labels[labels["account_id"] == account].sort_values("event_timestamp")
     when = [t + DAY for t in mine["event_timestamp"]]
     entities = pd.DataFrame({"account_id": [account] * len(when), "event_timestamp": when})
-    got = historical(
-        online_store,
-        entities,
-        ["account_default_labels:default_30d"],
-        filter_by_created_timestamp=True,
-    ).sort_values("event_timestamp")
+    got = historical(online_store, entities, ["account_default_labels:default_30d"]).sort_values(
+        "event_timestamp"
+    )
     for entity_time, value in zip(
         got["event_timestamp"], got["account_default_labels__default_30d"], strict=True
     ):
@@ -222,10 +219,10 @@ def test_production_profile_sql_registry_on_postgres_and_redis(
         online = online_feature_vectors(applied.store, ids, scoring_time=feature_data.as_of)
         assert online["account_payment_velocity__debt_amount"].notna().all()
         # a second client reads the same definitions from PostgreSQL
-        other = make_store(
+        other = open_scratch_store(
             tmp_path / "other",
-            {"type": "redis", "connection_string": "127.0.0.1:6379"},
             project,
+            online={"type": "redis", "connection_string": "127.0.0.1:6379"},
             registry=registry,
         )
         assert other.get_feature_service(COLLECTION_RISK_V1).name == COLLECTION_RISK_V1

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from collectwise.monitor_cli import _paths, _served
 from collectwise.settings import Settings, get_settings
+from monitoring.job_inputs import served_rows
 from serving.main import create_app
 from tests.serving.conftest import SCORE_KEY, ScorerWorld, key_entries, serve
 from tests.serving.test_scorer import body, known_accounts
@@ -45,6 +45,8 @@ def test_one_variable_moves_the_log_for_scorer_and_jobs(world: ScorerWorld, move
             assert answer.status_code == 200, answer.text
     assert list(moved.rglob("*.parquet")), "the scorer wrote nothing where the variable says"
     # The monitoring jobs' default folder is the same one, and they find the scored rows.
-    assert _paths().served_dir == moved
-    served = _served(_paths().served_dir, started - timedelta(minutes=1), datetime.now(UTC))
+    assert get_settings().paths.served_dir == moved
+    served = served_rows(
+        get_settings().paths.served_dir, started - timedelta(minutes=1), datetime.now(UTC)
+    )
     assert sorted(set(served["account_id"])) == accounts

@@ -8,7 +8,6 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import yaml
 from feast import FeatureStore, FeatureView, Field
 from feast.on_demand_feature_view import on_demand_feature_view
 from feast.types import Float64, Int64
@@ -18,6 +17,7 @@ from feature_repo.entities import account
 from feature_repo.request_features import make_request_time_view
 from feature_repo.services import COLLECTION_RISK_V1, make_collection_risk_v1
 from feature_repo.views import Views
+from ingestion.retrieval import open_scratch_store
 from training.fingerprint import definitions_fingerprint, service_feature_refs
 
 pytestmark = pytest.mark.unit
@@ -26,16 +26,7 @@ pytestmark = pytest.mark.unit
 def applied(repo: Path, objects: list[Any]) -> FeatureStore:
     """A fresh file registry and SQLite online store under `repo`, with `objects` applied."""
     repo.mkdir(parents=True)
-    config = {
-        "project": "fingerprint",
-        "provider": "local",
-        "registry": str(repo / "registry.db"),
-        "offline_store": {"type": "duckdb"},
-        "online_store": {"type": "sqlite", "path": str(repo / "online.db")},
-        "entity_key_serialization_version": 3,
-    }
-    (repo / "feature_store.yaml").write_text(yaml.safe_dump(config))
-    store = FeatureStore(repo_path=str(repo))
+    store = open_scratch_store(repo, "fingerprint")
     store.apply(objects)
     return store
 

@@ -1,0 +1,49 @@
+"""The monitoring database: metric history, alert rules, alerts and their history, pipeline
+runs and retraining requests. SQLAlchemy Core, so one schema runs on the embedded SQLite
+default and on PostgreSQL in production (MonitoringSettings.db_url).
+
+Modules: schema (tables), base (shared errors and conversions), metric_history, rules,
+alert_lifecycle (alerts and their events), run_history (pipeline runs), retrain_history
+(retraining requests), database (MonitoringStore, composed from the others). Callers import
+from here.
+"""
+
+from monitoring.store.alert_lifecycle import AlertEvent, AlertNotFound, AlertTransitionError
+from monitoring.store.base import RecordNotFound, StoreInputError
+from monitoring.store.database import MonitoringStore
+from monitoring.store.retrain_history import RetrainRequest
+from monitoring.store.rules import DuplicateRule, RuleNotFound
+from monitoring.store.run_history import RUN_STATUSES, PipelineRun, RunTracker
+from monitoring.store.schema import (
+    UTCDateTime,
+    alert_events,
+    alert_rules,
+    alerts,
+    metadata,
+    metric_points,
+    pipeline_runs,
+    retrain_requests,
+)
+
+__all__ = [
+    "RUN_STATUSES",
+    "AlertEvent",
+    "AlertNotFound",
+    "AlertTransitionError",
+    "DuplicateRule",
+    "MonitoringStore",
+    "PipelineRun",
+    "RecordNotFound",
+    "RetrainRequest",
+    "RuleNotFound",
+    "RunTracker",
+    "StoreInputError",
+    "UTCDateTime",
+    "alert_events",
+    "alert_rules",
+    "alerts",
+    "metadata",
+    "metric_points",
+    "pipeline_runs",
+    "retrain_requests",
+]

@@ -1,0 +1,71 @@
+"""MonitoringStore: one monitoring database, its engine and schema, with the methods of each
+table group (metric history, rules, alerts, pipeline runs, retraining) mixed in.
+
+Tables are created when absent; the default rules of monitoring.alerts are seeded only when
+the rules table is created, so rules people deleted never come back.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from monitoring.alerts import DEFAULT_RULES
+from monitoring.store.alert_lifecycle import AlertLifecycle
+from monitoring.store.metric_history import MetricHistory
+from monitoring.store.retrain_history import RetrainHistory
+from monitoring.store.rules import DuplicateRule, RuleBook
+from monitoring.store.run_history import RunHistory
+from monitoring.store.schema import alert_rules, alerts, metadata
+
+log = logging.getLogger(__name__)
+
+
+def _ensure_sqlite_dir(url: str) -> None:
+    parsed = sa.engine.make_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
+
+
+class MonitoringStore(MetricHistory, RuleBook, AlertLifecycle, RunHistory, RetrainHistory):
+    """Small methods over the monitoring tables; one engine per store (dispose() to close)."""
+
+    def __init__(self, url: str, *, seed_defaults: bool = True) -> None:
+        _ensure_sqlite_dir(url)
+        is_sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
+        # SQLite: wait for a concurrent writer (another job) instead of failing at once.
+        connect_args: dict[str, Any] = {"timeout": 30} if is_sqlite else {}
+        self.engine: Engine = sa.create_engine(url, connect_args=connect_args)
+        self.seeded = self._create_schema(seed_defaults)
+
+    def _create_schema(self, seed_defaults: bool) -> bool:
+        fresh = not sa.inspect(self.engine).has_table(alert_rules.name)
+        metadata.create_all(self.engine)
+        if not (fresh and seed_defaults):
+            return False
+        for rule in DEFAULT_RULES:
+            try:
+                self.add_rule(rule)
+            except DuplicateRule:  # a concurrent first use seeded it already
+                log.debug("default rule %r already present", rule.name)
+        log.info("monitoring store created with %d default rules", len(DEFAULT_RULES))
+        return True
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    # Here rather than in RuleBook: deleting a rule also resolves its live alerts.
+    def delete_rule(self, name: str, who: str) -> None:
+        """Delete a rule; its live alerts are resolved by `who` and keep the rule's name."""
+        rule = self.get_rule(name)
+        for alert in self.live_alerts().values():
+            if alert.rule_id == rule.id:
+                self.resolve(alert.id, who, f"rule {name!r} deleted")
+        with self.engine.begin() as conn:
+            conn.execute(alerts.update().where(alerts.c.rule_id == rule.id).values(rule_id=None))
+            conn.execute(alert_rules.delete().where(alert_rules.c.id == rule.id))
+        log.info("rule %r deleted by %s", name, who)
