@@ -30,6 +30,8 @@ class Case:
     words: tuple[str, ...]
     # Not touched by the command (a folder it must not create, ...).
     absent: Path | None = None
+    # What the command reads on standard input (a password), if anything.
+    stdin: str | None = None
 
 
 def _binary(tmp: Path) -> Case:

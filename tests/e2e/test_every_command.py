@@ -8,7 +8,6 @@ test_the_table_covers_every_command.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,73 +16,65 @@ import typer
 from typer.testing import CliRunner
 
 from collectwise.cli import app
-from tests.e2e.test_cli_errors import assert_clear_line
+from tests.e2e.test_cli_errors import Case, assert_clear_line
 
 pytestmark = pytest.mark.e2e
 
 runner = CliRunner()
 
 
-@dataclass(frozen=True)
-class Bad:
-    args: list[str]
-    # Words one output or error line must hold together (the input named, the problem said).
-    words: tuple[str, ...]
-    stdin: str | None = None
-
-
-def _cases(tmp: Path) -> dict[str, Bad]:
+def _cases(tmp: Path) -> dict[str, Case]:
     (tmp / "bad.csv").write_text("not,a,uci\n1,2,3\n")
     (tmp / "ids.csv").write_text("account_id\n")
     (tmp / "notsqlite.db").write_text("plain text, not a database\n" * 10)
     nothing = str(tmp / "nothing")
     return {
-        "serve": Bad(["serve", "--workers", "0"], ("--workers",)),
-        "demo-request": Bad(["demo-request", "--port", "1", "--wait", "0"], ("not ready",)),
-        "generate": Bad(["generate", "--start", "notadate", "--out", nothing], ("notadate",)),
-        "validate": Bad(
+        "serve": Case(["serve", "--workers", "0"], ("--workers",)),
+        "demo-request": Case(["demo-request", "--port", "1", "--wait", "0"], ("not ready",)),
+        "generate": Case(["generate", "--start", "notadate", "--out", nothing], ("notadate",)),
+        "validate": Case(
             ["validate", "--raw", nothing, "--reports", str(tmp / "r")],
             ("missing required raw table",),
         ),
-        "ingest-uci": Bad(
+        "ingest-uci": Case(
             ["ingest-uci", "--csv", str(tmp / "bad.csv"), "--out", nothing],
             ("bad.csv", "lacks column"),
         ),
-        "build-features": Bad(["build-features", "--raw", nothing], ("nothing", "as_of")),
-        "apply": Bad(["apply", "--features", nothing], ("nothing", "build-features")),
-        "materialize": Bad(["materialize", "--features", nothing], ("nothing", "build-features")),
-        "online-features": Bad(["online-features", "--account", "A1"], ("collectwise init",)),
-        "score-batch": Bad(
+        "build-features": Case(["build-features", "--raw", nothing], ("nothing", "as_of")),
+        "apply": Case(["apply", "--features", nothing], ("nothing", "build-features")),
+        "materialize": Case(["materialize", "--features", nothing], ("nothing", "build-features")),
+        "online-features": Case(["online-features", "--account", "A1"], ("collectwise init",)),
+        "score-batch": Case(
             ["score-batch", "--in", str(tmp / "ids.csv"), "--out", str(tmp / "o.csv")],
             ("ids.csv", "no data rows"),
         ),
-        "models show": Bad(["models", "show", "99"], ("'99'",)),
-        "models promote": Bad(["models", "promote", "99"], ("'99'",)),
-        "models rollback": Bad(["models", "rollback", "--why", "x"], ("previous-champion",)),
-        "models card": Bad(["models", "card", "99"], ("'99'",)),
-        "train build-dataset": Bad(["train", "build-dataset"], ("collectwise init",)),
-        "train fit": Bad(["train", "fit", "--dataset", str(tmp)], ("dataset.parquet",)),
-        "train evaluate": Bad(
+        "models show": Case(["models", "show", "99"], ("'99'",)),
+        "models promote": Case(["models", "promote", "99"], ("'99'",)),
+        "models rollback": Case(["models", "rollback", "--why", "x"], ("previous-champion",)),
+        "models card": Case(["models", "card", "99"], ("'99'",)),
+        "train build-dataset": Case(["train", "build-dataset"], ("collectwise init",)),
+        "train fit": Case(["train", "fit", "--dataset", str(tmp)], ("dataset.parquet",)),
+        "train evaluate": Case(
             ["train", "evaluate", "--dataset", str(tmp), "--model", str(tmp)], ("dataset.parquet",)
         ),
-        "train register": Bad(
+        "train register": Case(
             ["train", "register", "--model", str(tmp), "--report", str(tmp)], ("model.pkl",)
         ),
-        "train shuffled-check": Bad(
+        "train shuffled-check": Case(
             ["train", "shuffled-check", "--dataset", str(tmp)], ("dataset.parquet",)
         ),
-        "keys new": Bad(["keys", "new", "--name", "bad name!"], ("name", "pattern")),
-        "audit verify": Bad(
+        "keys new": Case(["keys", "new", "--name", "bad name!"], ("name", "pattern")),
+        "audit verify": Case(
             ["audit", "verify", "--db", str(tmp / "notsqlite.db")],
             ("notsqlite.db", "not a database"),
         ),
-        "audit replay": Bad(["audit", "replay", "1", "--db", nothing], ("no audit log",)),
-        "alerts list": Bad(["alerts", "list", "--status", "bogus"], ("status", "bogus")),
-        "alerts ack": Bad(["alerts", "ack", "999"], ("999",)),
-        "alerts resolve": Bad(["alerts", "resolve", "999"], ("999",)),
-        "alerts history": Bad(["alerts", "history", "999"], ("999",)),
-        "alerts runs": Bad(["alerts", "runs", "--limit", "0"], ("--limit",)),
-        "alerts rules add": Bad(
+        "audit replay": Case(["audit", "replay", "1", "--db", nothing], ("no audit log",)),
+        "alerts list": Case(["alerts", "list", "--status", "bogus"], ("status", "bogus")),
+        "alerts ack": Case(["alerts", "ack", "999"], ("999",)),
+        "alerts resolve": Case(["alerts", "resolve", "999"], ("999",)),
+        "alerts history": Case(["alerts", "history", "999"], ("999",)),
+        "alerts runs": Case(["alerts", "runs", "--limit", "0"], ("--limit",)),
+        "alerts rules add": Case(
             [
                 "alerts",
                 "rules",
@@ -98,30 +89,32 @@ def _cases(tmp: Path) -> dict[str, Bad]:
             ],
             ("comparison", "'='"),
         ),
-        "alerts rules update": Bad(
+        "alerts rules update": Case(
             ["alerts", "rules", "update", "nope", "--threshold", "high"], ("threshold", "high")
         ),
-        "alerts rules enable": Bad(["alerts", "rules", "enable", "nope"], ("nope",)),
-        "alerts rules disable": Bad(["alerts", "rules", "disable", "nope"], ("nope",)),
-        "alerts rules delete": Bad(["alerts", "rules", "delete", "nope"], ("nope",)),
-        "monitor drift": Bad(["monitor", "drift", "--window", "3x"], ("3x",)),
-        "monitor performance": Bad(["monitor", "performance"], ("_manifest.json",)),
-        "monitor fairness": Bad(["monitor", "fairness"], ("_manifest.json",)),
-        "monitor skew": Bad(["monitor", "skew", "--served-dir", nothing], ("no served rows",)),
-        "admin serve": Bad(["admin", "serve", "--port", "0"], ("--port",)),
-        "admin ensure-demo-user": Bad(["admin", "ensure-demo-user", "--port", "0"], ("--port",)),
-        "admin users add": Bad(
+        "alerts rules enable": Case(["alerts", "rules", "enable", "nope"], ("nope",)),
+        "alerts rules disable": Case(["alerts", "rules", "disable", "nope"], ("nope",)),
+        "alerts rules delete": Case(["alerts", "rules", "delete", "nope"], ("nope",)),
+        "monitor drift": Case(["monitor", "drift", "--window", "3x"], ("3x",)),
+        "monitor performance": Case(["monitor", "performance"], ("_manifest.json",)),
+        "monitor fairness": Case(["monitor", "fairness"], ("_manifest.json",)),
+        "monitor skew": Case(["monitor", "skew", "--served-dir", nothing], ("no served rows",)),
+        "admin serve": Case(["admin", "serve", "--port", "0"], ("--port",)),
+        "admin ensure-demo-user": Case(["admin", "ensure-demo-user", "--port", "0"], ("--port",)),
+        "admin users add": Case(
             ["admin", "users", "add", "x y", "--password-stdin"],
             ("user name",),
             stdin="a-long-enough-password\n",
         ),
-        "admin users set-role": Bad(["admin", "users", "set-role", "nobody", "admin"], ("nobody",)),
-        "admin users set-password": Bad(
+        "admin users set-role": Case(
+            ["admin", "users", "set-role", "nobody", "admin"], ("nobody",)
+        ),
+        "admin users set-password": Case(
             ["admin", "users", "set-password", "nobody", "--password-stdin"],
             ("password",),
             stdin="short\n",
         ),
-        "admin users disable": Bad(["admin", "users", "disable", "nobody"], ("nobody",)),
+        "admin users disable": Case(["admin", "users", "disable", "nobody"], ("nobody",)),
     }
 
 
