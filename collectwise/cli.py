@@ -197,7 +197,7 @@ def apply(features: PathOpt = None) -> None:
     s = get_settings()
     features_dir = features or s.paths.features_dir
     features_as_of(features_dir)  # refuses a folder without built feature tables
-    count = apply_definitions(open_store(s), features_dir)
+    count = len(apply_definitions(open_store(s), features_dir).objects())
     _summary(
         "applied", {"objects": count, "features": features_dir, "profile": s.feature_store_yaml}
     )

@@ -40,7 +40,7 @@ import pandas as pd
 import yaml
 
 from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import EMBEDDED_PROFILE
+from ingestion.store import EMBEDDED_PROFILE, apply_definitions
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -221,10 +221,7 @@ def apply_scratch_repo(
 
 
 def _applied(store: FeatureStore, features_dir: Path, project: str, repo: Path) -> ScratchRepo:
-    from feature_repo.definitions import build_definitions  # noqa: PLC0415
-
-    definitions = build_definitions(features_dir)
-    store.apply(definitions.objects())
+    definitions = apply_definitions(store, features_dir)
     log.debug("applied project %s over %s in %s", project, features_dir, repo)
     return ScratchRepo(store, definitions, project, repo)
 

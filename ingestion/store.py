@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from collectwise.settings import Settings
+    from feature_repo.definitions import Definitions
 
 log = logging.getLogger(__name__)
 
@@ -66,14 +67,14 @@ EMBEDDED_PROFILE: dict[str, Any] = {
 }
 
 
-def apply_definitions(store: FeatureStore, features_dir: Path) -> int:
+def apply_definitions(store: FeatureStore, features_dir: Path) -> Definitions:
     """Register the platform's Feast objects over features_dir (what `feast apply` does from
-    the repo root, without needing the source tree); returns how many objects."""
+    the repo root, without needing the source tree); returns what was applied."""
     from feature_repo.definitions import build_definitions  # noqa: PLC0415
 
-    objects = build_definitions(features_dir).objects()
-    store.apply(objects)
-    return len(objects)
+    definitions = build_definitions(features_dir)
+    store.apply(definitions.objects())
+    return definitions
 
 
 def features_as_of(features_dir: Path) -> datetime:
