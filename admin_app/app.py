@@ -20,9 +20,9 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 
 from admin_app import auth, routes
 from admin_app.auth import current_role, has_role, signed_in
+from admin_app.backends import EXTENSION_KEY, Backends
 from admin_app.callbacks import CallbackRoles
 from admin_app.components import not_permitted
-from admin_app.context import EXTENSION_KEY, Backends
 from admin_app.headers import install_headers
 from admin_app.pages import PAGES, Page
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, secret_key

@@ -10,7 +10,7 @@
 - callbacks that act call `acting(action)`, which checks the role again on the server:
   hiding a button is a convenience, this is the control;
 - sessions are permanent cookies that expire `session_minutes` after the last request.
-  The user id in the session carries the user's session_epoch (users.py), so a password
+  The user id in the session carries the user's session_epoch (user_store.py), so a password
   or role change, or a disabled account, ends that user's open sessions; and it carries a
   server-side session id (sessions.py) that /logout deletes, so a copy of the cookie saved
   before logging out is refused afterwards.
@@ -34,11 +34,11 @@ from flask import (
 )
 from flask_login import LoginManager, UserMixin, current_user, login_user, logout_user
 
+from admin_app.backends import Backends, backends
 from admin_app.callbacks import DISPATCH, CallbackRoles
-from admin_app.context import Backends, backends
 from admin_app.logic.roles import PermissionDenied, Role, at_least, can
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, CSRF_SESSION_KEY, csrf_ok, new_csrf_token
-from admin_app.users import UserRecord
+from admin_app.user_store import UserRecord
 
 log = logging.getLogger(__name__)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from flask import Flask, Response, abort, redirect, request, send_file
 
 from admin_app.auth import has_role, signed_in
-from admin_app.context import backends
+from admin_app.backends import backends
 from admin_app.logic.files import safe_path
 
 REPORTS_PREFIX = "/reports/"

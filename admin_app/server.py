@@ -9,7 +9,7 @@ from pathlib import Path
 
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from admin_app.users import UserStore
+from admin_app.user_store import UserStore
 
 log = logging.getLogger(__name__)
 

@@ -218,7 +218,7 @@ class Paths:
     """The three ways of building the training frame, over one applied store."""
 
     def __init__(self, store: FeatureStore, definitions: Definitions, data: PreparedData):
-        from feature_repo.services import COLLECTION_RISK_V1  # noqa: PLC0415
+        from feature_repo.feature_services import COLLECTION_RISK_V1  # noqa: PLC0415
 
         self.store = store
         # Fetched once: the registry lookup is not what this benchmark is about.

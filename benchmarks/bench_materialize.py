@@ -123,7 +123,7 @@ class FeastRun:
 def materialise(temp: ScratchRepo, data: PreparedData) -> FeastRun:
     from feast.infra.compute_engines.local import nodes  # noqa: PLC0415
 
-    from ingestion.store import materialize_latest  # noqa: PLC0415
+    from ingestion.feast_store import materialize_latest  # noqa: PLC0415
 
     # An empty window (mid-month, no snapshot in it) loads Feast's lazy imports and DuckDB
     # untimed, so the first backend measured does not pay for them.
@@ -143,8 +143,8 @@ def materialise(temp: ScratchRepo, data: PreparedData) -> FeastRun:
 
 def expected_rows(data: PreparedData, ttl: timedelta) -> dict[str, int]:
     """Entities in each online view's window: what Feast should write (newest per entity)."""
+    from ingestion.feast_store import ONLINE_VIEWS  # noqa: PLC0415
     from ingestion.features import connect  # noqa: PLC0415
-    from ingestion.store import ONLINE_VIEWS  # noqa: PLC0415
 
     con = connect()
     counts = {}
@@ -163,7 +163,7 @@ def expected_rows(data: PreparedData, ttl: timedelta) -> dict[str, int]:
 
 
 def online_views(store: FeatureStore) -> list[FeatureView]:
-    from ingestion.store import ONLINE_VIEWS  # noqa: PLC0415
+    from ingestion.feast_store import ONLINE_VIEWS  # noqa: PLC0415
 
     return [store.get_feature_view(name) for name in ONLINE_VIEWS]
 

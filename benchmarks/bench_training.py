@@ -17,7 +17,7 @@ Fits repeat, interleaved, and medians count. Peak RSS of the real path is that p
 high-water mark (VmHWM) after its first real fit; the floor's comes from a second fresh
 process that loads only its matrix.
 
-The first process then scores every row with training.batch.score_vectors (a calibrated
+The first process then scores every row with training.batch_scoring.score_vectors (a calibrated
 ScoringModel over the full-named feature frame, as Feast returns it) against the fitted
 booster's predict_proba on the already-built matrix, splits the real call step by step,
 and profiles it when it misses the aim. Tuning runs training.train._tune, the study
@@ -139,7 +139,7 @@ def real_set(accounts: int, rebuild: bool) -> RealSet:
 def set_fingerprint(raw_dir: Path) -> str:
     """Changes with the raw data, the feature SQL or the model's columns."""
     from feature_repo import transformations as tx  # noqa: PLC0415
-    from training.matrix import model_columns  # noqa: PLC0415
+    from training.model_matrix import model_columns  # noqa: PLC0415
 
     digest = hashlib.sha256(f"v{SET_VERSION}".encode())
     for sql in (*tx.FEATURE_STATEMENTS, tx.DERIVED_LABELS_SQL, tx.OBSERVED_LABELS_SQL):
@@ -380,7 +380,7 @@ def _warm_up() -> float:
     training process pays them once whatever the size."""
     started = time.perf_counter()
     import training.train  # noqa: F401, PLC0415
-    from training.matrix import model_columns  # noqa: PLC0415
+    from training.model_matrix import model_columns  # noqa: PLC0415
 
     model_columns()
     return time.perf_counter() - started
@@ -388,8 +388,8 @@ def _warm_up() -> float:
 
 def real_fit(dataset_dir: Path, params: TrainParams) -> RealFit:
     """prepare, then the chosen kind fitted as train.fit refits it (early stopping on valid)."""
-    from training.matrix import monotone_constraints  # noqa: PLC0415
-    from training.models import build_estimator, fit_with_eval_set  # noqa: PLC0415
+    from training.estimators import build_estimator, fit_with_eval_set  # noqa: PLC0415
+    from training.model_matrix import monotone_constraints  # noqa: PLC0415
     from training.train import prepare  # noqa: PLC0415
 
     started = time.perf_counter()
@@ -416,7 +416,7 @@ def real_fit(dataset_dir: Path, params: TrainParams) -> RealFit:
 
 def floor_fit(real: RealFit, params: TrainParams) -> dict[str, Any]:
     """Bare XGBoost on the same training matrix as NumPy, as many rounds as the real fit."""
-    from training.models import resolve_params  # noqa: PLC0415
+    from training.estimators import resolve_params  # noqa: PLC0415
 
     x = floor_matrix(real)
     depth = int(resolve_params(KIND, None)["max_depth"])
@@ -499,9 +499,9 @@ def scoring_inputs(real: RealFit, params: TrainParams) -> ScoringInputs:
     """A ScoringModel built as train.fit builds it (calibrated on valid, threshold, bands)."""
     import numpy as np  # noqa: PLC0415
 
-    from feature_repo.services import COLLECTION_RISK_V1  # noqa: PLC0415
-    from training.bundle import ScoringModel  # noqa: PLC0415
+    from feature_repo.feature_services import COLLECTION_RISK_V1  # noqa: PLC0415
     from training.evaluate import calibrate, choose_threshold, risk_bands  # noqa: PLC0415
+    from training.scoring_model import ScoringModel  # noqa: PLC0415
 
     data = real.data
     x_va, y_va = data.x.iloc[data.split.valid], data.y[data.split.valid]
@@ -536,7 +536,7 @@ def feast_vectors(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def scoring_cases(inputs: ScoringInputs) -> dict[str, Callable[[], object]]:
-    from training.batch import score_vectors  # noqa: PLC0415
+    from training.batch_scoring import score_vectors  # noqa: PLC0415
 
     booster, matrix = inputs.booster, inputs.matrix
     # inplace_predict uses every tree unless told; the classifier stops at the best round.
@@ -551,7 +551,7 @@ def scoring_cases(inputs: ScoringInputs) -> dict[str, Callable[[], object]]:
 
 
 def real_split(inputs: ScoringInputs, repeats: int) -> dict[str, float]:
-    """Median seconds per step of score_vectors, run step by step as training/batch.py and
+    """Median seconds per step of score_vectors, run step by step as training/batch_scoring.py and
     ScoringModel.score run them. It mirrors their code, so `steps_sum_s` is reported beside
     the real call's median: a gap says the mirror no longer matches."""
     samples = [_split_once(inputs) for _ in range(repeats)]
@@ -561,7 +561,7 @@ def real_split(inputs: ScoringInputs, repeats: int) -> dict[str, float]:
 def _split_once(inputs: ScoringInputs) -> dict[str, float]:
     import numpy as np  # noqa: PLC0415
 
-    from training.matrix import model_matrix  # noqa: PLC0415
+    from training.model_matrix import model_matrix  # noqa: PLC0415
 
     bundle, vectors, steps = inputs.bundle, inputs.vectors, {}
 
@@ -620,7 +620,7 @@ def tune_child(dataset_dir: str, scratch: str, raw_params: dict[str, Any], trial
     """training.train._tune, the study train.fit runs, for exactly `trials` trials."""
     import optuna  # noqa: PLC0415
 
-    from training.matrix import monotone_constraints  # noqa: PLC0415
+    from training.model_matrix import monotone_constraints  # noqa: PLC0415
     from training.train import _tune, prepare  # noqa: PLC0415
 
     setup_logging()
@@ -781,12 +781,12 @@ def report_scoring(sizes: list[dict[str, Any]]) -> None:
              n / m["floor_inplace_predict"], f"{s['ratio_rows_per_s']:.2f}x"]
         )  # fmt: skip
     log_table(
-        "score-batch rows/s, medians: training.batch.score_vectors vs the bare booster",
+        "score-batch rows/s, medians: training.batch_scoring.score_vectors vs the bare booster",
         ("rows", "score_vectors", "predict_proba (NumPy)", "inplace_predict", "ratio"),
         rates,
     )
     log_table(
-        "score_vectors step by step, median s (mirrors batch.py and ScoringModel.score; "
+        "score_vectors step by step, median s (mirrors batch_scoring.py and ScoringModel.score; "
         "xgb part: the booster alone on the same frame, inside predict)",
         ("rows", *SPLIT_LABELS, "real call"),
         [
@@ -884,7 +884,11 @@ def run(args: Any) -> None:
         progress.tables = lambda: [fit_table(sizes)] if sizes else []
         payload = progress.payload
         payload |= {
-            "model": {"kind": KIND, "imbalance": IMBALANCE, "params": "training.models defaults"},
+            "model": {
+                "kind": KIND,
+                "imbalance": IMBALANCE,
+                "params": "training.estimators defaults",
+            },
             "load_average_at_start": load_start,
             "library_versions": versions(),
             "sizes": sizes,

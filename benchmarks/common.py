@@ -256,7 +256,7 @@ def prepare_data(accounts: int, *, rebuild: bool = False) -> PreparedData:
     Validation is skipped: the generator writes the contract's layout, so its output is a
     valid raw directory, and validating 100,000 accounts would only slow every first run.
     """
-    from ingestion.store import features_as_of  # noqa: PLC0415
+    from ingestion.feast_store import features_as_of  # noqa: PLC0415
 
     root = cache_dir(accounts)
     raw_dir, features_dir = root / "raw", root / "features"

@@ -86,8 +86,8 @@ if TYPE_CHECKING:
     from feast import FeatureStore
 
     from collectwise.settings import Settings
-    from serving.service import Service
-    from training.bundle import ScoringModel
+    from serving.runtime import Service
+    from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -148,8 +148,7 @@ def online_accounts(
     """
     import pandas as pd  # noqa: PLC0415
 
-    from ingestion.store import resolve_customers  # noqa: PLC0415
-    from serving.online import customer_key  # noqa: PLC0415
+    from ingestion.feast_store import resolve_customers  # noqa: PLC0415
 
     path = features_dir / "account_profile.parquet"
     profile = pd.read_parquet(path, columns=["account_id", "event_timestamp"])
@@ -160,7 +159,7 @@ def online_accounts(
     customers: dict[str, str] = {}
     known = set(sample)
     for store in stores:
-        found = {a: customer_key(c) for a, c in resolve_customers(store, sample).items()}
+        found = resolve_customers(store, sample)
         known &= {a for a, c in found.items() if c}
         customers |= {a: c for a, c in found.items() if c}
     ids = [a for a in sample if a in known]
@@ -192,7 +191,7 @@ def bench_stores(features_dir: Path, backends: Sequence[str] = BACKENDS) -> Iter
     """The definitions applied over features_dir in temporary repos, the newest snapshot
     materialised into each backend, under a project no other run uses; torn down (its
     Redis keys deleted) and removed afterwards, however the run ends."""
-    from ingestion.store import features_as_of, materialize_latest  # noqa: PLC0415
+    from ingestion.feast_store import features_as_of, materialize_latest  # noqa: PLC0415
 
     project = f"{PROJECT_PREFIX}_{uuid.uuid4().hex[:8]}"
     as_of = features_as_of(features_dir)
@@ -794,7 +793,7 @@ def model_rows(store: Any, model: ScoringModel, ids: list[str]) -> np.ndarray:
     import pandas as pd  # noqa: PLC0415
 
     from serving.online import OnlineFeatures  # noqa: PLC0415
-    from training.matrix import model_matrix  # noqa: PLC0415
+    from training.model_matrix import model_matrix  # noqa: PLC0415
 
     online = OnlineFeatures(store, SERVICE, timeout=30.0)
     online.open()
@@ -951,7 +950,7 @@ class InlineExecutor:
 def in_process_service(profile: Path) -> Iterator[Service]:
     """The scorer's service as its lifespan builds it (logs off: nothing to write here)."""
     from collectwise.settings import get_settings  # noqa: PLC0415
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
     from serving.main import build_service  # noqa: PLC0415
 
     platform = get_settings()
@@ -1040,7 +1039,7 @@ def model_stages(service: Service, accounts: Accounts) -> dict[str, Callable[[in
     own model (default threads, as served: this process has not set a thread count yet)."""
     import pandas as pd  # noqa: PLC0415
 
-    from training.matrix import model_matrix  # noqa: PLC0415
+    from training.model_matrix import model_matrix  # noqa: PLC0415
 
     served = service.watcher.current.require_champion()
     rows = service.online.read(accounts.ids[:BATCH], datetime.now(UTC), None)

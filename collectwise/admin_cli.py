@@ -27,7 +27,7 @@ RoleOpt = Annotated[str, typer.Option(help="viewer, operator or admin")]
 
 
 def _store():  # type: ignore[no-untyped-def]
-    from admin_app.users import UserStore  # noqa: PLC0415
+    from admin_app.user_store import UserStore  # noqa: PLC0415
     from collectwise.settings import get_settings  # noqa: PLC0415
 
     return UserStore(get_settings().paths.users_db)
@@ -104,7 +104,7 @@ def serve(
 ) -> None:
     """Run the console until Ctrl-C."""
     from admin_app.app import create_app  # noqa: PLC0415
-    from admin_app.context import Backends  # noqa: PLC0415
+    from admin_app.backends import Backends  # noqa: PLC0415
     from admin_app.server import wsgi_server  # noqa: PLC0415
     from collectwise.settings import get_settings  # noqa: PLC0415
 

@@ -1,6 +1,6 @@
 """`collectwise alerts ...`: alert rules, the alert lifecycle, pipeline runs and system health.
 
-Thin shells over monitoring.store and monitoring.health; the store validates rules and
+Thin shells over monitoring.monitor_db and monitoring.health; the store validates rules and
 lifecycle steps, and its errors become one clear line and exit code 1.
 """
 
@@ -36,7 +36,7 @@ NameArg = Annotated[str, typer.Argument(help="the rule's name")]
 def _store() -> Iterator[Any]:
     """The configured store, disposed of afterwards."""
     from collectwise.settings import get_settings  # noqa: PLC0415
-    from monitoring.store import MonitoringStore  # noqa: PLC0415
+    from monitoring.monitor_db import MonitoringStore  # noqa: PLC0415
 
     store = MonitoringStore(get_settings().monitoring.database_url)
     try:

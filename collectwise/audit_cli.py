@@ -20,7 +20,7 @@ from collectwise.shell import new_app
 from serving.audit import AuditLog, AuditRow
 
 if TYPE_CHECKING:
-    from training.bundle import ScoringModel
+    from training.scoring_model import ScoringModel
 
 app = new_app(
     help="Verify the scorer's hash-chained audit log and replay logged scores.",

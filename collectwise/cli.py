@@ -32,7 +32,7 @@ from collectwise.train_cli import app as train_app
 if TYPE_CHECKING:
     import pandas as pd
 
-    from training.bundle import ScoringModel
+    from training.scoring_model import ScoringModel
 
 app = new_app(
     name="collectwise",
@@ -177,7 +177,7 @@ def init(
     """Make the project home ready: the embedded Feast profile (feature_store.yaml)."""
     import yaml  # noqa: PLC0415
 
-    from ingestion.store import EMBEDDED_PROFILE  # noqa: PLC0415
+    from ingestion.feast_store import EMBEDDED_PROFILE  # noqa: PLC0415
 
     s = get_settings()
     profile = s.feature_store_yaml
@@ -192,7 +192,7 @@ def init(
 @app.command()
 def apply(features: PathOpt = None) -> None:
     """Register the feature definitions with Feast (as `feast apply` from the repo root)."""
-    from ingestion.store import apply_definitions, features_as_of, open_store  # noqa: PLC0415
+    from ingestion.feast_store import apply_definitions, features_as_of, open_store  # noqa: PLC0415
 
     s = get_settings()
     features_dir = features or s.paths.features_dir
@@ -206,7 +206,7 @@ def apply(features: PathOpt = None) -> None:
 @app.command()
 def materialize(features: PathOpt = None) -> None:
     """Load the newest snapshot of every online feature view into the online store."""
-    from ingestion.store import features_as_of, materialize_latest, open_store  # noqa: PLC0415
+    from ingestion.feast_store import features_as_of, materialize_latest, open_store  # noqa: PLC0415
 
     s = get_settings()
     as_of = features_as_of(features or s.paths.features_dir)
@@ -223,7 +223,7 @@ def online_features(
     """Print the online feature vectors of a few accounts (collection_risk_v1)."""
     import pandas as pd  # noqa: PLC0415
 
-    from ingestion.store import online_feature_vectors, open_store  # noqa: PLC0415
+    from ingestion.feast_store import online_feature_vectors, open_store  # noqa: PLC0415
 
     s = get_settings()
     ids = account or _sample_accounts(s.paths.features_dir, sample)
@@ -284,7 +284,7 @@ def main() -> None:
     if stage is None:
         app()
         return
-    from monitoring.runs import recorded_run  # noqa: PLC0415
+    from monitoring.pipeline_runs import recorded_run  # noqa: PLC0415
 
     with recorded_run(stage):
         app()
@@ -310,7 +310,7 @@ def score_batch(
     id the scorer would refuse is marked "invalid account id" and not looked up; an id the
     online store does not know is marked "no features for this account".
     """
-    from training.batch import (  # noqa: PLC0415
+    from training.batch_scoring import (  # noqa: PLC0415
         check_output,
         read_batch_input,
     )
@@ -318,7 +318,7 @@ def score_batch(
     # Files first: a bad one is refused in seconds, before MLflow and Feast load.
     check_output(out, source=in_file)
     batch = read_batch_input(in_file)
-    from training.batch import score_uci_file, write_scores  # noqa: PLC0415
+    from training.batch_scoring import score_uci_file, write_scores  # noqa: PLC0415
     from training.registry import load_scoring_model  # noqa: PLC0415
 
     model = load_scoring_model(model_version)
@@ -334,8 +334,8 @@ def score_batch(
 def _score_id_file(path: Path, model: ScoringModel, ids: Sequence[str]) -> pd.DataFrame:
     """Score ids from the online store; ids the API would refuse are reported with their
     rows and never looked up, unknown ones reported apart."""
-    from ingestion.store import open_store  # noqa: PLC0415
-    from training.batch import score_accounts  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
+    from training.batch_scoring import score_accounts  # noqa: PLC0415
 
     problem = _account_id_rule()
     problems = [problem(a) for a in ids]
@@ -373,7 +373,7 @@ def _shown(account_id: str, width: int = 40) -> str:
 
 
 def _report_invalid(path: Path, ids: Sequence[str], problems: Sequence[str | None]) -> None:
-    from training.batch import INVALID_ID, where  # noqa: PLC0415
+    from training.batch_scoring import INVALID_ID, where  # noqa: PLC0415
 
     found = [(i, p) for i, p in enumerate(problems) if p is not None]
     if found:
@@ -392,7 +392,7 @@ def _report_invalid(path: Path, ids: Sequence[str], problems: Sequence[str | Non
 
 
 def _report_unknown(path: Path, scores: pd.DataFrame) -> None:
-    from training.batch import NO_FEATURES, where  # noqa: PLC0415
+    from training.batch_scoring import NO_FEATURES, where  # noqa: PLC0415
 
     unknown = [int(i) for i in (scores["status"] == NO_FEATURES).to_numpy().nonzero()[0]]
     if unknown:

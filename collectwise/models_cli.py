@@ -28,7 +28,7 @@ def _live_fingerprint() -> Callable[[str], str] | None:
     from feast.errors import FeastObjectNotFoundException  # noqa: PLC0415
 
     from collectwise.settings import get_settings  # noqa: PLC0415
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
     from training.fingerprint import definitions_fingerprint  # noqa: PLC0415
 
     s = get_settings()

@@ -2,7 +2,7 @@
 
 Each command reads its inputs (served-features log, registry, feature tables, Feast), runs
 one pure job of the monitoring package, writes its reports, logs a one-screen summary and
-hands the JobResult to monitoring.jobs.finish_job, which stores the metrics and evaluates
+hands the JobResult to monitoring.job_finish.finish_job, which stores the metrics and evaluates
 the alert rules (skipped with --no-alerts). Bad input (an empty window, no matured outcome,
 an unknown model) ends with one clear line and exit code 1.
 """
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
     from collectwise.settings import Settings
-    from monitoring.results import JobResult
+    from monitoring.job_result import JobResult
 
 app = new_app(
     help="Drift, live performance, online/offline skew and fairness of the served model.",
@@ -69,7 +69,7 @@ def _finish(result: JobResult, no_alerts: bool) -> None:
         return
     # Imported here: the alerting side pulls in SQLAlchemy and delivery clients.
     from collectwise.settings import get_settings  # noqa: PLC0415
-    from monitoring.jobs import finish_job  # noqa: PLC0415
+    from monitoring.job_finish import finish_job  # noqa: PLC0415
 
     alerts = finish_job(result, get_settings().monitoring)
     opened = ", ".join(f"#{getattr(a, 'id', '?')} {getattr(a, 'rule_name', a)}" for a in alerts)
@@ -231,7 +231,7 @@ def skew(
     no_alerts: NoAlertsOpt = False,
 ) -> None:
     """Replay logged online vectors with get_historical_features; mismatch rate per feature."""
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
     from monitoring import job_inputs as inputs  # noqa: PLC0415
     from monitoring.drift import service_features  # noqa: PLC0415
     from monitoring.skew import entity_rows, replay, sample_served, skew_job  # noqa: PLC0415

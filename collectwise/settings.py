@@ -240,7 +240,7 @@ class ServingSettings(BaseModel):
     # A materialisation pending for longer than this is taken for dead (not ready).
     materialize_grace_seconds: float = Field(default=1800.0, ge=0)
     # direct: feature views read through Feast's provider (online_read) and the on-demand
-    # view's registered transformation called by the scorer (serving.direct, .ondemand);
+    # view's registered transformation called by the scorer (serving.provider_read, .ondemand);
     # sdk: everything through get_online_features (slower, same values).
     online_path: Literal["direct", "sdk"] = "direct"
     store_probe_seconds: float = Field(default=2.0, gt=0)

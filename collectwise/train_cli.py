@@ -49,7 +49,7 @@ def build_dataset(
     out: Annotated[Path, typer.Option(help="dataset directory")] = DATASET,
 ) -> None:
     """Point-in-time training set from Feast over collection_risk_v1, matured labels only."""
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
     from training.dataset import build_training_set  # noqa: PLC0415
 
     s = get_settings()

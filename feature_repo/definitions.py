@@ -10,8 +10,8 @@ from feast import Entity, FeatureService, RequestSource
 from feast.on_demand_feature_view import OnDemandFeatureView
 
 from feature_repo.entities import account, customer
+from feature_repo.feature_services import make_collection_risk_v1
 from feature_repo.request_features import make_request_time_view, scoring_request
-from feature_repo.services import make_collection_risk_v1
 from feature_repo.views import Views, make_views
 
 

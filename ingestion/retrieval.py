@@ -39,8 +39,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import EMBEDDED_PROFILE, apply_definitions
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import EMBEDDED_PROFILE, apply_definitions
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore

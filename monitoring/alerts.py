@@ -315,7 +315,7 @@ def evaluated_conditions(rules: Iterable[Rule], metrics: Mapping[str, float]) ->
 
 
 class AlertWriter(Protocol):
-    """What apply_firings needs of a store (monitoring.store.MonitoringStore is one); a
+    """What apply_firings needs of a store (monitoring.monitor_db.MonitoringStore is one); a
     protocol, so this module stays free of the store, which imports it."""
 
     def live_alerts(self) -> dict[str, Alert]: ...

@@ -35,7 +35,7 @@ from collectwise.settings import MonitoringSettings
 from monitoring.alerts import SEVERITY_RANK, Alert
 
 if TYPE_CHECKING:
-    from monitoring.store import MonitoringStore
+    from monitoring.monitor_db import MonitoringStore
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ memory), so drift watches exactly what training and serving share:
 - numeric features (Float/Int): PSI;
 - the categorical payment_channel_preference: Jensen-Shannon distance;
 - array features (payment_history, balance_history, days_past_due_history) expand to one
-  column per element, named like training.matrix names them (`<name>_0` = newest month):
+  column per element, named like training.model_matrix names them (`<name>_0` = newest month):
   each element is one month's value, and a shock shows in the newest months before the
   6-month aggregates move;
 - timestamps (overdue_since) are skipped: a date moves with the calendar, not with the
@@ -32,17 +32,17 @@ import numpy as np
 import pandas as pd
 
 from collectwise.errors import InvalidInputError
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion import retrieval
-from monitoring.results import JobResult
+from monitoring.job_result import JobResult
 from monitoring.served import stamp
-from training.matrix import HISTORY_LENGTH, expand_arrays
+from training.model_matrix import HISTORY_LENGTH, expand_arrays
 
 if TYPE_CHECKING:
     from feast import FeatureStore
 
     from collectwise.settings import MonitoringSettings
-    from training.bundle import ScoringModel
+    from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -486,7 +486,7 @@ def batch_current(
     reads with filter_by_created_timestamp (ingestion.retrieval, as training reads); rows
     keep the population's order.
     """
-    from training.batch import score_vectors  # noqa: PLC0415
+    from training.batch_scoring import score_vectors  # noqa: PLC0415
 
     if population.empty:
         raise DriftInputError(f"no account had a feature snapshot at or before {as_of}")

@@ -20,8 +20,8 @@ from typing import Any
 
 import pandas as pd
 
+from monitoring.job_result import JobResult
 from monitoring.performance import LABEL, MATURED, PerformanceInputError
-from monitoring.results import JobResult
 from monitoring.served import stamp
 from training.dataset import PROTECTED_ATTRIBUTES, PROTECTED_PREFIX
 from training.fairness import FOUR_FIFTHS, MIN_GROUP_SIZE, fairness_table

@@ -22,7 +22,7 @@ import pandas as pd
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from monitoring.store import MonitoringStore, PipelineRun
+from monitoring.monitor_db import MonitoringStore, PipelineRun
 
 log = logging.getLogger(__name__)
 

@@ -90,7 +90,7 @@ def batch_current(
 ) -> tuple[pd.DataFrame, datetime]:
     """Every account of the newest snapshot at or before the date, built as training builds
     it and scored by the version: drift without served traffic."""
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
     from monitoring.drift import batch_current as scored_population  # noqa: PLC0415
     from monitoring.drift import batch_population  # noqa: PLC0415
     from training.registry import load_version  # noqa: PLC0415

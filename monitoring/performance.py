@@ -28,7 +28,7 @@ from sklearn.metrics import brier_score_loss
 
 from collectwise.errors import InvalidInputError
 from feature_repo.transformations import DEFAULT_LABEL_GRACE_DAYS, LABEL_WINDOW_DAYS
-from monitoring.results import JobResult
+from monitoring.job_result import JobResult
 from monitoring.served import as_utc, stamp
 from training.evaluate import safe_auc, threshold_metrics
 

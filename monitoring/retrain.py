@@ -32,7 +32,7 @@ from monitoring.alerts import Alert
 
 if TYPE_CHECKING:
     from collectwise.settings import MlflowSettings
-    from monitoring.store import MonitoringStore, RetrainRequest
+    from monitoring.monitor_db import MonitoringStore, RetrainRequest
 
 log = logging.getLogger(__name__)
 

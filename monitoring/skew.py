@@ -33,9 +33,9 @@ import numpy as np
 import pandas as pd
 
 from collectwise.errors import InvalidInputError
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion import retrieval
-from monitoring.results import JobResult
+from monitoring.job_result import JobResult
 from monitoring.served import TS_PREFIX, stamp
 
 if TYPE_CHECKING:

@@ -22,15 +22,15 @@ from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collectwise.settings import Settings, get_settings
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from serving import errors
-from serving.api import health, models, score
+from serving.api import current_model, health, score
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
-from serving.models import ModelWatcher
+from serving.model_set import ModelWatcher
 from serving.online import OnlineFeatures
+from serving.runtime import Service, build_recorder, descriptions, fingerprint_check
 from serving.scoring import ScoringOptions
-from serving.service import Service, build_recorder, descriptions, fingerprint_check
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -43,7 +43,7 @@ Send an API key in `X-API-Key`; `score` scope for scoring, `admin` for administr
 
 
 def _open_store(settings: Settings) -> FeatureStore:
-    from ingestion.store import open_store  # noqa: PLC0415
+    from ingestion.feast_store import open_store  # noqa: PLC0415
 
     return open_store(settings)
 
@@ -112,7 +112,7 @@ def create_app(platform: Settings | None = None, store: FeatureStore | None = No
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (score.router, models.router, health.router):
+    for router in (score.router, current_model.router, health.router):
         app.include_router(router)
     app.add_middleware(TimedRoutes)
     # Bodies over the limit get 413 before they are parsed: parsing a 30 MB body held the

@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from collectwise.errors import UnavailableError
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import ONLINE_VIEWS, customer_key
 from ingestion.snapshot_marker import (
     CANARY_ROW,
     DEFAULT_GRACE,
@@ -31,10 +32,9 @@ from ingestion.snapshot_marker import (
     marker_refs,
     problems_from_values,
 )
-from ingestion.store import ONLINE_VIEWS
-from serving import direct, ondemand
-from serving.direct import DirectReader
+from serving import ondemand, provider_read
 from serving.ondemand import OnDemandPlan
+from serving.provider_read import DirectReader
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -47,7 +47,7 @@ TS_SUFFIX = "__ts"
 # An id no account has: warm-up and health probes read it (a read, whatever its result).
 WARM_UP_ID = "__collectwise_probe__"
 
-# Missing values are not filled here: training.matrix.model_matrix declares what a missing
+# Missing values are not filled here: training.model_matrix.model_matrix declares what a missing
 # value becomes (NaN for numbers, which the boosters route as learnt in training; all-zero
 # one-hot for categories), for training and serving alike. Filling them differently online
 # would break online/offline parity, so the scorer only reports which were missing.
@@ -93,7 +93,7 @@ class OnlineFeatures:
     # Set by a failed request read: the probe runs at once instead of at its next tick.
     suspect: threading.Event = field(default_factory=threading.Event)
     # True: every read goes through get_online_features, which also runs the service's
-    # on-demand views (slower; see serving.direct and serving.ondemand).
+    # on-demand views (slower; see serving.provider_read and serving.ondemand).
     via_sdk: bool = False
     _service: FeatureService | None = None
     _plan: OnDemandPlan | None = None
@@ -116,14 +116,14 @@ class OnlineFeatures:
         if not self.via_sdk:
             self._plan = ondemand.for_service(self.store, self._service)
         if self._plan is not None:
-            self._views = direct.for_refs(self.store, self._plan.refs)
-            self._profile = direct.for_refs(self.store, [PROFILE_REF])
+            self._views = provider_read.for_refs(self.store, self._plan.refs)
+            self._profile = provider_read.for_refs(self.store, [PROFILE_REF])
         else:
             log.info("online reads of %s go through get_online_features", self.service_name)
         self._marker_refs = marker_refs(self.store, ONLINE_VIEWS)
         # Through the provider: get_online_features refuses a view while Feast marks it
         # MATERIALIZING, which would take the scorer out of rotation on every load.
-        self._marker = direct.for_refs(self.store, self._marker_refs)
+        self._marker = provider_read.for_refs(self.store, self._marker_refs)
         self._pool = ThreadPoolExecutor(self.workers, thread_name_prefix="online-read")
 
     def close(self) -> None:
@@ -337,17 +337,6 @@ class OnlineFeatures:
             if seen is None or (ttl and scoring_time - seen > ttl):
                 stale.append(view)
         return stale
-
-
-def customer_key(value: Any) -> str | None:
-    """The customer an account_profile value names, or None: only a non-empty string is one.
-
-    A null (an account whose profile row lacks its customer), an empty string (which would
-    read a customer view keyed by "") or a value of another type (rows another schema wrote
-    under this project) means the account cannot be resolved: it is unknown, and no entity
-    row is built for it (a null would fail Feast's entity-key serialisation).
-    """
-    return value if isinstance(value, str) and value else None
 
 
 def _has_features(row: OnlineRow) -> bool:

@@ -17,9 +17,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from serving.models import ModelSet, ServedModel
+from serving.model_set import ModelSet, ServedModel
 from serving.online import OnlineRow
-from training.matrix import column_sources, model_matrix
+from training.model_matrix import column_sources, model_matrix
 
 
 @dataclass(frozen=True)

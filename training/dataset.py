@@ -8,7 +8,7 @@ serving would compute them at that moment, with no reported income.
 
 Beside the features the set carries evaluation-only columns, named so that no model can
 take them by accident: `protected__*` (fairness reports) and, on synthetic data,
-`oracle__p_default` (the generator's true probability). training.matrix drops both.
+`oracle__p_default` (the generator's true probability). training.model_matrix drops both.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from collectwise.errors import InvalidInputError
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion import retrieval
 from ingestion.features import connect
 from ingestion.rawio import has_table, swap_dir, table_glob

@@ -32,7 +32,7 @@ from sklearn.metrics import (
 )
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
-from training.models import Monotone, build_estimator
+from training.estimators import Monotone, build_estimator
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from imblearn.pipeline import Pipeline
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 
-from training.fastpath import SMALL_BATCH, xgboost_rounds, xgboost_single_thread
-from training.models import BoostedTrees
+from training.estimators import BoostedTrees
+from training.fast_predict import SMALL_BATCH, xgboost_rounds, xgboost_single_thread
 
 log = logging.getLogger(__name__)
 

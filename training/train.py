@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 
 from feature_repo.transformations import LABEL_WINDOW_DAYS
-from training.bundle import ScoringModel, load_bundle, save_bundle
 from training.dataset import read_dataset, read_summary
+from training.estimators import build_estimator, fit_with_eval_set
 from training.evaluate import (
     DEFAULT_COSTS,
     Candidate,
@@ -32,8 +32,8 @@ from training.evaluate import (
     evaluate,
     risk_bands,
 )
-from training.matrix import model_matrix, monotone_constraints
-from training.models import build_estimator, fit_with_eval_set
+from training.model_matrix import model_matrix, monotone_constraints
+from training.scoring_model import ScoringModel, load_bundle, save_bundle
 from training.splits import Split, choose_splitter
 from training.tuning import SearchSpace, tune
 

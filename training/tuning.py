@@ -34,8 +34,8 @@ import numpy as np
 import optuna
 import pandas as pd
 
+from training.estimators import BOOSTERS, IMBALANCE, Monotone, build_estimator, fit_with_eval_set
 from training.evaluate import DEFAULT_COSTS, min_cost_threshold, safe_auc
-from training.models import BOOSTERS, IMBALANCE, Monotone, build_estimator, fit_with_eval_set
 
 log = logging.getLogger(__name__)
 

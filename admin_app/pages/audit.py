@@ -8,8 +8,8 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
+from admin_app.backends import backends
 from admin_app.components import grid, header, section
-from admin_app.context import backends
 from admin_app.logic import audit as logic
 
 PATH = "/audit"

@@ -12,8 +12,8 @@ import dash_bootstrap_components as dbc
 import pandas as pd
 from dash import Dash, Input, Output, State, dcc, html
 
+from admin_app.backends import backends
 from admin_app.components import grid, header, message, note, section
-from admin_app.context import backends
 from admin_app.logic import outcome
 from admin_app.logic.counterfactual import ACTIONABLE, build_space, find_counterfactual
 from admin_app.logic.explain import (
@@ -109,7 +109,7 @@ def _versions(_: Any) -> tuple[Any, Any, Any]:
 
 
 def _importance(version: int | None) -> tuple[Any, ...]:
-    from admin_app.services import shap_sample  # noqa: PLC0415
+    from admin_app.lookups import shap_sample  # noqa: PLC0415
     from training.registry import RegistryError  # noqa: PLC0415
 
     empty = importance_figure(pd.Series(dtype=float), "Global importance")
@@ -128,7 +128,7 @@ def _importance(version: int | None) -> tuple[Any, ...]:
 
 
 def _dependence(feature: str | None, version: int | None) -> Any:
-    from admin_app.services import shap_sample  # noqa: PLC0415
+    from admin_app.lookups import shap_sample  # noqa: PLC0415
 
     if not feature or version is None:
         return dependence_figure(pd.DataFrame({"value": [], "shap": []}), feature or "")
@@ -137,8 +137,8 @@ def _dependence(feature: str | None, version: int | None) -> Any:
 
 
 def _account(_: Any, account: str | None) -> Any:
-    from admin_app.services import NotFound, lookup, reference_matrix  # noqa: PLC0415
-    from serving.models import ModelUnavailableError  # noqa: PLC0415
+    from admin_app.lookups import NotFound, lookup, reference_matrix  # noqa: PLC0415
+    from serving.model_set import ModelUnavailableError  # noqa: PLC0415
     from serving.online import StoreUnavailableError  # noqa: PLC0415
     from training.registry import RegistryError  # noqa: PLC0415
 

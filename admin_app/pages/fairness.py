@@ -9,8 +9,8 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html
 
+from admin_app.backends import backends
 from admin_app.components import columns, grid, header, note, section
-from admin_app.context import backends
 from admin_app.logic import fairness as logic
 from admin_app.logic.monitoring import trend_figure
 
@@ -66,7 +66,7 @@ def register(app: Dash) -> None:
 
 
 def _load(_: Any) -> tuple[Any, ...]:
-    from admin_app.services import latest_fairness  # noqa: PLC0415
+    from admin_app.lookups import latest_fairness  # noqa: PLC0415
     from training.registry import list_versions  # noqa: PLC0415
 
     b = backends()

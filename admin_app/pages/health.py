@@ -9,8 +9,8 @@ from typing import Any
 import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, dcc, html
 
+from admin_app.backends import backends
 from admin_app.components import columns, grid, header, section, stat
-from admin_app.context import backends
 from admin_app.logic import health as logic
 from admin_app.logic.monitoring import records
 
@@ -70,7 +70,7 @@ def _store_card() -> logic.Card:
 
 
 def _load(_: Any) -> tuple[Any, ...]:
-    from admin_app.services import materialisations  # noqa: PLC0415
+    from admin_app.lookups import materialisations  # noqa: PLC0415
     from monitoring.health import system_health  # noqa: PLC0415
 
     b = backends()

@@ -14,8 +14,8 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from admin_app.auth import acting, may
+from admin_app.backends import backends
 from admin_app.components import columns, grid, header, message, note, pairs, section
-from admin_app.context import backends
 from admin_app.logic import models as logic
 from admin_app.logic.outcome import Outcome
 from admin_app.logic.roles import PermissionDenied, Role
@@ -194,7 +194,7 @@ def _load_choices(_: Any) -> tuple[list[dict[str, Any]], int | None]:
 
 
 def _select(selected: list[dict[str, Any]] | None) -> tuple[Any, Any]:
-    from admin_app.services import model_card  # noqa: PLC0415
+    from admin_app.lookups import model_card  # noqa: PLC0415
     from training.registry import show  # noqa: PLC0415
 
     if not selected:

@@ -1,7 +1,7 @@
 """Monitoring: alerts (acknowledge, resolve), the rules editor, drift and performance
 trends, the monitoring jobs' HTML reports, feature freshness and pipeline runs.
 
-Everything reads and writes monitoring.store.MonitoringStore; a rule the editor saves is
+Everything reads and writes monitoring.monitor_db.MonitoringStore; a rule the editor saves is
 validated by the store (monitoring.alerts.validate_rule), whose message names the field.
 """
 
@@ -15,8 +15,8 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, ctx, dcc, html, no_update
 
 from admin_app.auth import acting, may
+from admin_app.backends import backends
 from admin_app.components import columns, grid, header, message, note, section
-from admin_app.context import backends
 from admin_app.logic import monitoring as logic
 from admin_app.logic import outcome
 from admin_app.logic.files import list_reports
@@ -251,7 +251,7 @@ def _show_report(selected: list[dict[str, Any]] | None) -> Any:
 def _alert_action(
     _a: Any, _r: Any, selected: list[dict[str, Any]] | None, note_text: str | None, refresh: int
 ) -> tuple[Any, int]:
-    from monitoring.store import AlertNotFound, AlertTransitionError  # noqa: PLC0415
+    from monitoring.monitor_db import AlertNotFound, AlertTransitionError  # noqa: PLC0415
 
     resolve = ctx.triggered_id == "mon-resolve"
     action = "resolve_alert" if resolve else "ack_alert"
@@ -301,7 +301,7 @@ def _rule_action(_s: Any, _d: Any, *values: Any) -> tuple[Any, int]:
 
 def _save_rule(who: str, form: dict[str, Any]) -> Outcome:
     from monitoring.alerts import Rule  # noqa: PLC0415
-    from monitoring.store import RuleNotFound  # noqa: PLC0415
+    from monitoring.monitor_db import RuleNotFound  # noqa: PLC0415
 
     store = backends().monitoring()
     try:
@@ -319,7 +319,7 @@ def _save_rule(who: str, form: dict[str, Any]) -> Outcome:
 
 
 def _delete_rule(who: str, name: str) -> Outcome:
-    from monitoring.store import RuleNotFound  # noqa: PLC0415
+    from monitoring.monitor_db import RuleNotFound  # noqa: PLC0415
 
     if not name:
         return outcome.refused("rule field 'name': say which rule to delete")

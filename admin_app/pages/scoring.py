@@ -12,13 +12,13 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, dcc, html, no_update
 
 from admin_app.auth import acting, may
+from admin_app.backends import backends
 from admin_app.components import header, message, note, pairs, section
-from admin_app.context import backends
 from admin_app.logic import outcome
-from admin_app.logic.batch import UploadError
 from admin_app.logic.explain import waterfall_figure
 from admin_app.logic.outcome import Outcome
 from admin_app.logic.roles import PermissionDenied, Role
+from admin_app.logic.upload_checks import UploadError
 
 PATH = "/scoring"
 NAME = "Scoring"
@@ -105,8 +105,8 @@ def register(app: Dash) -> None:
 
 
 def _score(_: Any, account: str | None, income: float | None) -> Any:
-    from admin_app.services import NotFound, lookup  # noqa: PLC0415
-    from serving.models import ModelUnavailableError  # noqa: PLC0415
+    from admin_app.lookups import NotFound, lookup  # noqa: PLC0415
+    from serving.model_set import ModelUnavailableError  # noqa: PLC0415
     from serving.online import StoreUnavailableError  # noqa: PLC0415
 
     account = (account or "").strip()
@@ -155,8 +155,8 @@ def _waterfall(found: Any) -> Any:
 
 
 def _upload(contents: str | None, filename: str | None) -> tuple[Any, ...]:
-    from admin_app.batch import check_upload, make_work, save_upload  # noqa: PLC0415
-    from serving.models import ModelUnavailableError  # noqa: PLC0415
+    from admin_app.batch_upload import check_upload, make_work, save_upload  # noqa: PLC0415
+    from serving.model_set import ModelUnavailableError  # noqa: PLC0415
 
     b = backends()
     try:

@@ -11,13 +11,13 @@ import dash_bootstrap_components as dbc
 from dash import Dash, Input, Output, State, ctx, dcc, html
 
 from admin_app.auth import acting
+from admin_app.backends import backends
 from admin_app.components import grid, header, message, section
-from admin_app.context import backends
 from admin_app.logic import outcome
 from admin_app.logic.outcome import Outcome
 from admin_app.logic.roles import ROLES, PermissionDenied
 from admin_app.logic.users import check_change, user_rows
-from admin_app.users import UserExists, UserNotFound
+from admin_app.user_store import UserExists, UserNotFound
 
 PATH = "/users"
 NAME = "Users"

@@ -9,8 +9,8 @@ from fastapi import Depends, Request, Security
 from fastapi.security import APIKeyHeader
 
 from serving.auth import Caller
+from serving.runtime import Service
 from serving.schemas import ErrorBody
-from serving.service import Service
 
 # auto_error=False: a missing key is our AuthError (401 with a clear body), not FastAPI's 403.
 api_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="API key")

@@ -16,6 +16,7 @@ from serving.auth import Caller, RateLimitedError
 from serving.errors import StaleFeaturesError, UnknownAccountError, invalid
 from serving.events import ScoreEvent
 from serving.online import OnlineRow
+from serving.runtime import Service
 from serving.schemas import (
     BatchError,
     BatchRequest,
@@ -28,7 +29,6 @@ from serving.schemas import (
     ScoreResponse,
 )
 from serving.scoring import Scored, score_rows
-from serving.service import Service
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=AUTH_RESPONSES)
 

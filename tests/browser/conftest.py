@@ -25,11 +25,11 @@ from selenium import webdriver
 from selenium.webdriver.chrome.service import Service as ChromeService
 
 from admin_app.app import create_app
-from admin_app.context import Backends
+from admin_app.backends import Backends
 from admin_app.server import wsgi_server
 from monitoring.alerts import Firing
-from monitoring.results import JobResult
-from monitoring.store import MonitoringStore
+from monitoring.job_result import JobResult
+from monitoring.monitor_db import MonitoringStore
 from serving.audit import AuditLog
 from serving.events import ScoreEvent
 from tests.console_env import console_settings
@@ -38,7 +38,7 @@ from tests.serving.conftest import ScorerWorld, fit_model
 from training import registry
 from training.explain import global_importance
 from training.fairness import fairness_table
-from training.matrix import model_matrix
+from training.model_matrix import model_matrix
 from training.report import build_report
 
 # The scorer tier's module fixtures, shared rather than rebuilt.

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from monitoring.store import MonitoringStore
+from monitoring.monitor_db import MonitoringStore
 
 pytestmark = pytest.mark.e2e
 

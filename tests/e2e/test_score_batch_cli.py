@@ -23,16 +23,16 @@ from typer.testing import CliRunner
 
 from collectwise.cli import app
 from collectwise.settings import FEAST_YAML_ENV, get_settings
+from ingestion.feast_store import features_as_of, materialize_latest
 from ingestion.features import build_features
 from ingestion.retrieval import apply_scratch_repo
-from ingestion.store import features_as_of, materialize_latest
 from ingestion.uci import LABEL, ingest_uci
 from ingestion.validate import validate_raw
 from tests.mlflow_env import temporary_mlflow
-from training.batch import INVALID_ID, NO_FEATURES, _historical_vectors
-from training.bundle import ScoringModel
-from training.matrix import model_matrix
+from training.batch_scoring import INVALID_ID, NO_FEATURES, _historical_vectors
+from training.model_matrix import model_matrix
 from training.registry import TEST_AUC, register
+from training.scoring_model import ScoringModel
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

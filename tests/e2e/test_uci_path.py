@@ -7,9 +7,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from ingestion.feast_store import features_as_of, materialize_latest, online_feature_vectors
 from ingestion.features import build_features
 from ingestion.retrieval import entity_rows, point_in_time_vectors
-from ingestion.store import features_as_of, materialize_latest, online_feature_vectors
 from ingestion.uci import ingest_uci
 from ingestion.validate import validate_raw
 from tests.integration.conftest import apply_store

@@ -35,12 +35,12 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
 from collectwise.settings import get_settings
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import open_store
-from training.bundle import ScoringModel
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import open_store
+from training.scoring_model import ScoringModel
 from training.dataset import read_dataset
 from training.fingerprint import definitions_fingerprint
-from training.matrix import model_matrix
+from training.model_matrix import model_matrix
 from training.registry import TEST_AUC, promote, register
 
 data = read_dataset("data/training")

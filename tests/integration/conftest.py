@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import redis
 
+from ingestion.feast_store import features_as_of
 from ingestion.features import build_features
 from ingestion.retrieval import ScratchRepo, apply_scratch_repo, scratch_repo
-from ingestion.store import features_as_of
 from ingestion.synthetic import SyntheticConfig, generate
 from ingestion.validate import validate_raw
 

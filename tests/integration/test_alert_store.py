@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from collectwise.alerts_cli import app as alerts_app
 from collectwise.settings import MonitoringSettings, get_settings
-from monitoring import jobs
+from monitoring import job_finish
 from monitoring.alerts import DEFAULT_RULES, Alert, Firing, Rule
-from monitoring.jobs import finish_job
-from monitoring.results import JobResult
-from monitoring.store import (
+from monitoring.job_finish import finish_job
+from monitoring.job_result import JobResult
+from monitoring.monitor_db import (
     AlertNotFound,
     AlertTransitionError,
     DuplicateRule,
@@ -77,13 +77,13 @@ def settings(db_url: str) -> MonitoringSettings:
 def delivered(monkeypatch: pytest.MonkeyPatch) -> list[Alert]:
     """Every alert finish_job hands to delivery (the real delivery still runs)."""
     seen: list[Alert] = []
-    real = jobs.deliver
+    real = job_finish.deliver
 
     def spy(alerts: Any, settings: Any, store: Any = None) -> Any:
         seen.extend(alerts)
         return real(alerts, settings, store)
 
-    monkeypatch.setattr(jobs, "deliver", spy)
+    monkeypatch.setattr(job_finish, "deliver", spy)
     return seen
 
 

@@ -23,8 +23,8 @@ from collectwise.audit_cli import app
 from collectwise.settings import MlflowSettings, get_settings
 from serving.audit import AuditLog
 from tests.unit.test_audit import make_event
-from training.bundle import ScoringModel
 from training.registry import TEST_AUC, register, tracking_client
+from training.scoring_model import ScoringModel
 
 pytestmark = pytest.mark.integration
 

@@ -20,9 +20,9 @@ from aiosmtpd.controller import Controller
 
 from collectwise.settings import MonitoringSettings
 from monitoring.delivery import deliver
-from monitoring.jobs import finish_job
-from monitoring.results import JobResult
-from monitoring.store import MonitoringStore
+from monitoring.job_finish import finish_job
+from monitoring.job_result import JobResult
+from monitoring.monitor_db import MonitoringStore
 
 pytestmark = pytest.mark.integration
 

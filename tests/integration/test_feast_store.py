@@ -13,9 +13,9 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import materialize_latest, online_feature_vectors
 from ingestion.retrieval import entity_rows, open_scratch_store, point_in_time_vectors
-from ingestion.store import materialize_latest, online_feature_vectors
 from tests.integration.conftest import AppliedStore, FeatureData, apply_store
 
 pytestmark = pytest.mark.integration

@@ -24,8 +24,8 @@ from typer.testing import CliRunner
 
 from collectwise.monitor_cli import app
 from collectwise.settings import Settings
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import materialize_latest
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import materialize_latest
 from monitoring.drift import service_features
 from monitoring.skew import compare, entity_rows, replay
 from tests.integration.conftest import AppliedStore, FeatureData, apply_store
@@ -292,14 +292,14 @@ def test_without_no_alerts_the_result_goes_to_finish_job(
 ) -> None:
     registry["reference"] = training_reference(monitored, n=200)
     received: list[Any] = []
-    jobs = types.ModuleType("monitoring.jobs")
+    jobs = types.ModuleType("monitoring.job_finish")
 
     def finish_job(result: Any, settings: Any) -> list[Any]:
         received.append(result)
         return []
 
     jobs.finish_job = finish_job  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "monitoring.jobs", jobs)
+    monkeypatch.setitem(sys.modules, "monitoring.job_finish", jobs)
     end = monitored.scored_at + timedelta(hours=1)
     args = ["drift", "--end", iso(end), "--served-dir", str(monitored.served_dir)]
     result = invoke([*args, "--reports-dir", str(tmp_path)])
@@ -404,7 +404,7 @@ def test_drift_against_features_built_as_of_a_date(
         "training.registry.load_version", lambda v, **_: types.SimpleNamespace(model=None)
     )
     monkeypatch.setattr(
-        "training.batch.score_vectors",
+        "training.batch_scoring.score_vectors",
         lambda model, frame: pd.DataFrame({"probability": score(frame)}, index=frame.index),
     )
     as_of = monitored.data.as_of - timedelta(days=20)

@@ -25,7 +25,6 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import roc_auc_score
 
 from collectwise.settings import MlflowSettings, Settings, get_settings
-from training.bundle import ScoringModel
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -49,6 +48,7 @@ from training.registry import (
     show,
     tracking_client,
 )
+from training.scoring_model import ScoringModel
 from training.tracking import configure_tracking
 
 pytestmark = pytest.mark.integration

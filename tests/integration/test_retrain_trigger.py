@@ -24,11 +24,10 @@ from pydantic import ValidationError
 from sklearn.linear_model import LogisticRegression
 
 from collectwise.settings import MlflowSettings, MonitoringSettings, load_settings
-from monitoring.jobs import finish_job
-from monitoring.results import JobResult
+from monitoring.job_finish import finish_job
+from monitoring.job_result import JobResult
+from monitoring.monitor_db import MonitoringStore
 from monitoring.retrain import trigger_retrain
-from monitoring.store import MonitoringStore
-from training.bundle import ScoringModel
 from training.registry import (
     CHALLENGER,
     CHAMPION,
@@ -39,6 +38,7 @@ from training.registry import (
     resolve_alias,
     tracking_client,
 )
+from training.scoring_model import ScoringModel
 
 pytestmark = pytest.mark.integration
 
@@ -48,7 +48,7 @@ COLUMNS = ["days_overdue", "broken_promises"]
 REGISTER_SCRIPT = """
 import numpy as np, pandas as pd
 from sklearn.linear_model import LogisticRegression
-from training.bundle import ScoringModel
+from training.scoring_model import ScoringModel
 from training.registry import TEST_AUC, register
 from collectwise.settings import get_settings
 

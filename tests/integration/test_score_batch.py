@@ -12,19 +12,19 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 
+from ingestion.feast_store import materialize_latest, online_feature_vectors
 from ingestion.features import build_features
-from ingestion.store import materialize_latest, online_feature_vectors
 from ingestion.uci import ingest_uci
 from tests.integration.conftest import FeatureData, apply_store
-from training.batch import (
+from training.batch_scoring import (
     _historical_vectors,
     is_uci_file,
     read_account_ids,
     score_accounts,
     score_uci_file,
 )
-from training.bundle import ScoringModel
-from training.matrix import model_matrix
+from training.model_matrix import model_matrix
+from training.scoring_model import ScoringModel
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
 from ingestion.features import build_features
 from ingestion.rawio import write_part
@@ -28,7 +28,7 @@ from training.dataset import (
     read_summary,
 )
 from training.fingerprint import definitions_fingerprint, service_feature_refs
-from training.matrix import model_matrix
+from training.model_matrix import model_matrix
 
 pytestmark = pytest.mark.integration
 

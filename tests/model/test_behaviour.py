@@ -17,9 +17,9 @@ import pytest
 
 from feature_repo.definitions import build_definitions
 from ingestion.contract import PAYMENT_CHANNELS
+from training.estimators import build_estimator
 from training.evaluate import calibrate
-from training.matrix import model_matrix, monotone_constraints
-from training.models import build_estimator
+from training.model_matrix import model_matrix, monotone_constraints
 
 pytestmark = pytest.mark.model
 

@@ -19,17 +19,17 @@ from fastapi.testclient import TestClient
 from feast import FeatureStore
 
 from collectwise.settings import Settings
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import materialize_latest
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import materialize_latest
 from tests.integration import conftest as integration
 from tests.integration.conftest import FeatureData, apply_store
 from tests.mlflow_env import temporary_mlflow
 from training import registry
-from training.bundle import ScoringModel
 from training.dataset import build_training_set, read_dataset
+from training.estimators import build_estimator
 from training.fingerprint import definitions_fingerprint
-from training.matrix import model_matrix
-from training.models import build_estimator
+from training.model_matrix import model_matrix
+from training.scoring_model import ScoringModel
 
 # The session fixture of the integration tier, shared rather than rebuilt.
 feature_data = integration.feature_data

@@ -24,7 +24,7 @@ import pytest
 import requests
 import uvicorn
 
-from ingestion.store import materialize_latest
+from ingestion.feast_store import materialize_latest
 from serving.main import create_app
 from serving.servedlog import read_served
 from tests.integration.conftest import REDIS_URL, apply_store

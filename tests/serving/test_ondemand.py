@@ -16,8 +16,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from feature_repo.services import COLLECTION_RISK_V1
-from ingestion.store import materialize_latest
+from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion.feast_store import materialize_latest
 from serving import ondemand
 from serving.online import OnlineFeatures, OnlineRow
 from tests.integration.conftest import FeatureData, apply_store

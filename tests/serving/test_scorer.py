@@ -25,7 +25,7 @@ from tests.serving.conftest import (
 )
 from training import registry
 from training.dataset import retrieve_features
-from training.matrix import model_matrix
+from training.model_matrix import model_matrix
 
 pytestmark = pytest.mark.integration
 

@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 import redis
 
-from ingestion.store import materialize_latest
+from ingestion.feast_store import materialize_latest
 from serving.main import create_app
 from tests.integration.conftest import FeatureData, apply_store
 from tests.serving.conftest import SCORE_KEY, ScorerWorld, fit_model, scorer_settings, serve
@@ -133,7 +133,7 @@ MATERIALIZE = """
 import sys
 from datetime import datetime
 from feast import FeatureStore
-from ingestion.store import materialize_latest
+from ingestion.feast_store import materialize_latest
 materialize_latest(FeatureStore(repo_path=sys.argv[1]), datetime.fromisoformat(sys.argv[2]))
 """
 
@@ -159,13 +159,13 @@ def test_a_killed_materialization_is_not_ready_until_rerun(
 def _kill_midway(repo: Path, as_of: str, store: Any) -> None:
     """Run `materialize_latest` in a process of its own and SIGKILL it once it has begun
     (its pending marker is in the store) and before it has finished."""
+    from ingestion.feast_store import ONLINE_VIEWS
     from ingestion.snapshot_marker import CANARY_ROW, PENDING, marker_refs
-    from ingestion.store import ONLINE_VIEWS
-    from serving import direct
+    from serving import provider_read
 
     # Read as the scorer does (through the provider): Feast's own get_online_features
     # refuses a view while it is MATERIALIZING.
-    marker = direct.for_refs(store, marker_refs(store, ONLINE_VIEWS)[-1:])
+    marker = provider_read.for_refs(store, marker_refs(store, ONLINE_VIEWS)[-1:])
     assert marker is not None
     for _ in range(3):  # the load may win the race; then try again
         process = subprocess.Popen(

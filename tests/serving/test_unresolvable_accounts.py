@@ -24,9 +24,9 @@ from feast.protos.feast.types.EntityKey_pb2 import EntityKey
 from feast.protos.feast.types.Value_pb2 import Value
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from ingestion.feast_store import materialize_latest, online_feature_vectors
 from ingestion.retrieval import ScratchRepo, scratch_repo
-from ingestion.store import materialize_latest
-from serving import direct
+from serving import provider_read
 from serving.main import create_app
 from tests.integration.conftest import REDIS_URL, FeatureData
 from tests.serving.conftest import SCORE_KEY, ScorerWorld, scorer_settings, serve
@@ -135,7 +135,28 @@ def _score(client: Any, account: str, as_of: datetime) -> Any:
 def test_a_missing_key_is_named_not_feasts_serialisation_error(store: ScratchRepo) -> None:
     # The benchmark's in-process stage once built an entity row from an unknown account's
     # customer (None) and met Feast's "Value type not supported for feast feature store".
-    reader = direct.for_refs(store.store, ["customer_financial_ratios:debt_to_income_ratio"])
+    reader = provider_read.for_refs(store.store, ["customer_financial_ratios:debt_to_income_ratio"])
     assert reader is not None
     with pytest.raises(ValueError, match="without a customer_id"):
         reader.read([{"customer_id": None}])
+
+
+def test_batch_vectors_keep_unresolvable_accounts_without_features(
+    world: ScorerWorld, store: ScratchRepo
+) -> None:
+    # score-batch and `collectwise online-features` read through online_feature_vectors: an
+    # orphan keeps its row (so it is reported, in order) but is never read under customer "".
+    as_of = world.data.as_of
+    orphans = _write_orphans(store, world, as_of)
+    good = known_accounts(world, 1)[0]
+    ids = [good, *orphans, good]
+    frame = online_feature_vectors(store.store, ids, scoring_time=as_of)
+    alone = online_feature_vectors(store.store, [good], scoring_time=as_of)
+    assert list(frame["account_id"]) == ids
+    assert frame["customer_id"].iloc[1:-1].isna().all(), frame[["account_id", "customer_id"]]
+    features = [c for c in frame.columns if "__" in c]
+    assert features and frame.iloc[1:-1][features].isna().all().all()
+    for row in (0, len(ids) - 1):
+        pd.testing.assert_series_equal(
+            frame.iloc[row][alone.columns], alone.iloc[0], check_names=False, check_dtype=False
+        )

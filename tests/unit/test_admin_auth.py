@@ -18,13 +18,13 @@ from pydantic import SecretStr
 from admin_app.actions import ActionLog
 from admin_app.app import create_app
 from admin_app.auth import ConsoleUser, acting
-from admin_app.context import Backends
-from admin_app.jobs import BatchJobs, JobResult
+from admin_app.backends import Backends
+from admin_app.background_jobs import BatchJobs, JobResult
 from admin_app.logic.roles import PermissionDenied
 from admin_app.security import CSRF_COOKIE, CSRF_HEADER, secret_key
 from admin_app.server import ensure_demo_user
 from admin_app.throttle import locked_out
-from admin_app.users import UserExists, UserStore
+from admin_app.user_store import UserExists, UserStore
 from collectwise.settings import AdminSettings, Settings
 from tests.console_env import console_settings
 

@@ -14,16 +14,6 @@ import pytest
 
 from admin_app.logic import audit, fairness, health, monitoring
 from admin_app.logic import models as models_logic
-from admin_app.logic.batch import (
-    UploadError,
-    account_id_problems,
-    account_ids,
-    chunks,
-    decode_upload,
-    read_frame,
-    summarise,
-    upload_kind,
-)
 from admin_app.logic.explain import (
     by_source,
     dependence_frame,
@@ -34,6 +24,16 @@ from admin_app.logic.explain import (
 )
 from admin_app.logic.files import list_reports, safe_path
 from admin_app.logic.roles import can, check_password, check_role, check_username
+from admin_app.logic.upload_checks import (
+    UploadError,
+    account_id_problems,
+    account_ids,
+    chunks,
+    decode_upload,
+    read_frame,
+    summarise,
+    upload_kind,
+)
 from admin_app.logic.users import check_change
 from training.registry import ModelMetadata, PromotionRefused, RegistryError
 

@@ -25,11 +25,11 @@ from pydantic import ValidationError
 
 from admin_app.actions import ActionLog
 from admin_app.app import create_app
-from admin_app.context import Backends
+from admin_app.backends import Backends
 from admin_app.db import connect
 from admin_app.server import ensure_demo_user
 from admin_app.throttle import locked_out
-from admin_app.users import UserStore
+from admin_app.user_store import UserStore
 from collectwise.settings import AdminSettings, Settings
 from tests.console_env import console_settings
 from tests.unit.test_admin_auth import PASSWORD, csrf_headers, login

@@ -30,8 +30,8 @@ from monitoring.health import (
     parse_scorer_metrics,
     runs_frame,
 )
+from monitoring.monitor_db import PipelineRun
 from monitoring.retrain import RegistryState, _outcome, should_retrain
-from monitoring.store import PipelineRun
 
 pytestmark = pytest.mark.unit
 

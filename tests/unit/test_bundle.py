@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from training.bundle import (
+from training.scoring_model import (
     MissingFeaturesError,
     ScoringModel,
     ScoringPyfunc,

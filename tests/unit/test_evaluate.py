@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 from sklearn.metrics import brier_score_loss
 
+from training.estimators import build_estimator
 from training.evaluate import (
     Candidate,
     assign_bands,
@@ -27,7 +28,6 @@ from training.evaluate import (
     risk_bands,
 )
 from training.explain import TreeRowExplainer, explain_rows, global_importance, method_for
-from training.models import build_estimator
 from training.report import build_report, render_html, write_report
 
 pytestmark = pytest.mark.unit

@@ -9,8 +9,8 @@ from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
 from sklearn.linear_model import LogisticRegression
 
-from training.fastpath import compile_fast
-from training.models import build_estimator
+from training.estimators import build_estimator
+from training.fast_predict import compile_fast
 
 pytestmark = pytest.mark.unit
 
@@ -52,8 +52,8 @@ def test_unknown_shapes_keep_the_sklearn_chain() -> None:
 
 @pytest.mark.parametrize("kind", ["xgboost", "lightgbm"])
 def test_fast_path_stops_at_the_best_iteration_like_the_estimator(kind: str) -> None:
-    from training.fastpath import xgboost_rounds
-    from training.models import fit_with_eval_set
+    from training.estimators import fit_with_eval_set
+    from training.fast_predict import xgboost_rounds
 
     x, y = data(1200)
     noisy = y.copy()

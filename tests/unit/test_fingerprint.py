@@ -14,8 +14,8 @@ from feast.types import Float64, Int64
 
 from feature_repo.definitions import Definitions, build_definitions
 from feature_repo.entities import account
+from feature_repo.feature_services import COLLECTION_RISK_V1, make_collection_risk_v1
 from feature_repo.request_features import make_request_time_view
-from feature_repo.services import COLLECTION_RISK_V1, make_collection_risk_v1
 from feature_repo.views import Views
 from ingestion.retrieval import open_scratch_store
 from training.fingerprint import definitions_fingerprint, service_feature_refs

@@ -12,7 +12,7 @@ import pytest
 
 from feature_repo.definitions import build_definitions
 from ingestion.contract import PAYMENT_CHANNELS
-from training.matrix import (
+from training.model_matrix import (
     EXCLUDED_FEATURES,
     MONOTONE_DECREASING,
     MONOTONE_INCREASING,
@@ -169,7 +169,7 @@ def test_monotone_directions_name_model_columns() -> None:
     ],
 )
 def test_large_array_columns_expand_like_small_ones(rows: list[Any]) -> None:
-    from training.matrix import _expand_few, expand_arrays
+    from training.model_matrix import _expand_few, expand_arrays
 
     values = np.empty(len(rows), dtype=object)
     values[:] = rows

@@ -12,7 +12,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from training.models import (
+from training.estimators import (
     IMBALANCE,
     KINDS,
     BoostedTrees,

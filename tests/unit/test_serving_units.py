@@ -9,7 +9,7 @@ import pytest
 
 from collectwise.settings import ApiKeyEntry, ServingSettings
 from serving.auth import AuthError, KeyRing, RateLimitedError, RateLimiter, ScopeError, hash_key
-from serving.models import ModelWatcher
+from serving.model_set import ModelWatcher
 from serving.scoring import in_challenger_share
 
 pytestmark = pytest.mark.unit
@@ -81,7 +81,7 @@ class FakeRegistry:
 def watcher(monkeypatch: pytest.MonkeyPatch) -> tuple[ModelWatcher, FakeRegistry, list[str]]:
     fake, problems = FakeRegistry(), []
     monkeypatch.setattr(
-        "serving.models.serve_model",
+        "serving.model_set.serve_model",
         lambda alias, loaded: SimpleNamespace(
             alias=alias, loaded=loaded, version=loaded.meta.version
         ),

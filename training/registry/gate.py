@@ -18,7 +18,6 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from collectwise.settings import MlflowSettings
-from training.bundle import ScoringModel
 from training.registry.clients import client_and_settings
 from training.registry.lineage import UNKNOWN
 from training.registry.versions import (
@@ -36,6 +35,7 @@ from training.registry.versions import (
     resolve_alias,
     show,
 )
+from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 

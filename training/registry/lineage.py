@@ -13,7 +13,7 @@ import yaml
 from collectwise.settings import get_settings
 
 if TYPE_CHECKING:
-    from training.bundle import ScoringModel
+    from training.scoring_model import ScoringModel
 
 UNKNOWN = "unknown"
 # Version tags also set on the run, so the experiment view can filter runs by lineage.

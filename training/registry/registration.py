@@ -15,13 +15,6 @@ import mlflow
 from mlflow import MlflowClient
 
 from collectwise.settings import MlflowSettings
-from training.bundle import (
-    BUNDLE_FILENAME,
-    ScoringModel,
-    pyfunc_model_kwargs,
-    quiet_pyfunc_warnings,
-    save_bundle,
-)
 from training.registry.clients import client_and_settings
 from training.registry.lineage import LINEAGE_TAGS, lineage_tags
 from training.registry.reports import log_model_card
@@ -33,6 +26,13 @@ from training.registry.versions import (
     ModelMetadata,
     metadata_from,
     show,
+)
+from training.scoring_model import (
+    BUNDLE_FILENAME,
+    ScoringModel,
+    pyfunc_model_kwargs,
+    quiet_pyfunc_warnings,
+    save_bundle,
 )
 
 log = logging.getLogger(__name__)

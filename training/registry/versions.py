@@ -24,9 +24,9 @@ from mlflow.exceptions import MlflowException
 
 from collectwise.errors import ConflictError
 from collectwise.settings import MlflowSettings, get_settings
-from training.bundle import BUNDLE_FILENAME, ScoringModel, load_bundle
 from training.registry.clients import client_and_settings
 from training.registry.lineage import UNKNOWN
+from training.scoring_model import BUNDLE_FILENAME, ScoringModel, load_bundle
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ imputer, so they only ever see the rows passed to fit (training folds); predict_
 them, so validation and test rows are never resampled.
 
 Monotone constraints are given either positionally (one int per input column, as
-`training.matrix.monotone_constraints(columns)` returns) or by column name. Mutual-information
+`training.model_matrix.monotone_constraints(columns)` returns) or by column name. Mutual-information
 selection drops columns, so with `select_k` pass them by name.
 """
 

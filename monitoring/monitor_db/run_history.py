@@ -9,7 +9,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
-from monitoring.store.base import (
+from monitoring.monitor_db.base import (
     RecordNotFound,
     StoreBase,
     StoreInputError,
@@ -17,7 +17,7 @@ from monitoring.store.base import (
     required,
     utc_now,
 )
-from monitoring.store.schema import pipeline_runs
+from monitoring.monitor_db.schema import pipeline_runs
 
 RUN_STATUSES = ("running", "succeeded", "failed")
 

@@ -3,7 +3,7 @@
 Two inputs: a raw-format file (a UCI-format CSV), which runs the adapter, validation and
 the feature SQL into a scratch directory and reads the vectors from a temporary Feast repo
 at the data's snapshot; or account ids, whose vectors come from the current online store.
-Either way the vectors go through training.matrix.model_matrix, as in training.
+Either way the vectors go through training.model_matrix.model_matrix, as in training.
 
 Scoring needs no outcome: a UCI-format file is read without its label column (ignored
 when present). read_batch_input and check_output judge the files before anything heavy
@@ -30,7 +30,7 @@ from collectwise.errors import InvalidInputError
 from ingestion.uci import check_format, ingest_uci
 
 if TYPE_CHECKING:
-    from training.bundle import ScoringModel
+    from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -61,7 +61,7 @@ class BatchInput:
 def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
     """Probability, band and decision per account; accounts without features are kept,
     marked, and never scored as if their features were zero."""
-    from training.matrix import model_matrix  # noqa: PLC0415
+    from training.model_matrix import model_matrix  # noqa: PLC0415
 
     known = vectors["customer_id"].fillna("").astype(str) != ""
     out = pd.DataFrame({"account_id": vectors["account_id"].astype(str)})
@@ -87,7 +87,7 @@ def score_accounts(
 ) -> pd.DataFrame:
     """Score accounts already in the online store, in the order given. Ids for which
     is_valid is false never reach the store: they are marked INVALID_ID."""
-    from ingestion.store import online_feature_vectors  # noqa: PLC0415
+    from ingestion.feast_store import online_feature_vectors  # noqa: PLC0415
 
     ids = [str(a) for a in account_ids]
     valid = np.array([is_valid(a) for a in ids], dtype=bool)
@@ -132,7 +132,7 @@ def _historical_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
     """The vectors of the newest snapshot's accounts as of that snapshot, in the snapshot
     file's order, from a Feast repo applied in `repo` (part of the scratch folder)."""
     from ingestion import retrieval  # noqa: PLC0415
-    from ingestion.store import features_as_of  # noqa: PLC0415
+    from ingestion.feast_store import features_as_of  # noqa: PLC0415
 
     as_of = features_as_of(features_dir)
     profile = pd.read_parquet(features_dir / "account_profile.parquet")

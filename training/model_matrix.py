@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.contract import PAYMENT_CHANNELS
 
 FloatMatrix = npt.NDArray[np.float64]

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from collectwise.errors import InvalidInputError
-from feature_repo.services import COLLECTION_RISK_V1
+from feature_repo.feature_services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
 from ingestion.snapshot_marker import mark_complete, mark_pending
 
@@ -115,12 +115,25 @@ def ensure_online_tables(store: FeatureStore) -> None:
 
 
 def resolve_customers(store: FeatureStore, account_ids: Sequence[str]) -> dict[str, str | None]:
-    """Which customer holds each account, from the online account_profile view."""
+    """Which customer holds each account, from the online account_profile view; None where
+    the profile names no usable customer (see customer_key)."""
     rows = [{"account_id": a} for a in account_ids]
     result = store.get_online_features(
         features=["account_profile:customer_id"], entity_rows=rows
     ).to_dict()
-    return dict(zip(result["account_id"], result["customer_id"], strict=True))
+    found = zip(result["account_id"], result["customer_id"], strict=True)
+    return {account: customer_key(customer) for account, customer in found}
+
+
+def customer_key(value: Any) -> str | None:
+    """The customer an account_profile value names, or None: only a non-empty string is one.
+
+    A null (an account whose profile row lacks its customer), an empty string (which would
+    read a customer view keyed by "") or a value of another type (rows another schema wrote
+    under this project) means the account cannot be resolved: it is unknown, and no entity
+    row is built for it (a null would fail Feast's entity-key serialisation).
+    """
+    return value if isinstance(value, str) and value else None
 
 
 def online_feature_vectors(
@@ -130,19 +143,45 @@ def online_feature_vectors(
     reported_income: float = 0.0,
     service_name: str = COLLECTION_RISK_V1,
 ) -> pd.DataFrame:
-    """The service's online feature vectors, one row per account, full feature names."""
+    """The service's online feature vectors, one row per account in the order given, full
+    feature names.
+
+    An account the store cannot resolve keeps its row with customer_id None and no features,
+    as the scorer answers it unknown: one whose profile names no usable customer (no entity
+    row is built for it) or whose customer and account views hold nothing.
+    """
     customers = resolve_customers(store, account_ids)
     when = scoring_time or datetime.now(UTC)
     rows: list[dict[str, Any]] = [
         {
-            "account_id": a,
-            "customer_id": customers.get(a) or "",
+            "account_id": account,
+            "customer_id": customer,
             "scoring_time": when,
             "reported_monthly_income": reported_income,
         }
-        for a in account_ids
+        for account, customer in customers.items()
+        if customer is not None
     ]
     service = store.get_feature_service(service_name)
-    return store.get_online_features(
-        features=service, entity_rows=rows, full_feature_names=True
-    ).to_df()
+    columns = ["account_id", "customer_id", *_feature_columns(service)]
+    found = pd.DataFrame(columns=columns)
+    if rows:
+        response = store.get_online_features(
+            features=service, entity_rows=rows, full_feature_names=True
+        )
+        found = response.to_df()
+    found = found[columns]
+    from_views = [c for c in columns if c.split("__")[0] in ONLINE_VIEWS]
+    found = found[found[from_views].notna().any(axis=1)]
+    wanted = pd.DataFrame({"account_id": list(account_ids)})
+    # A left merge keeps the caller's order and repeats; the resolved rows are unique.
+    return wanted.merge(found, on="account_id", how="left", validate="many_to_one")
+
+
+def _feature_columns(service: Any) -> list[str]:
+    """The service's features under their full names (view__feature), in service order."""
+    return [
+        f"{projection.name_to_use()}__{feature.name}"
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    ]

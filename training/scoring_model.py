@@ -4,7 +4,7 @@ One `ScoringModel` is pickled (cloudpickle) as an artifact of the registered MLf
 The scorer loads that object directly (`load_bundle`), because going through the pyfunc
 layer adds schema enforcement and a DataFrame copy to every request; `mlflow.pyfunc.load_model`
 works too (through `ScoringPyfunc`) for `mlflow models serve`, batch jobs and the MLflow UI.
-Loading either needs this project installed: the pickle refers to `training.bundle`.
+Loading either needs this project installed: the pickle refers to `training.scoring_model`.
 """
 
 from __future__ import annotations
@@ -135,10 +135,10 @@ class ScoringModel:
         return np.clip(p, 0.0, 1.0)
 
     def _fast_path(self) -> Any:
-        # Built on first use and verified against the estimator (training.fastpath); not
+        # Built on first use and verified against the estimator (training.fast_predict); not
         # pickled, so a bundle saved by an older version loads and compiles its own.
         if "_fast" not in self.__dict__:
-            from training.fastpath import compile_fast  # noqa: PLC0415
+            from training.fast_predict import compile_fast  # noqa: PLC0415
 
             self.__dict__["_fast"] = compile_fast(self.estimator, len(self.feature_columns))
         return self.__dict__["_fast"]

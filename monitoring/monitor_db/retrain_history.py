@@ -11,8 +11,14 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import RowMapping
 
-from monitoring.store.base import RecordNotFound, StoreBase, StoreInputError, inserted_id, utc_now
-from monitoring.store.schema import retrain_requests
+from monitoring.monitor_db.base import (
+    RecordNotFound,
+    StoreBase,
+    StoreInputError,
+    inserted_id,
+    utc_now,
+)
+from monitoring.monitor_db.schema import retrain_requests
 
 
 @dataclass(frozen=True)

@@ -19,19 +19,19 @@ from typing import TYPE_CHECKING, Any
 from flask import current_app
 
 from admin_app.actions import ActionLog
-from admin_app.jobs import BatchJobs
+from admin_app.background_jobs import BatchJobs
 from admin_app.sessions import SessionStore
 from admin_app.throttle import LoginThrottle
-from admin_app.users import UserStore
+from admin_app.user_store import UserStore
 from collectwise.settings import AdminSettings, PathSettings, Settings, get_settings
 
 if TYPE_CHECKING:
     from feast import FeatureStore
     from mlflow import MlflowClient
 
-    from monitoring.store import MonitoringStore
+    from monitoring.monitor_db import MonitoringStore
     from serving.audit import AuditLog
-    from serving.service import Service
+    from serving.runtime import Service
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +90,7 @@ class Backends:
         return self._once("store", self.store_factory or self._open_store)
 
     def _open_store(self) -> FeatureStore:
-        from ingestion.store import open_store  # noqa: PLC0415
+        from ingestion.feast_store import open_store  # noqa: PLC0415
 
         return open_store(self.platform)
 
@@ -118,7 +118,7 @@ class Backends:
         return self._once("monitoring", self._monitoring_store)
 
     def _monitoring_store(self) -> MonitoringStore:
-        from monitoring.store import MonitoringStore  # noqa: PLC0415
+        from monitoring.monitor_db import MonitoringStore  # noqa: PLC0415
 
         return MonitoringStore(self.platform.monitoring.database_url)
 

@@ -22,8 +22,8 @@ from admin_app.logic.explain import by_source
 from collectwise.errors import NotFoundError
 
 if TYPE_CHECKING:
-    from admin_app.context import Backends
-    from serving.models import ServedModel
+    from admin_app.backends import Backends
+    from serving.model_set import ServedModel
     from serving.scoring import Scored
 
 log = logging.getLogger(__name__)
@@ -49,7 +49,7 @@ class Lookup:
 def lookup(b: Backends, account_id: str, income: float | None = None) -> Lookup:
     """Online features -> serving.scoring.score_rows, exactly as POST /v1/score does."""
     from serving.scoring import score_rows  # noqa: PLC0415
-    from training.matrix import column_sources, model_matrix  # noqa: PLC0415
+    from training.model_matrix import column_sources, model_matrix  # noqa: PLC0415
 
     service = b.service()
     models = service.watcher.current
@@ -86,7 +86,7 @@ def shap_sample(b: Backends, version: int) -> ShapSample:
 
 def _shap_sample(b: Backends, version: int) -> ShapSample:
     from training.explain import explain_rows  # noqa: PLC0415
-    from training.matrix import model_matrix  # noqa: PLC0415
+    from training.model_matrix import model_matrix  # noqa: PLC0415
     from training.registry import load_reference  # noqa: PLC0415
 
     reference = load_reference(version, client=b.mlflow())
@@ -109,7 +109,7 @@ def reference_matrix(b: Backends, version: int) -> pd.DataFrame:
     """The version's whole reference as a model matrix (counterfactual grids)."""
 
     def make() -> pd.DataFrame:
-        from training.matrix import model_matrix  # noqa: PLC0415
+        from training.model_matrix import model_matrix  # noqa: PLC0415
         from training.registry import load_reference  # noqa: PLC0415
 
         return model_matrix(load_reference(version, client=b.mlflow()))

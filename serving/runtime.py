@@ -19,13 +19,13 @@ from collectwise.settings import PathSettings, ServingSettings
 from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
-from serving.models import ModelWatcher
+from serving.model_set import ModelWatcher
 from serving.online import OnlineFeatures, StoreUnavailableError
 from serving.recorder import Recorder
 from serving.scoring import ScoringOptions
 from serving.servedlog import ServedLogWriter, feature_types_from_service
-from training.bundle import ScoringModel
 from training.fingerprint import definitions_fingerprint
+from training.scoring_model import ScoringModel
 
 if TYPE_CHECKING:
     from feast import FeatureStore

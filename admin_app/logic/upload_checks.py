@@ -1,6 +1,6 @@
 """Checking a batch upload before anything is scored, and summing up what was scored.
 
-An upload is either a UCI-format CSV (training.batch runs the adapter and the contract on
+An upload is either a UCI-format CSV (training.batch_scoring runs the adapter and the contract on
 it, whose errors already name the bad columns and rows) or a file of account ids. The
 account-id file is checked here, so a person sees every problem at once, by line number
 (CSV, header = line 1) or row number (parquet), rather than a stack trace or a half-scored

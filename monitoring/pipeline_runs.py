@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from monitoring.store import MonitoringStore
+    from monitoring.monitor_db import MonitoringStore
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ def recorded_run(stage: str) -> Iterator[None]:
 def _start(stage: str) -> tuple[MonitoringStore | None, int | None]:
     try:
         from collectwise.settings import get_settings  # noqa: PLC0415
-        from monitoring.store import MonitoringStore  # noqa: PLC0415
+        from monitoring.monitor_db import MonitoringStore  # noqa: PLC0415
 
         store = MonitoringStore(get_settings().monitoring.database_url)
         return store, store.start_run(stage)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from serving.api.deps import AUTH_RESPONSES, ScoreCaller, ServiceDep
-from serving.models import ServedModel
+from serving.model_set import ServedModel
 from serving.schemas import CurrentModels
 
 router = APIRouter(prefix="/v1/models", tags=["models"], responses=AUTH_RESPONSES)

@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 
 from collectwise.errors import ConflictError, NotFoundError
 from monitoring.alerts import ALERT_STATUSES, LIVE_STATUSES, Alert, Firing
-from monitoring.store.base import (
+from monitoring.monitor_db.base import (
     StoreBase,
     StoreInputError,
     finite_or_none,
@@ -23,7 +23,7 @@ from monitoring.store.base import (
     required,
     utc_now,
 )
-from monitoring.store.schema import alert_events, alerts
+from monitoring.monitor_db.schema import alert_events, alerts
 
 log = logging.getLogger(__name__)
 

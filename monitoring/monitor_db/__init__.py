@@ -8,13 +8,13 @@ alert_lifecycle (alerts and their events), run_history (pipeline runs), retrain_
 from here.
 """
 
-from monitoring.store.alert_lifecycle import AlertEvent, AlertNotFound, AlertTransitionError
-from monitoring.store.base import RecordNotFound, StoreInputError
-from monitoring.store.database import MonitoringStore
-from monitoring.store.retrain_history import RetrainRequest
-from monitoring.store.rules import DuplicateRule, RuleNotFound
-from monitoring.store.run_history import RUN_STATUSES, PipelineRun, RunTracker
-from monitoring.store.schema import (
+from monitoring.monitor_db.alert_lifecycle import AlertEvent, AlertNotFound, AlertTransitionError
+from monitoring.monitor_db.base import RecordNotFound, StoreInputError
+from monitoring.monitor_db.database import MonitoringStore
+from monitoring.monitor_db.retrain_history import RetrainRequest
+from monitoring.monitor_db.rules import DuplicateRule, RuleNotFound
+from monitoring.monitor_db.run_history import RUN_STATUSES, PipelineRun, RunTracker
+from monitoring.monitor_db.schema import (
     UTCDateTime,
     alert_events,
     alert_rules,

@@ -18,9 +18,9 @@ import numpy as np
 import pandas as pd
 
 from collectwise.errors import UnavailableError
-from training.bundle import ScoringModel
 from training.explain import TreeRowExplainer, method_for
 from training.registry import CHALLENGER, CHAMPION, LoadedModel, load_version, resolve_alias
+from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 

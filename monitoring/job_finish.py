@@ -18,9 +18,9 @@ import pandas as pd
 from collectwise.settings import MonitoringSettings, get_settings
 from monitoring.alerts import Alert, Rule, apply_firings, evaluate, matching_rules, parse_window
 from monitoring.delivery import deliver
-from monitoring.results import JobResult
+from monitoring.job_result import JobResult
+from monitoring.monitor_db import MonitoringStore
 from monitoring.retrain import trigger_retrain
-from monitoring.store import MonitoringStore
 
 if TYPE_CHECKING:
     from collectwise.settings import MlflowSettings

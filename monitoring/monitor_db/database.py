@@ -15,12 +15,12 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from monitoring.alerts import DEFAULT_RULES
-from monitoring.store.alert_lifecycle import AlertLifecycle
-from monitoring.store.metric_history import MetricHistory
-from monitoring.store.retrain_history import RetrainHistory
-from monitoring.store.rules import DuplicateRule, RuleBook
-from monitoring.store.run_history import RunHistory
-from monitoring.store.schema import alert_rules, alerts, metadata
+from monitoring.monitor_db.alert_lifecycle import AlertLifecycle
+from monitoring.monitor_db.metric_history import MetricHistory
+from monitoring.monitor_db.retrain_history import RetrainHistory
+from monitoring.monitor_db.rules import DuplicateRule, RuleBook
+from monitoring.monitor_db.run_history import RunHistory
+from monitoring.monitor_db.schema import alert_rules, alerts, metadata
 
 log = logging.getLogger(__name__)
 

@@ -8,9 +8,9 @@ from datetime import datetime
 import pandas as pd
 import sqlalchemy as sa
 
-from monitoring.results import JobResult
-from monitoring.store.base import StoreBase, finite_or_none, utc_now
-from monitoring.store.schema import metric_points
+from monitoring.job_result import JobResult
+from monitoring.monitor_db.base import StoreBase, finite_or_none, utc_now
+from monitoring.monitor_db.schema import metric_points
 
 
 class MetricHistory(StoreBase):

@@ -1,6 +1,6 @@
 """What every monitoring job returns: named scalar metrics plus where its reports went.
 
-The jobs (drift, performance, skew, fairness) compute; `monitoring.jobs.finish_job` stores
+The jobs (drift, performance, skew, fairness) compute; `monitoring.job_finish.finish_job` stores
 the metrics for trends and evaluates the alert rules on them. Keeping this one small type
 between them lets each job stay a pure function of its inputs.
 """

@@ -12,8 +12,8 @@ from sqlalchemy.exc import IntegrityError
 
 from collectwise.errors import ConflictError, NotFoundError
 from monitoring.alerts import Rule, validate_rule
-from monitoring.store.base import StoreBase, StoreInputError, required, utc_now
-from monitoring.store.schema import alert_rules
+from monitoring.monitor_db.base import StoreBase, StoreInputError, required, utc_now
+from monitoring.monitor_db.schema import alert_rules
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,6 @@
 """The I/O of a batch upload: save it, check it, score it in a job, write the result.
 
-Scoring goes through training.batch (the `collectwise score-batch` code) with the model
+Scoring goes through training.batch_scoring (the `collectwise score-batch` code) with the model
 the console's scoring service holds as champion, so a batch file and an API call agree.
 """
 
@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from admin_app.jobs import Job, JobResult, Report, Work
-from admin_app.logic.batch import (
+from admin_app.background_jobs import Job, JobResult, Report, Work
+from admin_app.logic.upload_checks import (
     UploadError,
     account_id_problems,
     account_ids,
@@ -25,8 +25,8 @@ from admin_app.logic.batch import (
 )
 
 if TYPE_CHECKING:
-    from admin_app.context import Backends
-    from training.bundle import ScoringModel
+    from admin_app.backends import Backends
+    from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,7 @@ def save_upload(b: Backends, job: Job, contents: str | None, filename: str | Non
 
 def check_upload(b: Backends, path: Path) -> list[str] | None:
     """None for a UCI-format file (checked while it is scored), else the id file's problems."""
-    from training.batch import is_uci_file  # noqa: PLC0415
+    from training.batch_scoring import is_uci_file  # noqa: PLC0415
 
     try:
         if is_uci_file(path):
@@ -59,7 +59,7 @@ def make_work(b: Backends, path: Path, model: ScoringModel, out: Path, version: 
     """The job body: score the file at `path` with `model`, write the result to `out`."""
 
     def work(report: Report) -> JobResult:
-        from training.batch import is_uci_file, score_uci_file, write_scores  # noqa: PLC0415
+        from training.batch_scoring import is_uci_file, score_uci_file, write_scores  # noqa: PLC0415
 
         if is_uci_file(path):
             report(0.1, "UCI-format file: adapter, contract and features, then scoring")
@@ -73,7 +73,7 @@ def make_work(b: Backends, path: Path, model: ScoringModel, out: Path, version: 
 
 
 def _score_ids(b: Backends, path: Path, model: ScoringModel, report: Report) -> pd.DataFrame:
-    from training.batch import score_accounts  # noqa: PLC0415
+    from training.batch_scoring import score_accounts  # noqa: PLC0415
 
     kind = upload_kind(path.name)
     ids = account_ids(read_frame(path.read_bytes(), kind))
