@@ -217,9 +217,6 @@ class Progress:
             record.seconds = round(time.perf_counter() - started, 2)
             self.write()
 
-    def skip(self, name: str, why: str) -> None:
-        self.status[name] = Stage(SKIPPED, error=why)
-
     @property
     def complete(self) -> bool:
         return all(s.state in (DONE, SKIPPED) for s in self.status.values())

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from ingestion.contract import ALL_TABLES, FLOAT, STRING, Column, Table
+from ingestion.contract import FLOAT, STRING, Column, Table
 
 # Ordered time pairs (earlier, later) beyond "recorded no earlier than it happened":
 # a debt is placed with collections after the account opened; a promise falls due after
@@ -147,8 +147,3 @@ def row_schema(table: Table) -> pa.DataFrameSchema:
         checks=_frame_checks(table),
         name=f"{table.name}_rows",
     )
-
-
-def table_schemas() -> dict[str, pa.DataFrameSchema]:
-    """The full schema of every contract table, by table name."""
-    return {t.name: table_schema(t) for t in ALL_TABLES}

@@ -127,10 +127,6 @@ def _started(state: str) -> datetime | None:
         return None
 
 
-def is_reserved(entity_id: str) -> bool:
-    return entity_id.startswith(RESERVED_PREFIX)
-
-
 # ----------------------------------------------------------------- internals
 
 

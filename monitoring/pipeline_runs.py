@@ -11,6 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from monitoring.monitor_db.run_history import RunTracker
+
 if TYPE_CHECKING:
     from monitoring.monitor_db import MonitoringStore
 
@@ -18,37 +20,40 @@ log = logging.getLogger(__name__)
 
 
 @contextmanager
-def recorded_run(stage: str) -> Iterator[None]:
-    """Record `stage` as running, then succeeded or failed by how the block ends.
+def recorded_run(stage: str, store: MonitoringStore | None = None) -> Iterator[RunTracker]:
+    """Record `stage` as running, then succeeded or failed by how the block ends; the block
+    may set the tracker's rows and message. Without a store, the settings' database is used.
 
     Typer ends a command with SystemExit (code 0 on success), so the exit code decides.
     """
-    store, run_id = _start(stage)
-    status, message = "failed", None
+    store, run_id = _start(stage, store)
+    tracker = RunTracker(run_id if run_id is not None else -1)
+    status = "failed"
     try:
-        yield
+        yield tracker
         status = "succeeded"
     except SystemExit as exc:
         status = "succeeded" if exc.code in (0, None) else "failed"
-        message = None if status == "succeeded" else f"exit code {exc.code}"
+        tracker.message = None if status == "succeeded" else f"exit code {exc.code}"
         raise
     except BaseException as exc:
-        message = f"{type(exc).__name__}: {exc}"[:2000]
+        tracker.message = f"{type(exc).__name__}: {exc}"[:2000]
         raise
     finally:
         if store is not None and run_id is not None:
             try:
-                store.finish_run(run_id, status, None, message)
+                store.finish_run(run_id, status, tracker.rows, tracker.message)
             except Exception:
                 log.warning("could not record the end of the %s run", stage, exc_info=True)
 
 
-def _start(stage: str) -> tuple[MonitoringStore | None, int | None]:
+def _start(stage: str, store: MonitoringStore | None) -> tuple[MonitoringStore | None, int | None]:
     try:
-        from collectwise.settings import get_settings  # noqa: PLC0415
-        from monitoring.monitor_db import MonitoringStore  # noqa: PLC0415
+        if store is None:
+            from collectwise.settings import get_settings  # noqa: PLC0415
+            from monitoring.monitor_db import MonitoringStore  # noqa: PLC0415
 
-        store = MonitoringStore(get_settings().monitoring.database_url)
+            store = MonitoringStore(get_settings().monitoring.database_url)
         return store, store.start_run(stage)
     except Exception:
         log.warning("could not record the start of the %s run", stage, exc_info=True)

@@ -54,12 +54,6 @@ def as_utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
-def window_bounds(end: datetime, window: timedelta) -> tuple[datetime, datetime]:
-    """[end - window, end) in UTC."""
-    end = as_utc(end)
-    return end - window, end
-
-
 def stamp(moment: datetime) -> str:
     """A file-name-safe UTC stamp, e.g. 20260301T000000Z, for report directories."""
     return as_utc(moment).strftime("%Y%m%dT%H%M%SZ")

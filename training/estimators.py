@@ -401,8 +401,3 @@ def fit_with_eval_set(
             x_eval = step.transform(x_eval)
     final.fit(x_train, y_train, eval_set=(x_eval, y_valid))
     return pipeline
-
-
-def final_estimator(model: Any) -> Any:
-    """The last step of a pipeline (or the model itself)."""
-    return model.steps[-1][1] if isinstance(model, Pipeline) else model

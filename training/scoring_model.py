@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import cloudpickle
-import mlflow.pyfunc
 import numpy as np
 import pandas as pd
 from mlflow.models.signature import ModelSignature
@@ -117,10 +116,6 @@ class ScoringModel:
             # Already the model matrix (model_matrix builds it in this order): no copies.
             return frame
         return frame.loc[:, self.feature_columns].astype("float64")
-
-    def predict_raw(self, frame: pd.DataFrame) -> np.ndarray:
-        """Uncalibrated positive-class probabilities (what SHAP explains)."""
-        return np.asarray(self.estimator.predict_proba(self.matrix(frame)))[:, 1]
 
     def predict_proba(self, frame: pd.DataFrame) -> np.ndarray:
         """Calibrated probability of default_30d = 1, one per row."""
@@ -257,16 +252,3 @@ def quiet_pyfunc_warnings() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*input example was not provided.*")
         yield
-
-
-def save_pyfunc(model: ScoringModel, path: Path, workdir: Path) -> Path:
-    """Write the pyfunc model directory at `path` (workdir holds the temporary pickle)."""
-    bundle = save_bundle(model, workdir / BUNDLE_FILENAME)
-    with quiet_pyfunc_warnings():
-        mlflow.pyfunc.save_model(path=str(path), **pyfunc_model_kwargs(model, bundle))
-    return path
-
-
-def bundle_in_model_dir(model_dir: Path) -> Path:
-    """Where a pyfunc model directory keeps the pickled ScoringModel."""
-    return model_dir / "artifacts" / BUNDLE_FILENAME

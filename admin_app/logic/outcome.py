@@ -34,7 +34,3 @@ def refused(message: str) -> Outcome:
 
 def error(message: str) -> Outcome:
     return Outcome("error", message)
-
-
-def denied(message: str) -> Outcome:
-    return Outcome("denied", message)

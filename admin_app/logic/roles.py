@@ -36,10 +36,6 @@ class PermissionDenied(ForbiddenError, PermissionError):  # noqa: N818 - reads a
     """The signed-in user's role does not allow the action."""
 
 
-def is_role(value: str) -> bool:
-    return value in _RANK
-
-
 def can(role: str | None, action: str) -> bool:
     """True when `role` may do `action`; unknown roles and actions may do nothing."""
     if role is None or role not in _RANK or action not in ACTIONS:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -35,7 +33,8 @@ class PipelineRun:
 
 @dataclass
 class RunTracker:
-    """Yielded by track_run: set rows / message before the block ends."""
+    """Yielded by monitoring.pipeline_runs.recorded_run: set rows / message before the block
+    ends."""
 
     id: int
     rows: int | None = None
@@ -75,18 +74,6 @@ class RunHistory(StoreBase):
             )
         if done.rowcount == 0:
             raise RecordNotFound(f"no pipeline run with id {run_id}")
-
-    @contextmanager
-    def track_run(self, stage: str) -> Iterator[RunTracker]:
-        """Record a stage run; a raised exception is recorded as the failure and re-raised."""
-        tracker = RunTracker(self.start_run(stage))
-        try:
-            yield tracker
-        except BaseException as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            self.finish_run(tracker.id, "failed", tracker.rows, message[:2000])
-            raise
-        self.finish_run(tracker.id, "succeeded", tracker.rows, tracker.message)
 
     def list_runs(self, stage: str | None = None, limit: int = 50) -> list[PipelineRun]:
         """Newest first."""

@@ -30,6 +30,7 @@ from admin_app.server import wsgi_server
 from monitoring.alerts import Firing
 from monitoring.job_result import JobResult
 from monitoring.monitor_db import MonitoringStore
+from monitoring.pipeline_runs import recorded_run
 from serving.audit import AuditLog
 from serving.events import ScoreEvent
 from tests.console_env import console_settings
@@ -123,7 +124,7 @@ def _seed_monitoring(store: MonitoringStore) -> None:
         store.record_metrics(JobResult("seed", end - timedelta(days=1), end, metrics))
     rule = store.get_rule("score drift")
     store.open_alert(Firing(rule, "drift.score_psi", 0.29), now, job="drift")
-    with store.track_run("materialize") as run:
+    with recorded_run("materialize", store) as run:
         run.rows = 400
 
 

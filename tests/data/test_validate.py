@@ -19,13 +19,14 @@ from pandera.errors import SchemaErrors
 from ingestion import rawio
 from ingestion.contract import (
     ALL_TABLES,
+    TABLES_BY_NAME,
     MAX_AMOUNT,
     MAX_MONTHLY_INCOME,
     REQUIRED_TABLES,
     TABLES_BY_NAME,
     TIMESTAMP,
 )
-from ingestion.schemas import table_schema, table_schemas
+from ingestion.schemas import table_schema
 from ingestion.validate import ValidationFailed, ValidationSummary, validate_raw
 
 pytestmark = pytest.mark.data
@@ -496,7 +497,7 @@ def test_bad_rows_are_quarantined_with_reasons(env: Env, case_name: str) -> None
     for name in frames:
         bad = bad_by_table.get(name, [])
         pd.testing.assert_frame_equal(env.good(name), expected_good(frames, name, bad))
-        table_schemas()[name].validate(env.good(name), lazy=True)
+        table_schema(TABLES_BY_NAME[name]).validate(env.good(name), lazy=True)
         assert sorted(raw_positions(env.quarantined(name), frames[name], name)) == sorted(bad)
     reasons = env.quarantined(case.table)["reason"]
     assert all(case.reason in r for r in reasons), list(reasons)
@@ -664,7 +665,7 @@ def test_non_finite_and_absurd_amounts_are_quarantined_the_rest_passes(env: Env)
         "amount: null": 1,
     }
     good = env.good("payments")
-    table_schemas()["payments"].validate(good, lazy=True)
+    table_schema(TABLES_BY_NAME["payments"]).validate(good, lazy=True)
     assert good["amount"].between(0, MAX_AMOUNT).all()
     for name in ("customers", "accounts", "statements", "contacts", "promises"):
         assert summary.tables[name].quarantined == 0

@@ -31,6 +31,7 @@ from monitoring.monitor_db import (
     MonitoringStore,
     RuleNotFound,
 )
+from monitoring.pipeline_runs import recorded_run
 
 pytestmark = pytest.mark.integration
 
@@ -281,10 +282,10 @@ def test_delete_rule_resolves_its_live_alerts(
 
 
 def test_pipeline_runs(store: MonitoringStore) -> None:
-    with store.track_run("drift") as run:
+    with recorded_run("drift", store) as run:
         run.rows = 1200
         run.message = "window 2026-02"
-    with pytest.raises(RuntimeError, match="no served rows"), store.track_run("skew"):
+    with pytest.raises(RuntimeError, match="no served rows"), recorded_run("skew", store):
         raise RuntimeError("no served rows")
     skew, drift = store.list_runs()
     assert (drift.stage, drift.status, drift.rows, drift.message) == (
@@ -352,7 +353,7 @@ def test_cli_rules_and_lifecycle(cli_env: str, caplog: pytest.LogCaptureFixture)
     assert run("resolve", "404", "--who", "ana").exit_code == 1
     history = run("history", str(alert.id)).output
     assert "acknowledged" in history and "on it" in history and "fixed" in history
-    with store.track_run("drift"):
+    with recorded_run("drift", store):
         pass
     assert "drift" in run("runs").output
     store.dispose()

@@ -19,8 +19,8 @@ from training.scoring_model import (
     ScoringModel,
     ScoringPyfunc,
     load_bundle,
+    pyfunc_model_kwargs,
     save_bundle,
-    save_pyfunc,
 )
 
 pytestmark = pytest.mark.unit
@@ -59,7 +59,7 @@ def model(frame: tuple[pd.DataFrame, pd.Series]) -> ScoringModel:
 
 def test_calibrated_probabilities_use_the_calibrator(model, frame):
     x, _ = frame
-    raw = model.predict_raw(x)
+    raw = np.asarray(model.estimator.predict_proba(model.matrix(x)))[:, 1]
     expected = np.clip(model.calibrator.predict(raw), 0, 1)
     np.testing.assert_array_equal(model.predict_proba(x), expected)
     assert model.predict_proba(x).shape == (len(x),)
@@ -103,7 +103,9 @@ def test_load_bundle_refuses_other_objects(tmp_path: Path):
 
 def test_pyfunc_round_trip_gives_identical_scores(model, frame, tmp_path: Path):
     x, _ = frame
-    save_pyfunc(model, tmp_path / "pyfunc", tmp_path)
+    # What registration logs, saved to a folder instead of a run.
+    bundle = save_bundle(model, tmp_path / "bundle.pkl")
+    mlflow.pyfunc.save_model(path=str(tmp_path / "pyfunc"), **pyfunc_model_kwargs(model, bundle))
     loaded = mlflow.pyfunc.load_model(str(tmp_path / "pyfunc"))
     out = loaded.predict(x[COLUMNS[::-1]])
     assert list(out.columns) == ["probability", "band", "decision"]
