@@ -116,7 +116,7 @@ def score_uci_file(csv: Path, model: ScoringModel, work_dir: Path | None = None)
             build_features(work / "validated", work / "features")
         except (ValidationFailed, FeatureBuildError) as exc:
             raise BatchInputError(f"{csv}: {exc}") from exc
-        return score_vectors(model, _historical_vectors(work / "features", work / "feast"))
+        return score_vectors(model, snapshot_vectors(work / "features", work / "feast"))
 
 
 @contextmanager
@@ -128,7 +128,7 @@ def _scratch(work_dir: Path | None) -> Iterator[Path]:
         yield Path(tmp)
 
 
-def _historical_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
+def snapshot_vectors(features_dir: Path, repo: Path) -> pd.DataFrame:
     """The vectors of the newest snapshot's accounts as of that snapshot, in the snapshot
     file's order, from a Feast repo applied in `repo` (part of the scratch folder)."""
     from ingestion import retrieval  # noqa: PLC0415

@@ -29,7 +29,7 @@ from ingestion.retrieval import apply_scratch_repo
 from ingestion.uci import LABEL, ingest_uci
 from ingestion.validate import validate_raw
 from tests.mlflow_env import temporary_mlflow
-from training.batch_scoring import INVALID_ID, NO_FEATURES, _historical_vectors
+from training.batch_scoring import INVALID_ID, NO_FEATURES, snapshot_vectors
 from training.model_matrix import model_matrix
 from training.registry import TEST_AUC, register
 from training.scoring_model import ScoringModel
@@ -86,7 +86,7 @@ def world(uci_csv: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[W
     source.to_csv(labelled, index=False)
     source.drop(columns=[LABEL]).to_csv(unlabelled, index=False)
     features = _features(labelled, root / "data")
-    vectors = _historical_vectors(features, root / "feast_fit")
+    vectors = snapshot_vectors(features, root / "feast_fit")
     model = _fit(vectors, pd.read_parquet(features / "labels.parquet"))
     profile = _online_store(root, features)
     patch = pytest.MonkeyPatch()

@@ -9,10 +9,9 @@ import pytest
 
 from ingestion.feast_store import features_as_of, materialize_latest, online_feature_vectors
 from ingestion.features import build_features
-from ingestion.retrieval import entity_rows, point_in_time_vectors
+from ingestion.retrieval import apply_scratch_repo, entity_rows, point_in_time_vectors
 from ingestion.uci import ingest_uci
 from ingestion.validate import validate_raw
-from tests.integration.conftest import apply_store
 from tests.integration.test_feast_store import normalise
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
@@ -32,11 +31,11 @@ def test_uci_file_runs_through_the_same_pipeline(uci_csv: Path, tmp_path: Path) 
     assert built.default_rate == pytest.approx(0.2193, abs=0.001)
 
     features = tmp_path / "features"
-    applied = apply_store(
+    applied = apply_scratch_repo(
         tmp_path / "repo",
         features,
-        {"type": "sqlite", "path": str(tmp_path / "o.db")},
         "cwtest_uci",
+        online={"type": "sqlite", "path": str(tmp_path / "o.db")},
     )
     as_of = features_as_of(features)
     materialize_latest(applied.store, as_of)

@@ -13,7 +13,7 @@ import redis
 
 from ingestion.feast_store import features_as_of
 from ingestion.features import build_features
-from ingestion.retrieval import ScratchRepo, apply_scratch_repo, scratch_repo
+from ingestion.retrieval import ScratchRepo, scratch_repo
 from ingestion.synthetic import SyntheticConfig, generate
 from ingestion.validate import validate_raw
 
@@ -40,25 +40,10 @@ def feature_data(tmp_path_factory: pytest.TempPathFactory) -> FeatureData:
     return FeatureData(root, root / "features", features_as_of(root / "features"))
 
 
-# The throw-away repos of ingestion.retrieval: a store, its definitions and its project.
-AppliedStore = ScratchRepo
-
-
-def apply_store(
-    repo: Path,
-    features_dir: Path,
-    online: dict[str, object],
-    project: str,
-    registry: dict[str, object] | None = None,
-) -> AppliedStore:
-    """The feature repo applied in `repo`; the caller tears it down when it must."""
-    return apply_scratch_repo(repo, features_dir, project, online=online, registry=registry)
-
-
 @pytest.fixture(params=["sqlite", "redis"])
 def online_store(
     request: pytest.FixtureRequest, feature_data: FeatureData, tmp_path: Path
-) -> Iterator[AppliedStore]:
+) -> Iterator[ScratchRepo]:
     """The feature repo applied to a fresh online store of each kind; Redis keys cleaned up."""
     project = f"cwtest_{uuid.uuid4().hex[:10]}"
     if request.param == "sqlite":

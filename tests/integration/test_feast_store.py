@@ -15,8 +15,13 @@ import pytest
 
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest, online_feature_vectors
-from ingestion.retrieval import entity_rows, open_scratch_store, point_in_time_vectors
-from tests.integration.conftest import AppliedStore, FeatureData, apply_store
+from ingestion.retrieval import (
+    apply_scratch_repo,
+    entity_rows,
+    open_scratch_store,
+    point_in_time_vectors,
+)
+from tests.integration.conftest import FeatureData, ScratchRepo
 
 pytestmark = pytest.mark.integration
 
@@ -29,12 +34,12 @@ def latest_accounts(data: FeatureData, n: int) -> pd.DataFrame:
     return latest.sort_values("account_id").head(n)[["account_id", "customer_id"]]
 
 
-def historical(applied: AppliedStore, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
+def historical(applied: ScratchRepo, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
     """The platform's point-in-time read: values recorded by each entity row's moment."""
     return point_in_time_vectors(applied.store, entities, features)
 
 
-def unfiltered(applied: AppliedStore, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
+def unfiltered(applied: ScratchRepo, entities: pd.DataFrame, features: Any) -> pd.DataFrame:
     """Feast's own default, which ignores recording times; only to show what the filter does."""
     return applied.store.get_historical_features(
         entity_df=entities, features=features, full_feature_names=True
@@ -57,7 +62,7 @@ def normalise(value: Any) -> Any:
     return value
 
 
-def test_apply_registers_the_catalogue(online_store: AppliedStore) -> None:
+def test_apply_registers_the_catalogue(online_store: ScratchRepo) -> None:
     store = online_store.store
     views = {v.name for v in store.list_feature_views()}
     assert {
@@ -78,7 +83,7 @@ def test_apply_registers_the_catalogue(online_store: AppliedStore) -> None:
 
 
 def test_online_equals_offline_at_materialisation(
-    online_store: AppliedStore, feature_data: FeatureData
+    online_store: ScratchRepo, feature_data: FeatureData
 ) -> None:
     """For sampled accounts, the online vector equals get_historical_features at as_of."""
     materialize_latest(online_store.store, feature_data.as_of)
@@ -104,7 +109,7 @@ def test_online_equals_offline_at_materialisation(
 
 
 def test_unknown_account_has_no_online_features(
-    online_store: AppliedStore, feature_data: FeatureData
+    online_store: ScratchRepo, feature_data: FeatureData
 ) -> None:
     materialize_latest(online_store.store, feature_data.as_of)
     frame = online_feature_vectors(
@@ -121,7 +126,7 @@ def _account_with_history(data: FeatureData, snapshots: int = 4) -> tuple[str, p
 
 
 def test_point_in_time_by_event_time_and_ttl(
-    online_store: AppliedStore, feature_data: FeatureData
+    online_store: ScratchRepo, feature_data: FeatureData
 ) -> None:
     account, rows = _account_with_history(feature_data)
     second, first = rows.iloc[1], rows.iloc[0]
@@ -157,11 +162,11 @@ def test_point_in_time_by_recording_time(feature_data: FeatureData, tmp_path: Pa
     pd.concat([on_time, restated, late]).to_parquet(
         features_dir / "account_payment_velocity.parquet"
     )
-    applied = apply_store(
+    applied = apply_scratch_repo(
         tmp_path / "repo",
         features_dir,
-        {"type": "sqlite", "path": str(tmp_path / "o.db")},
         "cwtest_pit",
+        online={"type": "sqlite", "path": str(tmp_path / "o.db")},
     )
     when = [t1 + DAY, t1 + 25 * DAY, t2 + DAY]
     entities = pd.DataFrame({"account_id": [account] * 3, "event_timestamp": when})
@@ -176,7 +181,7 @@ def test_point_in_time_by_recording_time(feature_data: FeatureData, tmp_path: Pa
 
 
 def test_labels_never_appear_before_they_matured(
-    online_store: AppliedStore, feature_data: FeatureData
+    online_store: ScratchRepo, feature_data: FeatureData
 ) -> None:
     labels = pd.read_parquet(feature_data.features_dir / "labels.parquet")
     account = str(labels.groupby("account_id").size().idxmax())
@@ -206,11 +211,11 @@ def test_production_profile_sql_registry_on_postgres_and_redis(
         "path": "postgresql+psycopg://postgres@127.0.0.1:5432/test",
         "cache_ttl_seconds": 0,
     }
-    applied = apply_store(
+    applied = apply_scratch_repo(
         tmp_path / "repo",
         feature_data.features_dir,
-        {"type": "redis", "connection_string": "127.0.0.1:6379"},
         project,
+        online={"type": "redis", "connection_string": "127.0.0.1:6379"},
         registry=registry,
     )
     try:

@@ -26,9 +26,10 @@ from collectwise.monitor_cli import app
 from collectwise.settings import Settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest
+from ingestion.retrieval import apply_scratch_repo
 from monitoring.drift import service_features
 from monitoring.skew import compare, entity_rows, replay
-from tests.integration.conftest import AppliedStore, FeatureData, apply_store
+from tests.integration.conftest import FeatureData, ScratchRepo
 from training.dataset import entity_rows as training_entity_rows
 from training.dataset import retrieve_features
 from training.registry import ModelMetadata
@@ -44,7 +45,7 @@ ONLINE_ACCOUNTS = 60
 @dataclass
 class Monitored:
     data: FeatureData
-    applied: AppliedStore
+    applied: ScratchRepo
     repo: Path
     served_dir: Path
     scored_at: datetime
@@ -80,7 +81,7 @@ def write_log(frame: pd.DataFrame, directory: Path) -> None:
         rows.to_parquet(part / f"part-{uuid.uuid4().hex[:8]}.parquet", index=False)
 
 
-def online_log(applied: AppliedStore, data: FeatureData, scored_at: datetime) -> pd.DataFrame:
+def online_log(applied: ScratchRepo, data: FeatureData, scored_at: datetime) -> pd.DataFrame:
     """What the scorer logs for accounts scored at as_of: values and per-view timestamps."""
     profile = pd.read_parquet(data.features_dir / "account_profile.parquet")
     latest = profile[profile["event_timestamp"] == data.as_of].sort_values("account_id")
@@ -127,8 +128,8 @@ def monitored(
 ) -> Iterator[Monitored]:
     root = tmp_path_factory.mktemp("monitor")
     online: dict[str, object] = {"type": "sqlite", "path": str(root / "online.db")}
-    applied = apply_store(
-        root / "repo", feature_data.features_dir, online, f"cwmon_{uuid.uuid4().hex[:8]}"
+    applied = apply_scratch_repo(
+        root / "repo", feature_data.features_dir, f"cwmon_{uuid.uuid4().hex[:8]}", online=online
     )
     materialize_latest(applied.store, feature_data.as_of)
     scored_at = feature_data.as_of + timedelta(hours=1)

@@ -14,14 +14,15 @@ from sklearn.pipeline import make_pipeline
 
 from ingestion.feast_store import materialize_latest, online_feature_vectors
 from ingestion.features import build_features
+from ingestion.retrieval import apply_scratch_repo
 from ingestion.uci import ingest_uci
-from tests.integration.conftest import FeatureData, apply_store
+from tests.integration.conftest import FeatureData
 from training.batch_scoring import (
-    _historical_vectors,
     is_uci_file,
     read_account_ids,
     score_accounts,
     score_uci_file,
+    snapshot_vectors,
 )
 from training.model_matrix import model_matrix
 from training.scoring_model import ScoringModel
@@ -59,7 +60,7 @@ def test_uci_file_is_scored_through_the_feature_definitions(uci_csv: Path, tmp_p
 def fitted_model_from_work(csv: Path, work: Path) -> tuple[ScoringModel, pd.DataFrame]:
     ingest_uci(csv, work / "raw", work / "q")
     build_features(work / "raw", work / "features")
-    vectors = _historical_vectors(work / "features", work / "feast")
+    vectors = snapshot_vectors(work / "features", work / "feast")
     labels = pd.read_parquet(work / "features" / "labels.parquet")
     y = vectors[["account_id"]].merge(labels, on="account_id")["default_30d"].to_numpy()
     return fitted_model(model_matrix(vectors), y), vectors
@@ -68,11 +69,11 @@ def fitted_model_from_work(csv: Path, work: Path) -> tuple[ScoringModel, pd.Data
 def test_account_ids_are_scored_from_the_online_store(
     feature_data: FeatureData, tmp_path: Path
 ) -> None:
-    applied = apply_store(
+    applied = apply_scratch_repo(
         tmp_path / "repo",
         feature_data.features_dir,
-        {"type": "sqlite", "path": str(tmp_path / "o.db")},
         "cwtest_batch",
+        online={"type": "sqlite", "path": str(tmp_path / "o.db")},
     )
     materialize_latest(applied.store, feature_data.as_of)
     profile = pd.read_parquet(feature_data.features_dir / "account_profile.parquet")

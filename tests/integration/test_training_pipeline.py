@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import FeatureData, apply_store
+from ingestion.retrieval import apply_scratch_repo
+from tests.integration.conftest import FeatureData
 from tests.mlflow_env import temporary_mlflow
 from training import registry
 from training.dataset import build_training_set
@@ -39,11 +40,11 @@ def mlflow_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 @pytest.fixture(scope="module")
 def dataset(feature_data: FeatureData, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("training")
-    applied = apply_store(
+    applied = apply_scratch_repo(
         root / "repo",
         feature_data.features_dir,
-        {"type": "sqlite", "path": str(root / "online.db")},
         "cwtest_train",
+        online={"type": "sqlite", "path": str(root / "online.db")},
     )
     out = root / "dataset"
     build_training_set(

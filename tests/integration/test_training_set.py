@@ -18,7 +18,8 @@ from feature_repo.feature_services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
 from ingestion.features import build_features
 from ingestion.rawio import write_part
-from tests.integration.conftest import AppliedStore, FeatureData, apply_store
+from ingestion.retrieval import apply_scratch_repo
+from tests.integration.conftest import FeatureData, ScratchRepo
 from training.dataset import (
     DatasetSummary,
     build_training_set,
@@ -38,7 +39,7 @@ VELOCITY = "account_payment_velocity"
 
 @dataclass
 class Built:
-    applied: AppliedStore
+    applied: ScratchRepo
     summary: DatasetSummary
     frame: pd.DataFrame
     out_dir: Path
@@ -46,11 +47,11 @@ class Built:
 
 def build(data: FeatureData, features_dir: Path, raw_dir: Path, work: Path) -> Built:
     """Apply the repo over `features_dir` in a fresh temporary store and build a set."""
-    applied = apply_store(
+    applied = apply_scratch_repo(
         work / "repo",
         features_dir,
-        {"type": "sqlite", "path": str(work / "online.db")},
         f"cwtrain_{uuid.uuid4().hex[:10]}",
+        online={"type": "sqlite", "path": str(work / "online.db")},
     )
     summary = build_training_set(
         applied.store,

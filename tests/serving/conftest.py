@@ -21,8 +21,9 @@ from feast import FeatureStore
 from collectwise.settings import Settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest
+from ingestion.retrieval import apply_scratch_repo
 from tests.integration import conftest as integration
-from tests.integration.conftest import FeatureData, apply_store
+from tests.integration.conftest import FeatureData
 from tests.mlflow_env import temporary_mlflow
 from training import registry
 from training.dataset import build_training_set, read_dataset
@@ -118,7 +119,9 @@ def world(
 ) -> ScorerWorld:
     root = tmp_path_factory.mktemp("scorer")
     online = {"type": "sqlite", "path": str(root / "online.db")}
-    applied = apply_store(root / "repo", feature_data.features_dir, online, "cwtest_scorer")
+    applied = apply_scratch_repo(
+        root / "repo", feature_data.features_dir, "cwtest_scorer", online=online
+    )
     materialize_latest(applied.store, feature_data.as_of)
     build_training_set(
         applied.store, feature_data.features_dir, feature_data.root / "validated", root / "ds"

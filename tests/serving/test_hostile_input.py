@@ -25,9 +25,10 @@ import requests
 import uvicorn
 
 from ingestion.feast_store import materialize_latest
+from ingestion.retrieval import apply_scratch_repo
 from serving.main import create_app
 from serving.servedlog import read_served
-from tests.integration.conftest import REDIS_URL, apply_store
+from tests.integration.conftest import REDIS_URL
 from tests.serving.conftest import SCORE_KEY, SLOW_KEY, ScorerWorld, scorer_settings, serve
 from tests.serving.test_scorer import known_accounts
 
@@ -287,7 +288,7 @@ def _eventually(check: Any, seconds: float = 15.0) -> bool:
 def test_a_batch_of_1000_on_redis(world: ScorerWorld, tmp_path: Path) -> None:
     online = {"type": "redis", "connection_string": REDIS_URL}
     project = f"cwbatch_{uuid.uuid4().hex[:8]}"  # its own keys on the machine's Redis
-    applied = apply_store(tmp_path / "repo", world.data.features_dir, online, project)
+    applied = apply_scratch_repo(tmp_path / "repo", world.data.features_dir, project, online=online)
     try:
         materialize_latest(applied.store, world.data.as_of)
         accounts = known_accounts(world, 50)

@@ -18,9 +18,10 @@ import pytest
 
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest
+from ingestion.retrieval import apply_scratch_repo
 from serving import ondemand
 from serving.online import OnlineFeatures, OnlineRow
-from tests.integration.conftest import FeatureData, apply_store
+from tests.integration.conftest import FeatureData
 from tests.serving.conftest import ScorerWorld
 from tests.serving.test_scorer import known_accounts
 from training.dataset import retrieve_features
@@ -70,7 +71,9 @@ def redis_store(world: ScorerWorld, feature_data: FeatureData) -> Any:
     """The same features in the machine's Redis, under a project of this test's own."""
     online = {"type": "redis", "connection_string": "127.0.0.1:6379"}
     project = f"cwtest_direct_{uuid.uuid4().hex[:8]}"
-    applied = apply_store(world.root / "redis_repo", feature_data.features_dir, online, project)
+    applied = apply_scratch_repo(
+        world.root / "redis_repo", feature_data.features_dir, project, online=online
+    )
     materialize_latest(applied.store, feature_data.as_of)
     yield applied.store
     applied.store.teardown()

@@ -19,8 +19,9 @@ import pytest
 import redis
 
 from ingestion.feast_store import materialize_latest
+from ingestion.retrieval import apply_scratch_repo
 from serving.main import create_app
-from tests.integration.conftest import FeatureData, apply_store
+from tests.integration.conftest import FeatureData
 from tests.serving.conftest import SCORE_KEY, ScorerWorld, fit_model, scorer_settings, serve
 from tests.serving.test_scorer import known_accounts
 from training import registry
@@ -75,7 +76,9 @@ def test_frozen_store_gives_503_then_recovers(
     server, port = own_redis
     online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
     project = f"cwfault_{uuid.uuid4().hex[:8]}"
-    applied = apply_store(tmp_path / "repo", feature_data.features_dir, online, project)
+    applied = apply_scratch_repo(
+        tmp_path / "repo", feature_data.features_dir, project, online=online
+    )
     materialize_latest(applied.store, feature_data.as_of)
     # The champion was trained against the same definitions, so its fingerprint matches.
     assert (
@@ -115,8 +118,11 @@ def test_an_emptied_store_is_not_ready_until_reloaded(
 ) -> None:
     _, port = own_redis
     online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
-    applied = apply_store(
-        tmp_path / "repo", feature_data.features_dir, online, f"cwempty_{uuid.uuid4().hex[:8]}"
+    applied = apply_scratch_repo(
+        tmp_path / "repo",
+        feature_data.features_dir,
+        f"cwempty_{uuid.uuid4().hex[:8]}",
+        online=online,
     )
     materialize_latest(applied.store, feature_data.as_of)
     settings = scorer_settings(tmp_path, store_probe_seconds=0.2)
@@ -143,7 +149,9 @@ def test_a_killed_materialization_is_not_ready_until_rerun(
 ) -> None:
     online = {"type": "sqlite", "path": str(tmp_path / "online.db")}
     repo = tmp_path / "repo"
-    applied = apply_store(repo, feature_data.features_dir, online, f"cwkill_{uuid.uuid4().hex[:8]}")
+    applied = apply_scratch_repo(
+        repo, feature_data.features_dir, f"cwkill_{uuid.uuid4().hex[:8]}", online=online
+    )
     materialize_latest(applied.store, feature_data.as_of)
     # No grace: a pending load is dead at once (by default it may run for 30 minutes).
     settings = scorer_settings(tmp_path, store_probe_seconds=0.2, materialize_grace_seconds=0)
