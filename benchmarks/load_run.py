@@ -58,7 +58,7 @@ from benchmarks.harness import (
     require_redis,
     run_main,
 )
-from benchmarks.online_latency import (
+from benchmarks.scorer_harness import (
     VENV_BIN,
     Server,
     bench_stores,
