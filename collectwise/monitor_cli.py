@@ -32,6 +32,11 @@ log = logging.getLogger("collectwise.monitor")
 
 WindowOpt = Annotated[str, typer.Option(help="how far back from --end: 12h, 7d, 2w")]
 EndOpt = Annotated[str | None, typer.Option(help="window end, ISO date/time in UTC")]
+# Jobs on matured outcomes end, by default, where the outcomes end.
+OutcomeEndOpt = Annotated[
+    str | None,
+    typer.Option(help="window end (UTC); default: the newest score with a final outcome"),
+]
 ModelOpt = Annotated[str, typer.Option(help="champion, challenger or a version (3, v3)")]
 PathOpt = Annotated[Path | None, typer.Option(help="defaults from the settings")]
 NoAlertsOpt = Annotated[
@@ -151,10 +156,7 @@ def drift(
 @app.command()
 def performance(
     window: WindowOpt = "30d",
-    end: Annotated[
-        str | None,
-        typer.Option(help="window end (UTC); default: the newest score with a final outcome"),
-    ] = None,
+    end: OutcomeEndOpt = None,
     model: ModelOpt = "champion",
     served_dir: PathOpt = None,
     features_dir: PathOpt = None,
@@ -184,10 +186,7 @@ def performance(
 @app.command()
 def fairness(
     window: WindowOpt = "30d",
-    end: Annotated[
-        str | None,
-        typer.Option(help="window end (UTC); default: the newest score with a final outcome"),
-    ] = None,
+    end: OutcomeEndOpt = None,
     model: ModelOpt = "champion",
     served_dir: PathOpt = None,
     features_dir: PathOpt = None,

@@ -16,9 +16,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.impute import SimpleImputer
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
 from typer.testing import CliRunner
 
 from collectwise.cli import app
@@ -28,6 +25,7 @@ from ingestion.features import build_features
 from ingestion.retrieval import apply_scratch_repo
 from ingestion.uci import LABEL, ingest_uci
 from ingestion.validate import validate_raw
+from tests.integration.test_score_batch import fitted_model
 from tests.mlflow_env import temporary_mlflow
 from training.batch_scoring import INVALID_ID, NO_FEATURES, snapshot_vectors
 from training.model_matrix import model_matrix
@@ -51,17 +49,7 @@ class World:
 def _fit(vectors: pd.DataFrame, labels: pd.DataFrame) -> ScoringModel:
     x = model_matrix(vectors)
     y = vectors[["account_id"]].merge(labels, on="account_id")["default_30d"].to_numpy()
-    estimator = make_pipeline(SimpleImputer(), LogisticRegression(max_iter=500)).fit(x, y)
-    return ScoringModel(
-        estimator=estimator,
-        calibrator=None,
-        threshold=0.5,
-        low_max=0.2,
-        medium_max=0.5,
-        feature_columns=list(x.columns),
-        feature_service="collection_risk_v1",
-        definitions_fingerprint="test",
-    )
+    return fitted_model(x, y)
 
 
 def _features(csv: Path, work: Path) -> Path:
