@@ -21,9 +21,12 @@ import typer
 from collectwise.admin_cli import app as admin_cli_app
 from collectwise.alerts_cli import app as alerts_app
 from collectwise.audit_cli import app as audit_app
+from collectwise.backup_cli import app as backup_app
+from collectwise.backup_cli import rebuild_online
 from collectwise.config_cli import app as config_app
 from collectwise.models_cli import app as models_app
 from collectwise.monitor_cli import app as monitor_app
+from collectwise.scheduler_cli import app as scheduler_app
 from collectwise.serve_cli import demo_request, keys_app, serve
 from collectwise.settings import get_settings
 from collectwise.shell import new_app
@@ -49,6 +52,9 @@ app.add_typer(alerts_app, name="alerts")
 app.add_typer(monitor_app, name="monitor")
 app.add_typer(admin_cli_app, name="admin")
 app.add_typer(config_app, name="config")
+app.add_typer(scheduler_app, name="scheduler")
+app.add_typer(backup_app, name="backup")
+app.command("rebuild-online")(rebuild_online)
 app.command()(serve)
 app.command()(demo_request)
 
@@ -206,12 +212,11 @@ def apply(features: PathOpt = None) -> None:
 @app.command()
 def materialize(features: PathOpt = None) -> None:
     """Load the newest snapshot of every online feature view into the online store."""
-    from ingestion.feast_store import features_as_of, materialize_latest, open_store  # noqa: PLC0415
+    from ingestion.feast_store import materialize_newest  # noqa: PLC0415
 
     s = get_settings()
-    as_of = features_as_of(features or s.paths.features_dir)
-    store = open_store(s)
-    start, end = materialize_latest(store, as_of)
+    loaded = materialize_newest(s, features)
+    start, end = loaded or (None, None)
     _summary("materialised", {"start": start, "end": end, "profile": s.feature_store_yaml.name})
 
 
@@ -242,7 +247,7 @@ def _sample_accounts(features_dir: Path, n: int) -> list[str]:
 
     path = features_dir / "account_profile.parquet"
     query = (
-        f"SELECT account_id FROM read_parquet('{path}') "
+        f"SELECT account_id FROM read_parquet('{path}') "  # nosec B608  # the operator's own features path; n is an int
         f"WHERE event_timestamp = (SELECT max(event_timestamp) FROM read_parquet('{path}')) "
         f"ORDER BY account_id LIMIT {int(n)}"
     )
@@ -257,6 +262,7 @@ TRACKED_STAGES = frozenset(
         "ingest-uci",
         "build-features",
         "materialize",
+        "rebuild-online",
         "score-batch",
         "train build-dataset",
         "train fit",

@@ -254,3 +254,21 @@ def skew(
         labels={"window": window, "sample": str(len(logged))},
     )
     _finish(result, no_alerts)
+
+
+# --------------------------------------------------------------------------- serving health
+
+
+@app.command("serving-health")
+def serving_health(
+    url: Annotated[
+        str | None,
+        typer.Option(help="the scorer's /metrics URL; default monitoring.scorer_metrics_url"),
+    ] = None,
+    no_alerts: NoAlertsOpt = False,
+) -> None:
+    """Error rate by status class, latency p50/p99, requests per model version, CPU and
+    memory of the scorer since the last run, from its /metrics."""
+    from monitoring.serving_health import run_serving_health  # noqa: PLC0415
+
+    _finish(run_serving_health(_platform(), url), no_alerts)

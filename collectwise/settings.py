@@ -11,8 +11,8 @@ home. One path, one variable: the scorer writes its served-feature log to
 `paths.served_dir` and every monitoring job reads it from there.
 
 Sections: paths, feast, mlflow (tracking and the model registry), serving, monitoring (the
-jobs, alerting and retraining) and admin (the console). `collectwise config show` prints
-the effective values with secrets masked.
+jobs, alerting and retraining), admin (the console) and scheduler (the schedule file and
+heartbeats). `collectwise config show` prints the effective values with secrets masked.
 
 This module is the bottom of the import graph with collectwise.errors, the only module of ours
 it imports.
@@ -245,6 +245,11 @@ class ServingSettings(BaseModel):
     online_path: Literal["direct", "sdk"] = "direct"
     store_probe_seconds: float = Field(default=2.0, gt=0)
     retry_after_seconds: int = Field(default=5, ge=1)
+    # Circuit breaker around online reads: this many failed reads in a row open it; while
+    # open, requests get 503 at once without touching the store; after the reset time (or
+    # as soon as the store probe succeeds) reads are tried again.
+    breaker_failures: int = Field(default=5, ge=1)
+    breaker_reset_seconds: float = Field(default=10.0, gt=0)
     # Features older than their view's TTL: score and flag `degraded`, or refuse.
     stale_policy: Literal["degrade", "refuse"] = "degrade"
 
@@ -261,6 +266,16 @@ class ServingSettings(BaseModel):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Write the audit log and the served-feature log (paths.audit_db, paths.served_dir).
     record: bool = True
+    # A score is answered only once its audit record is committed (concurrent requests share
+    # one transaction: group commit). full: each commit is fsynced, so a record survives a
+    # power loss; normal: it survives a crash of the scorer (SIGKILL), not of the machine.
+    audit_sync: Literal["full", "normal"] = "full"
+    # How long a request waits for its audit record before it gets 503 (audit_unavailable).
+    audit_timeout_seconds: float = Field(default=5.0, gt=0)
+    # How long a group's first request waits for others to join (0: only those waiting).
+    audit_group_wait_seconds: float = Field(default=0.0, ge=0, le=0.1)
+    # How often the served-feature log is written (one parquet part per flush, per worker).
+    served_flush_seconds: float = Field(default=5.0, gt=0)
     # Where uvicorn workers write their metrics for /metrics to merge; `collectwise serve
     # --workers N` sets it for its workers (None: one process, its own registry).
     metrics_dir: Path | None = None
@@ -327,6 +342,10 @@ class MonitoringSettings(BaseModel):
     webhook_retries: int = Field(default=3, ge=0, le=10)
     # First wait between webhook attempts, in seconds; doubles per attempt up to 30 s.
     webhook_backoff: float = Field(default=1.0, ge=0)
+    # Where an alert goes when its webhook or email delivery failed (monitoring.delivery):
+    # file:///path appends a JSON line, http(s)://... posts the webhook body. None: a file
+    # beside the monitoring database (data/monitoring/escalated-alerts.jsonl).
+    fallback_url: str | None = None
 
     smtp_host: str | None = None
     smtp_port: int = Field(default=587, gt=0, lt=65536)
@@ -352,6 +371,13 @@ class MonitoringSettings(BaseModel):
     @classmethod
     def _split_list(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("fallback_url")
+    @classmethod
+    def _fallback_scheme(cls, value: str | None) -> str | None:
+        if value is not None and not value.startswith(("file:///", "http://", "https://")):
+            raise ValueError("fallback_url must be a file:/// path or an http(s):// URL")
+        return value
 
     @field_validator("retrain_command", mode="before")
     @classmethod
@@ -380,6 +406,34 @@ class MonitoringSettings(BaseModel):
         if self.db_url is None:
             raise RuntimeError("MonitoringSettings used before Settings resolved it")
         return self.db_url
+
+
+class SchedulerSettings(BaseModel):
+    """`collectwise scheduler run`: the schedule file, its time zone, catching up, heartbeats.
+
+    Its job store lives in the monitoring database (monitoring.db_url), beside the runs and
+    heartbeats it writes.
+    """
+
+    # Relative to the home.
+    schedule_file: Path = Path("schedules.yaml")
+    # The IANA zone the cron expressions are read in (and the Kubernetes CronJobs' timeZone).
+    timezone: str = "UTC"
+    # A run missed while the scheduler was down is still run (once) if it is at most this late.
+    misfire_grace_seconds: int = Field(default=3600, ge=1)
+    # A job is overdue when it has not beaten for its cron interval plus this long.
+    heartbeat_grace_seconds: int = Field(default=900, ge=0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError  # noqa: PLC0415
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name, e.g. UTC)") from None
+        return value
 
 
 class AdminSettings(BaseModel):
@@ -441,6 +495,7 @@ class Settings(BaseSettings):
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     admin: AdminSettings = Field(default_factory=AdminSettings)
+    scheduler: SchedulerSettings = Field(default_factory=SchedulerSettings)
 
     @model_validator(mode="after")
     def _resolve(self) -> Settings:
@@ -450,6 +505,10 @@ class Settings(BaseSettings):
         self.mlflow = self.mlflow.resolved(self.home)
         if self.monitoring.db_url is None:
             self.monitoring.db_url = f"sqlite:///{self.paths.monitoring_db}"
+        if self.monitoring.fallback_url is None:
+            escalated = self.paths.monitoring_db.with_name("escalated-alerts.jsonl")
+            self.monitoring.fallback_url = escalated.as_uri()
+        self.scheduler.schedule_file = _under(self.home, self.scheduler.schedule_file)
         return self
 
     @property
@@ -462,7 +521,7 @@ class Settings(BaseSettings):
 
 MASK = "**********"
 # Fields that may carry credentials inside a URL (user:password@host) or hold key hashes.
-_URL_FIELDS = ("tracking_uri", "db_url", "webhook_url", "scorer_metrics_url")
+_URL_FIELDS = ("tracking_uri", "db_url", "webhook_url", "scorer_metrics_url", "fallback_url")
 
 
 def masked(settings: Settings) -> dict[str, Any]:
@@ -502,7 +561,8 @@ def unknown_variables(names: Iterable[str]) -> dict[str, str | None]:
         name: model.model_fields
         for name, model in (("paths", PathSettings), ("feast", FeastSettings),
                             ("mlflow", MlflowSettings), ("serving", ServingSettings),
-                            ("monitoring", MonitoringSettings), ("admin", AdminSettings))
+                            ("monitoring", MonitoringSettings), ("admin", AdminSettings),
+                            ("scheduler", SchedulerSettings))
     }  # fmt: skip
     found: dict[str, str | None] = {}
     for name in names:

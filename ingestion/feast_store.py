@@ -18,7 +18,7 @@ import pandas as pd
 from collectwise.errors import InvalidInputError
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from feature_repo.views import SNAPSHOT_TTL
-from ingestion.snapshot_marker import mark_complete, mark_pending
+from ingestion.snapshot_marker import holds_snapshot, mark_complete, mark_pending
 
 if TYPE_CHECKING:
     from feast import FeatureStore
@@ -101,6 +101,28 @@ def materialize_latest(store: FeatureStore, as_of: datetime) -> tuple[datetime, 
     store.materialize(start_date=start, end_date=end, feature_views=list(ONLINE_VIEWS))
     mark_complete(store, as_of, ONLINE_VIEWS)
     return start, end
+
+
+def materialize_newest(
+    settings: Settings, features_dir: Path | None = None, *, only_new: bool = False
+) -> tuple[datetime, datetime] | None:
+    """What `collectwise materialize` does, for it and the scheduler alike: load the newest
+    snapshot of the feature tables into the online store of the settings' profile. With
+    only_new, nothing (None) when the store already holds that snapshot whole."""
+    as_of = features_as_of(features_dir or settings.paths.features_dir)
+    store = open_store(settings)
+    if only_new and _holds(store, as_of):
+        log.info("the online store already holds the snapshot of %s: nothing to load", as_of)
+        return None
+    return materialize_latest(store, as_of)
+
+
+def _holds(store: FeatureStore, as_of: datetime) -> bool:
+    try:
+        return holds_snapshot(store, ONLINE_VIEWS, as_of)
+    except Exception as exc:  # a lost or unreadable store holds nothing: load it whole
+        log.warning("could not read the online store's snapshot marker (%s): loading", exc)
+        return False
 
 
 def ensure_online_tables(store: FeatureStore) -> None:

@@ -83,6 +83,22 @@ def marker_problems(
     return problems_from_values(values, refs, datetime.now(UTC), grace)
 
 
+def holds_snapshot(store: FeatureStore, views: Sequence[str], as_of: datetime) -> bool:
+    """True when the online store holds the snapshot of `as_of` whole in every view: the
+    marker is COMPLETE at that time and no view lacks it (nothing to load again)."""
+    refs = marker_refs(store, views)
+    values = store.get_online_features(
+        features=refs, entity_rows=[CANARY_ROW], full_feature_names=True
+    ).to_dict(include_event_timestamps=True)
+    marker = f"{MARKER_VIEW}__{MARKER_FEATURE}"
+    if (values.get(marker) or [None])[0] != COMPLETE:
+        return False
+    if problems_from_values(values, refs, datetime.now(UTC), DEFAULT_GRACE):
+        return False
+    stamp = _seconds((values.get(f"{marker}__ts") or [None])[0])
+    return stamp >= _utc(as_of).timestamp()
+
+
 def problems_from_values(
     values: dict[str, list[Any]], refs: Sequence[str], now: datetime, grace: timedelta
 ) -> list[str]:

@@ -134,6 +134,18 @@ class Alert:
         return out
 
 
+# The dead man's switch of the scheduled jobs: the watchdog (monitoring.scheduler.watchdog)
+# reports, per job, how far past its expected window the last heartbeat is. Seeded like the
+# rules below, and put back by the watchdog if missing: disable it to silence it.
+HEARTBEAT_RULE = Rule(
+    "scheduled job missed",
+    "heartbeat.*.overdue_seconds",
+    ">",
+    0.0,
+    "critical",
+    description="a scheduled job did not beat within its cron interval plus the grace",
+)
+
 # Seeded into an empty store on first use (MonitoringStore(seed_defaults=True)); people edit
 # them with `collectwise alerts rules ...` afterwards and the seed never runs again.
 DEFAULT_RULES: tuple[Rule, ...] = (
@@ -204,6 +216,25 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "critical",
         description="more than 1% of scoring requests failed",
     ),
+    Rule(
+        "serving p99 latency",
+        "serving.latency_p99_ms",
+        ">",
+        250.0,
+        "warning",
+        # Half the default online-read deadline (0.5 s): a p99 near it means reads are about
+        # to start failing; the scorer's p99 measured on this machine is about 10 ms.
+        description="p99 latency of the scoring routes above 250 ms since the last check",
+    ),
+    Rule(
+        "serving memory growth",
+        "serving.memory_growth",
+        ">",
+        1.5,
+        "warning",
+        description="the scorer's resident memory grew by more than half since the last check",
+    ),
+    HEARTBEAT_RULE,
 )
 
 
@@ -268,7 +299,7 @@ def windowed_value(
     if window.points is not None:
         chosen = [v for _, v in history[-window.points :]]
     else:
-        assert window.span is not None
+        assert window.span is not None  # nosec B101  # narrows the type for mypy: a window has points or a span
         newest = history[-1][0]
         chosen = [v for end, v in history if end >= newest - window.span]
     finite = [v for v in chosen if math.isfinite(v)]

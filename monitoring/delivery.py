@@ -8,18 +8,27 @@ settings.notify_min_severity are pushed (info alerts are context, not pages).
 The webhook gets one HTTP POST of JSON per alert, retried with exponential backoff on
 connection errors, timeouts, 429 and 5xx (a 4xx will not fix itself, so it is not retried).
 Email sends one message per batch of new alerts, so a bad run is one mail, not twenty.
+
+An alert that a channel failed to deliver is escalated to settings.fallback_url (by default
+a JSON-lines file beside the monitoring database; or a second webhook), each step recorded
+in the alert's history (escalated, or escalation_failed when the fallback fails too), so the
+console's health page can show what did not get through.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import smtplib
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.message import EmailMessage
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from urllib.request import url2pathname
 
 import requests
 from tenacity import (
@@ -41,6 +50,8 @@ log = logging.getLogger(__name__)
 
 _LOG_LEVEL = {"info": logging.INFO, "warning": logging.WARNING, "critical": logging.ERROR}
 _MAX_WAIT_SECONDS = 30.0
+# The alert-history actions that say a push did not get through, and what became of it.
+DELIVERY_PROBLEMS = ("delivery_failed", "escalated", "escalation_failed")
 
 
 class WebhookError(RuntimeError):
@@ -214,12 +225,66 @@ def _record(store: MonitoringStore | None, alert_id: int, action: str, note: str
         store.record_event(alert_id, action, "system", note)
 
 
+def _fallback_target(url: str) -> str:
+    """The fallback channel as a log may name it (a webhook's host only: it may hold a token)."""
+    if url.startswith("file:"):
+        return f"file {url2pathname(urlsplit(url).path)}"
+    return f"webhook {urlsplit(url).hostname or '?'}"
+
+
+def _append_lines(url: str, records: Sequence[dict[str, Any]]) -> None:
+    path = Path(url2pathname(urlsplit(url).path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("a", encoding="utf-8") as out:
+        out.writelines(json.dumps(record) + "\n" for record in records)
+
+
+def escalate(
+    alerts: Sequence[Alert],
+    failures: Sequence[DeliveryResult],
+    settings: MonitoringSettings,
+    store: MonitoringStore | None = None,
+) -> DeliveryResult:
+    """Send alerts that a channel failed to deliver to settings.fallback_url, saying which
+    channels failed and why; never raises (a failure is logged and recorded)."""
+    url = settings.fallback_url or ""
+    target = _fallback_target(url)
+    records = []
+    for alert in alerts:
+        failed = [f"{r.channel}: {r.error}" for r in failures if alert.id in r.alert_ids]
+        body = alert_payload(alert, settings.console_url)
+        records.append({**body, "failed": failed, "escalated_at": datetime.now(UTC).isoformat()})
+    ids = tuple(a.id for a in alerts)
+    try:
+        if url.startswith("file:"):
+            _append_lines(url, records)
+        else:
+            for record in records:
+                post_webhook(
+                    url,
+                    record,
+                    timeout=settings.webhook_timeout,
+                    retries=settings.webhook_retries,
+                    backoff=settings.webhook_backoff,
+                )
+    except Exception as exc:  # the last resort: say so as loudly as the log can
+        log.critical("escalation of alerts %s to %s failed too: %s", ids, target, exc)
+        for alert_id in ids:
+            _record(store, alert_id, "escalation_failed", f"{target}: {exc}")
+        return DeliveryResult("fallback", ids, False, error=str(exc))
+    for alert_id, record in zip(ids, records, strict=True):
+        _record(store, alert_id, "escalated", f"{target}; failed: {'; '.join(record['failed'])}")
+    log.warning("alerts %s escalated to %s after a failed delivery", ids, target)
+    return DeliveryResult("fallback", ids, True)
+
+
 def deliver(
     alerts: Sequence[Alert],
     settings: MonitoringSettings,
     store: MonitoringStore | None = None,
 ) -> list[DeliveryResult]:
-    """Log every alert; push those at or above notify_min_severity to webhook and email."""
+    """Log every alert; push those at or above notify_min_severity to webhook and email;
+    escalate what a channel failed to deliver to the fallback channel."""
     for alert in alerts:
         log_alert(alert)
     floor = SEVERITY_RANK[settings.notify_min_severity]
@@ -229,4 +294,8 @@ def deliver(
         results.extend(_deliver_webhook(a, settings, store) for a in pushable)
     if settings.smtp_configured and pushable:
         results.append(_deliver_email(pushable, settings, store))
+    failures = [r for r in results if not r.ok]
+    undelivered = [a for a in pushable if any(a.id in r.alert_ids for r in failures)]
+    if undelivered and settings.fallback_url:
+        results.append(escalate(undelivered, failures, settings, store))
     return results

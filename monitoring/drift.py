@@ -461,7 +461,7 @@ def batch_population(features_dir: Path, as_of: datetime) -> pd.DataFrame:
     if not path.exists():
         raise DriftInputError(f"{path} not found: run `collectwise build-features` first")
     sql = (
-        f"WITH p AS (SELECT * FROM read_parquet('{path}')) "
+        f"WITH p AS (SELECT * FROM read_parquet('{path}')) "  # nosec B608  # the path is ours, values are parameters
         "SELECT account_id, customer_id FROM p WHERE event_timestamp = "
         "(SELECT max(event_timestamp) FROM p WHERE event_timestamp <= CAST($as_of AS TIMESTAMPTZ)) "
         "ORDER BY account_id"

@@ -74,7 +74,7 @@ def registry_state(training_settings: MlflowSettings | None = None) -> RegistryS
 def run_command(command: Sequence[str], cwd: Path, timeout: float) -> tuple[int | None, str]:
     """Run to completion; (exit code or None if it never finished, tail of its output)."""
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # nosec B603  # the configured retrain command, no shell
             list(command),
             cwd=cwd,
             stdout=subprocess.PIPE,
@@ -178,3 +178,26 @@ def trigger_retrain(
             store.record_event(alert.id, "retrain_skipped", "system", f"request {running[0].id}")
         return None
     return run_retrain(store, chosen, settings, training_settings)
+
+
+def retrain_pending(
+    store: MonitoringStore,
+    settings: MonitoringSettings,
+    training_settings: MlflowSettings | None = None,
+) -> RetrainRequest | None:
+    """The scheduled retrain: retrain for live alerts that settings.retrain_on names and
+    that never had a retrain request (their trigger was skipped while another request ran,
+    or they opened before retrain_on named them). None when there is nothing to do."""
+    if not settings.retrain_on:
+        return None
+    handled = {"retrain_requested"}
+    waiting = [
+        alert
+        for alert in store.open_alerts()
+        if should_retrain(alert, settings.retrain_on)
+        and not handled & {e.action for e in store.alert_events(alert.id)}
+    ]
+    if not waiting:
+        log.info("no live alert waits for retraining")
+        return None
+    return trigger_retrain(store, waiting, settings, training_settings)

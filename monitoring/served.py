@@ -73,7 +73,7 @@ def read_served(directory: Path, start: datetime, end: datetime) -> pd.DataFrame
     # Casting both sides: a log written by pandas holds ns timestamps, DuckDB's parameters
     # are us, and DuckDB refuses to compare the two without an explicit cast.
     sql = (
-        f"SELECT * FROM read_parquet('{directory}/{PARTITION_COLUMN}=*/*.parquet', "
+        f"SELECT * FROM read_parquet('{directory}/{PARTITION_COLUMN}=*/*.parquet', "  # nosec B608  # the log folder is ours, values are parameters
         "hive_partitioning = true, union_by_name = true) "
         f"WHERE {PARTITION_COLUMN} BETWEEN $first_day AND $last_day "
         "AND CAST(scored_at AS TIMESTAMPTZ) >= CAST($start AS TIMESTAMPTZ) "

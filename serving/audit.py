@@ -10,6 +10,13 @@ rows, every later hash and the head together: anchoring the head elsewhere (e.g.
 Several uvicorn workers may append at once: BEGIN IMMEDIATE takes SQLite's write lock before
 the head is read, so appends serialise into one chain. Rows hold ids and scores, never
 personal data, and the caller is an API key's name, never the key.
+
+The scorer appends through a `ChainWriter` (one long-lived connection, synchronous=FULL by
+default, so a commit is on disk before the request that waits for it answers; see
+serving.recorder). In the same transaction it may put each event's served-log row into
+`served_outbox`, keyed by the row's seq and the writing process (its owner): the outbox is a
+queue, not part of the chain, that the owner empties into the parquet served log and that
+another process takes over when the owner died (serving.recorder).
 """
 
 from __future__ import annotations
@@ -26,7 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from serving.events import ScoreEvent, as_utc
 
@@ -36,6 +43,9 @@ log = logging.getLogger(__name__)
 GENESIS_HASH = "0" * 64
 # Seconds a writer waits for another process's write lock before failing (then retried).
 _BUSY_TIMEOUT_S = 30.0
+# SQLite's synchronous setting of the scorer's writer, by the name the settings use.
+Synchronous = Literal["full", "normal"]
+SYNCHRONOUS: dict[str, str] = {"full": "FULL", "normal": "NORMAL"}
 
 
 def _text(value: Any) -> str:
@@ -83,7 +93,7 @@ _CONTENT: dict[str, Callable[[Any], Any]] = {
     "vector_json": _text,
 }
 _COLUMNS = ("seq", *_CONTENT, "prev_hash", "row_hash")
-_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM audit_log"  # constant column names only
+_SELECT = f"SELECT {', '.join(_COLUMNS)} FROM audit_log"  # nosec B608  # constant column names only
 
 _SCHEMA = (
     """CREATE TABLE IF NOT EXISTS audit_log (
@@ -117,9 +127,17 @@ _SCHEMA = (
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
     """CREATE TRIGGER IF NOT EXISTS audit_log_no_delete BEFORE DELETE ON audit_log
        BEGIN SELECT RAISE(ABORT, 'the audit log is append-only'); END""",
+    # Served-log rows not yet in the parquet log (serving.recorder empties it).
+    """CREATE TABLE IF NOT EXISTS served_outbox (
+        seq INTEGER PRIMARY KEY,
+        owner TEXT NOT NULL,
+        scored_at TEXT NOT NULL,
+        payload TEXT NOT NULL
+    )""",
+    "CREATE INDEX IF NOT EXISTS served_outbox_owner ON served_outbox (owner, seq)",
 )
 _INSERT = (
-    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"
+    f"INSERT INTO audit_log ({', '.join(_COLUMNS)}) VALUES ({', '.join('?' for _ in _COLUMNS)})"  # nosec B608  # constant column names only
 )
 _READ_HEAD = "SELECT seq, row_hash FROM audit_head WHERE id = 1"
 _LAST_ROW = "SELECT seq, row_hash FROM audit_log ORDER BY seq DESC LIMIT 1"
@@ -131,6 +149,15 @@ _BY_REQUEST = f"{_SELECT} WHERE request_id = ? ORDER BY seq"
 _BY_REQUEST_ACCOUNT = f"{_SELECT} WHERE request_id = ? AND account_id = ? ORDER BY seq"
 _RECENT = f"{_SELECT} ORDER BY seq DESC LIMIT ?"
 _ALL_ROWS = f"{_SELECT} ORDER BY seq"
+_OUTBOX_INSERT = "INSERT INTO served_outbox (seq, owner, scored_at, payload) VALUES (?, ?, ?, ?)"
+_OUTBOX_OWNERS = "SELECT DISTINCT owner FROM served_outbox"
+_OUTBOX_CLAIM = "UPDATE served_outbox SET owner = ? WHERE owner = ? RETURNING seq, scored_at"
+_OUTBOX_ROWS = (
+    "SELECT seq, scored_at, payload FROM served_outbox WHERE owner = ? AND seq > ? "
+    "ORDER BY seq LIMIT ?"
+)
+_OUTBOX_COUNT = "SELECT count(*) FROM served_outbox WHERE owner = ?"
+_OUTBOX_RELEASE = "DELETE FROM served_outbox WHERE owner = ? AND seq <= ?"
 
 
 # --------------------------------------------------------------------------- encoding
@@ -165,7 +192,8 @@ def row_hash(seq: int, content: Mapping[str, Any], prev_hash: str) -> str:
     return hashlib.sha256(_canonical(seq, content, prev_hash)).hexdigest()
 
 
-def _event_content(event: ScoreEvent) -> dict[str, Any]:
+def event_content(event: ScoreEvent) -> dict[str, Any]:
+    """The chained columns of one event, normalised as a read-back from SQLite gives them."""
     raw: dict[str, Any] = {
         "request_id": event.request_id,
         "account_id": event.account_id,
@@ -269,15 +297,33 @@ def _owner_only(path: Path) -> None:
     os.chmod(path, 0o600)
 
 
+@dataclass(frozen=True)
+class Entry:
+    """One event ready to chain: its content (event_content) and, for the outbox, its
+    served-log row encoded as text (None: the audit log only)."""
+
+    content: dict[str, Any]
+    payload: str | None = None
+
+
+@dataclass(frozen=True)
+class OutboxRow:
+    seq: int
+    scored_at: str
+    payload: str
+
+
 class AuditLog:
     """The audit log in one SQLite file; safe to share across threads and processes.
 
     Every call opens its own short-lived connection, so an instance carries no connection
     across threads or a fork (uvicorn workers, the recorder thread, the admin console).
+    The scorer's hot path appends through `writer()` instead.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, timeout: float = _BUSY_TIMEOUT_S) -> None:
         self.path = Path(path)
+        self.timeout = timeout
         self._schema_ready = False
 
     @contextmanager
@@ -286,7 +332,7 @@ class AuditLog:
             _owner_only(self.path)
         # isolation_level=None: we issue BEGIN ourselves (the sqlite3 module would otherwise
         # open a deferred transaction, which cannot serialise the read of the head).
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_S, isolation_level=None)
+        conn = sqlite3.connect(self.path, timeout=self.timeout, isolation_level=None)
         conn.row_factory = sqlite3.Row
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -297,21 +343,19 @@ class AuditLog:
         finally:
             conn.close()
 
-    def append(self, events: Sequence[ScoreEvent]) -> None:
-        """Chain and write `events` in one transaction: all of them or none."""
+    def append(self, events: Sequence[ScoreEvent]) -> list[int]:
+        """Chain and write `events` in one transaction: all of them or none; their seqs."""
         if not events:
-            return
-        contents = [_event_content(e) for e in events]  # encode before taking the lock
+            return []
+        entries = [Entry(event_content(e)) for e in events]  # encode before taking the lock
         with self._connect() as conn, _transaction(conn, "BEGIN IMMEDIATE"):
-            seq, prev = _last_link(conn)
-            params: list[tuple[Any, ...]] = []
-            for content in contents:
-                seq += 1
-                digest = row_hash(seq, content, prev)
-                params.append((seq, *content.values(), prev, digest))
-                prev = digest
-            conn.executemany(_INSERT, params)
-            conn.execute(_SET_HEAD, (seq, prev))
+            return _append(conn, entries, None)
+
+    def writer(self, synchronous: Synchronous = "full") -> ChainWriter:
+        """A writer with its own long-lived connection, over a log created here if new."""
+        with self._connect():
+            pass
+        return ChainWriter(self.path, synchronous, self.timeout)
 
     def verify(self) -> VerifyResult:
         """Walk the whole chain in one read snapshot, then check the head record."""
@@ -341,6 +385,124 @@ class AuditLog:
         """The newest rows first (the admin console's audit page)."""
         with self._connect() as conn:
             return [_audit_row(r) for r in conn.execute(_RECENT, (int(limit),))]
+
+    # ------------------------------------------------------------------ the outbox
+
+    def outbox_owners(self) -> set[str]:
+        with self._connect() as conn:
+            return {str(owner) for (owner,) in conn.execute(_OUTBOX_OWNERS)}
+
+    def claim_outbox(self, dead: str, owner: str) -> list[tuple[int, str]]:
+        """Move a dead owner's rows to `owner` at once (two claimants cannot both get them);
+        the seq and scored_at of each row moved."""
+        with self._connect() as conn, _transaction(conn, "BEGIN IMMEDIATE"):
+            return [(int(seq), str(at)) for seq, at in conn.execute(_OUTBOX_CLAIM, (owner, dead))]
+
+    def outbox(self, owner: str, limit: int, after: int = 0) -> list[OutboxRow]:
+        """The owner's oldest rows after seq `after`, in seq order."""
+        with self._connect() as conn:
+            cursor = conn.execute(_OUTBOX_ROWS, (owner, int(after), int(limit)))
+            return [OutboxRow(int(seq), str(at), str(payload)) for seq, at, payload in cursor]
+
+    def outbox_count(self, owner: str) -> int:
+        with self._connect() as conn:
+            return int(conn.execute(_OUTBOX_COUNT, (owner,)).fetchone()[0])
+
+    def release_outbox(self, owner: str, upto: int) -> None:
+        """Drop the owner's rows up to seq `upto`: they are in the parquet log."""
+        with self._connect() as conn, _transaction(conn, "BEGIN IMMEDIATE"):
+            conn.execute(_OUTBOX_RELEASE, (owner, int(upto)))
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database as far as readers allow (never waits on them).
+        The scorer's writer leaves this to its background thread (see ChainWriter)."""
+        with self._connect() as conn:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+
+class ChainWriter:
+    """The scorer's appender: one connection kept open (opening one per commit would cost
+    every request), not shared between threads at once (serving.recorder lets one committing
+    thread use it at a time).
+
+    It reopens after a failure, and when the file at `path` is no longer the one it holds
+    (deleted, moved or replaced), and it never creates a missing log: a scorer whose log
+    vanished must fail its requests, not start a new chain beside the lost one, nor keep
+    appending to a deleted file. synchronous=full makes each commit fsync the WAL (a record
+    survives a power loss); normal survives a crash of the process (SIGKILL) but not of the
+    machine. Automatic checkpoints are off on this connection: a checkpoint inside a commit
+    would stall the requests of that group; AuditLog.checkpoint() runs them off the path.
+    """
+
+    def __init__(self, path: Path, synchronous: Synchronous, timeout: float) -> None:
+        if synchronous not in SYNCHRONOUS:
+            raise ValueError(f"synchronous must be one of {sorted(SYNCHRONOUS)}, not {synchronous}")
+        self.path = Path(path).resolve()
+        self.synchronous = synchronous
+        self.timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._identity: tuple[int, int] | None = None
+
+    def append(self, entries: Sequence[Entry], owner: str | None) -> list[int]:
+        """Chain `entries` in one durable transaction; their seqs. Queues the payloads in the
+        outbox under `owner` (None: none)."""
+        if not entries:
+            return []
+        conn = self._open()
+        try:
+            with _transaction(conn, "BEGIN IMMEDIATE"):
+                return _append(conn, entries, owner)
+        except BaseException:
+            self.close()  # the next append starts from a fresh connection
+            raise
+
+    def close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn, self._identity = self._conn, None, None
+            conn.close()
+
+    def _open(self) -> sqlite3.Connection:
+        try:
+            stat = os.stat(self.path)
+        except FileNotFoundError:
+            self.close()
+            raise FileNotFoundError(
+                f"no audit log at {self.path} (deleted or moved while the scorer ran)"
+            ) from None
+        identity = (stat.st_dev, stat.st_ino)
+        if self._conn is not None and identity == self._identity:
+            return self._conn
+        self.close()
+        conn = sqlite3.connect(
+            f"{self.path.as_uri()}?mode=rw",
+            uri=True,
+            timeout=self.timeout,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        conn.execute(f"PRAGMA synchronous={SYNCHRONOUS[self.synchronous]}")
+        conn.execute("PRAGMA wal_autocheckpoint=0")
+        self._conn, self._identity = conn, identity
+        return conn
+
+
+def _append(conn: sqlite3.Connection, entries: Sequence[Entry], owner: str | None) -> list[int]:
+    """Inside a write transaction: the entries chained onto the head, and the head moved."""
+    seq, prev = _last_link(conn)
+    rows: list[tuple[Any, ...]] = []
+    outbox: list[tuple[Any, ...]] = []
+    for entry in entries:
+        seq += 1
+        digest = row_hash(seq, entry.content, prev)
+        rows.append((seq, *entry.content.values(), prev, digest))
+        if owner is not None and entry.payload is not None:
+            outbox.append((seq, owner, entry.content["scored_at"], entry.payload))
+        prev = digest
+    conn.executemany(_INSERT, rows)
+    if outbox:
+        conn.executemany(_OUTBOX_INSERT, outbox)
+    conn.execute(_SET_HEAD, (seq, prev))
+    return list(range(seq - len(rows) + 1, seq + 1))
 
 
 def _create_schema(conn: sqlite3.Connection) -> None:

@@ -19,7 +19,7 @@ from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collectwise.settings import Settings, get_settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
@@ -28,7 +28,7 @@ from serving.api import current_model, health, score
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelWatcher
-from serving.online import OnlineFeatures
+from serving.online import OnlineFeatures, store_breaker
 from serving.runtime import Service, build_recorder, descriptions, fingerprint_check
 from serving.scoring import ScoringOptions
 
@@ -59,6 +59,7 @@ def build_service(platform: Settings, store: FeatureStore) -> Service:
         check_marker=settings.readiness_marker,
         marker_grace=timedelta(seconds=settings.materialize_grace_seconds),
         via_sdk=settings.online_path == "sdk",
+        breaker=store_breaker(settings.breaker_failures, settings.breaker_reset_seconds),
     )
     online.open()
     metrics = ServiceMetrics(settings.metrics_dir)
@@ -80,7 +81,11 @@ def build_service(platform: Settings, store: FeatureStore) -> Service:
             reasons=settings.reason_codes,
             descriptions=descriptions(store, service_name),
         ),
-        recorder=build_recorder(platform.paths, store, service_name) if settings.record else None,
+        recorder=(
+            build_recorder(platform.paths, store, service_name, settings)
+            if settings.record
+            else None
+        ),
     )
     holder.append(service)
     if not len(service.keys):
@@ -156,10 +161,18 @@ class TimedRoutes:
             await self.app(scope, receive, send)
             return
         started = time.perf_counter()
+        status = [500]  # what an exception that escapes every handler becomes
+
+        async def send_status(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = int(message["status"])
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, send_status)
         finally:
             metrics = getattr(scope["app"].state, "metrics", None) if "app" in scope else None
             if metrics is not None:
                 path = getattr(scope.get("route"), "path", "unmatched")
                 metrics.latency.labels(path).observe(time.perf_counter() - started)
+                metrics.requests.labels(path, f"{status[0] // 100}xx").inc()

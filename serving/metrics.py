@@ -11,7 +11,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    generate_latest,
+)
 from prometheus_client.multiprocess import MultiProcessCollector
 
 LATENCY_BUCKETS = (0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0)
@@ -29,10 +36,16 @@ class ServiceMetrics:
             buckets=LATENCY_BUCKETS,
             registry=r,
         )
+        self.requests = Counter(
+            "collectwise_requests_total",
+            "Requests answered, by route template and status class (2xx, 4xx, 5xx)",
+            ["route", "status_class"],
+            registry=r,
+        )
         self.scores = Counter(
             "collectwise_scores_total",
-            "Accounts scored, by band and alias",
-            ["band", "alias"],
+            "Accounts scored, by band, model alias and model version",
+            ["band", "alias", "version"],
             registry=r,
         )
         self.errors = Counter("collectwise_errors_total", "Errors by type", ["type"], registry=r)
@@ -56,6 +69,19 @@ class ServiceMetrics:
             registry=r,
             multiprocess_mode="min",
         )
+        self.circuit_state = Gauge(
+            "collectwise_online_store_circuit_state",
+            "Online store circuit breaker: 0 closed, 1 half-open, 2 open",
+            registry=r,
+            multiprocess_mode="max",
+        )
+        self.backend_up = Gauge(
+            "collectwise_backend_up",
+            "1 when the last call to the backend succeeded (registry: MLflow model aliases)",
+            ["backend"],
+            registry=r,
+            multiprocess_mode="min",
+        )
         self.recorder_dropped = Gauge(
             "collectwise_recorder_dropped",
             "Score events the recorder could not queue",
@@ -63,9 +89,20 @@ class ServiceMetrics:
             multiprocess_mode="sum",
         )
 
+        # process_cpu_seconds_total, process_resident_memory_bytes, ... of this process.
+        ProcessCollector(registry=r)
+
     def exposition(self) -> bytes:
         if self.multiprocess_dir is not None:
+            # Worker files hold counters, gauges and histograms; process metrics are per
+            # process, so each worker's own follow the merged families.
             merged = CollectorRegistry()
             MultiProcessCollector(merged, path=str(self.multiprocess_dir))
-            return generate_latest(merged)
+            return generate_latest(merged) + _process_only(self.registry)
         return generate_latest(self.registry)
+
+
+def _process_only(registry: CollectorRegistry) -> bytes:
+    own = CollectorRegistry()
+    ProcessCollector(registry=own)
+    return generate_latest(own)

@@ -8,6 +8,11 @@ Readiness (`healthy`) is the probe's alone: a request whose read fails gets its 
 wakes the probe, but cannot mark the store down itself, so no client input can take the
 scorer out of rotation. The probe reads the snapshot marker (ingestion.snapshot_marker):
 the store is healthy when it answers within the deadline and holds one whole snapshot.
+
+A circuit breaker (the circuitbreaker library) guards request reads: after
+`breaker_failures` failed reads in a row it opens, and requests get 503 with Retry-After at
+once, without waiting out the deadline on a store that is down. It closes when the probe
+next succeeds, or when a request read succeeds after the reset time (half-open).
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBreaker
 
 from collectwise.errors import UnavailableError
 from feature_repo.feature_services import COLLECTION_RISK_V1
@@ -59,6 +66,33 @@ class StoreUnavailableError(UnavailableError):
     kind = "store_unavailable"
 
 
+class CircuitOpenError(StoreUnavailableError):
+    """The breaker is open: the store failed repeatedly and is not tried (HTTP 503)."""
+
+    kind = "store_circuit_open"
+
+    def __init__(self, message: str, retry_after: int) -> None:
+        super().__init__(message)
+        self.retry_after = max(1, retry_after)
+
+    def headers(self) -> dict[str, str]:
+        return {"Retry-After": str(self.retry_after)}
+
+
+# The breaker's states as the metric collectwise_online_store_circuit_state reports them.
+CIRCUIT_STATE_CODES = {STATE_CLOSED: 0, STATE_HALF_OPEN: 1, STATE_OPEN: 2}
+
+
+def store_breaker(failures: int = 5, reset_seconds: float = 10.0) -> CircuitBreaker:
+    """A breaker that counts only failed or late store reads, never a client's bad input."""
+    return CircuitBreaker(
+        failure_threshold=failures,
+        recovery_timeout=reset_seconds,
+        expected_exception=StoreUnavailableError,
+        name="online-store",
+    )
+
+
 @dataclass
 class OnlineRow:
     """One account's online features as Feast returned them, with what was done to them."""
@@ -95,6 +129,7 @@ class OnlineFeatures:
     # True: every read goes through get_online_features, which also runs the service's
     # on-demand views (slower; see serving.provider_read and serving.ondemand).
     via_sdk: bool = False
+    breaker: CircuitBreaker = field(default_factory=store_breaker)
     _service: FeatureService | None = None
     _plan: OnDemandPlan | None = None
     _views: DirectReader | None = None
@@ -203,6 +238,10 @@ class OnlineFeatures:
             return False
         if not self.healthy:
             log.info("online store answers again and holds a whole snapshot")
+        if self.breaker.state != STATE_CLOSED:
+            # The probe is the half-open trial that does not wait for the reset time.
+            log.info("online store circuit closed: the probe read succeeded")
+            self.breaker.reset()
         self.healthy, self.last_error = True, None
         return True
 
@@ -219,11 +258,27 @@ class OnlineFeatures:
         self._customers([WARM_UP_ID])
         return []
 
+    @property
+    def circuit_state(self) -> str:
+        """closed, half_open or open."""
+        return str(self.breaker.state)
+
     def _request_call(self, fn: Any, arg: Any) -> Any:
+        if self.breaker.opened:
+            raise CircuitOpenError(
+                f"online store circuit open after {self.breaker.failure_count} failed reads "
+                f"({self.breaker.last_failure}); not tried until it recovers",
+                retry_after=int(self.breaker.open_remaining),
+            )
+        was_closed = self.breaker.state == STATE_CLOSED
         try:
-            return self._call(fn, arg, timeout=self.timeout)
-        except StoreUnavailableError:
+            # The breaker records the outcome: a StoreUnavailableError counts, success resets.
+            with self.breaker:
+                return self._call(fn, arg, timeout=self.timeout)
+        except StoreUnavailableError as exc:
             self.suspect.set()
+            if self.breaker.state == STATE_OPEN and was_closed:
+                log.error("online store circuit opened: %s", exc)
             raise
 
     def _call(self, fn: Any, arg: Any, timeout: float) -> Any:

@@ -20,7 +20,7 @@ from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelWatcher
-from serving.online import OnlineFeatures, StoreUnavailableError
+from serving.online import CIRCUIT_STATE_CODES, OnlineFeatures, StoreUnavailableError
 from serving.recorder import Recorder
 from serving.scoring import ScoringOptions
 from serving.servedlog import ServedLogWriter, feature_types_from_service
@@ -33,6 +33,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROBE_FLOOR_SECONDS = 0.1
+# While the registry is unreachable the model watcher waits twice as long after each failed
+# refresh, up to this many times the refresh interval, then keeps that pace until it answers.
+REGISTRY_BACKOFF_CAP = 8
 
 
 @dataclass
@@ -47,6 +50,8 @@ class Service:
     options: ScoringOptions
     recorder: Recorder | None
     alerts: list[dict[str, Any]] = field(default_factory=list)
+    # Why the last registry refresh failed; None while it answers.
+    registry_error: str | None = None
     _stop: threading.Event = field(default_factory=threading.Event)
     _threads: list[threading.Thread] = field(default_factory=list)
 
@@ -93,14 +98,32 @@ class Service:
             self.metrics.model_version.labels(alias).set(version or 0)
         self.metrics.ready.set(1 if self.ready else 0)
 
+    def publish_circuit(self) -> None:
+        self.metrics.circuit_state.set(CIRCUIT_STATE_CODES.get(self.online.circuit_state, 2))
+
     def _watch_models(self) -> None:
-        while not self._stop.wait(self.settings.model_refresh_seconds):
-            try:
-                self.watcher.refresh()
-            except Exception:
-                # A registry outage must not take scoring down: keep the current models.
-                log.exception("model refresh failed; still serving %s", self.watcher.current)
+        wait = self.settings.model_refresh_seconds
+        while not self._stop.wait(wait):
+            wait = self._refresh_models(wait)
             self._publish_models()
+
+    def _refresh_models(self, wait: float) -> float:
+        """One registry refresh; the wait before the next (doubled while it fails)."""
+        base = self.settings.model_refresh_seconds
+        try:
+            self.watcher.refresh()
+        except Exception as exc:
+            # A registry outage must not take scoring down: keep the current models.
+            if self.registry_error is None:
+                log.exception("model registry unreachable; still serving %s", self.watcher.current)
+            self.registry_error = f"{type(exc).__name__}: {exc}"[:300]
+            self.metrics.backend_up.labels("registry").set(0)
+            return min(wait * 2, base * REGISTRY_BACKOFF_CAP)
+        if self.registry_error is not None:
+            log.info("model registry answers again")
+        self.registry_error = None
+        self.metrics.backend_up.labels("registry").set(1)
+        return base
 
     def _probe(self) -> None:
         # Always on, not only while down: an emptied or half-loaded store answers reads but
@@ -111,6 +134,7 @@ class Service:
                 return
             self.online.probe()
             self.metrics.ready.set(1 if self.ready else 0)
+            self.publish_circuit()
             # Failed requests wake the probe; a floor between probes keeps a flood of them
             # from turning into a flood of probe reads.
             self._stop.wait(PROBE_FLOOR_SECONDS)
@@ -142,8 +166,17 @@ def descriptions(store: FeatureStore, service_name: str) -> dict[str, str]:
     return out
 
 
-def build_recorder(paths: PathSettings, store: FeatureStore, service: str) -> Recorder:
-    audit = AuditLog(paths.audit_db)
+def build_recorder(
+    paths: PathSettings, store: FeatureStore, service: str, settings: ServingSettings
+) -> Recorder:
+    audit = AuditLog(paths.audit_db, timeout=settings.audit_timeout_seconds)
     kinds = feature_types_from_service(store.get_feature_service(service))
     served = ServedLogWriter(paths.served_dir, feature_types=kinds)
-    return Recorder(audit, served)
+    return Recorder(
+        audit,
+        served,
+        synchronous=settings.audit_sync,
+        timeout=settings.audit_timeout_seconds,
+        group_wait=settings.audit_group_wait_seconds,
+        flush_seconds=settings.served_flush_seconds,
+    )

@@ -7,16 +7,24 @@ written under a hidden temporary name and renamed into place, so a reader never 
 file. Column types come from `feature_types` when given (see feature_types_from_service),
 otherwise from the first value seen, and are then kept for every later part so drift and
 skew jobs read one schema.
+
+`audit_seq` is the row's seq in the audit log (serving.audit), null in parts written before
+it existed: it joins a served row to its audit record, and lets the recorder tell which rows
+a part already holds when it writes what a killed scorer left in the outbox (logged_seqs).
+The outbox keeps each row as JSON text (served_payload / event_from_payload).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import threading
 import time
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from contextlib import suppress
+from dataclasses import fields
 from datetime import UTC, date, datetime
 from numbers import Real
 from pathlib import Path
@@ -65,8 +73,12 @@ BASE_SCHEMA = pa.schema(
         ("degraded", pa.bool_()),
         ("imputed", pa.list_(pa.string())),
         ("latency_ms", pa.float64()),
+        ("audit_seq", pa.int64()),
     ]
 )
+# Every field of ScoreEvent but the model row (`vector`): that is the audit log's.
+_PAYLOAD_FIELDS = tuple(f.name for f in fields(ScoreEvent) if f.name != "vector")
+_TIME_TAG = "$t"
 
 
 # --------------------------------------------------------------------------- types
@@ -166,15 +178,20 @@ class ServedLogWriter:
     def pending(self) -> int:
         return self._pending
 
-    def write(self, events: Sequence[ScoreEvent]) -> None:
+    def write(self, events: Sequence[ScoreEvent], seqs: Sequence[int] | None = None) -> None:
+        """Buffer `events`, with their audit seqs when known (one per event)."""
+        if seqs is not None and len(seqs) != len(events):
+            raise ValueError(f"{len(events)} events but {len(seqs)} audit seqs")
         with self._lock:
             if events and not self._chunks:
                 self._oldest = time.monotonic()
-            by_day: dict[date, list[ScoreEvent]] = {}
-            for event in events:
-                by_day.setdefault(as_utc(event.scored_at).date(), []).append(event)
-            for day, day_events in by_day.items():
-                self._chunks.append((day, self.table(day_events)))
+            by_day: dict[date, list[tuple[ScoreEvent, int | None]]] = {}
+            known: Sequence[int | None] = [None] * len(events) if seqs is None else seqs
+            for event, seq in zip(events, known, strict=True):
+                by_day.setdefault(as_utc(event.scored_at).date(), []).append((event, seq))
+            for day, pairs in by_day.items():
+                day_events = [e for e, _ in pairs]
+                self._chunks.append((day, self.table(day_events, [q for _, q in pairs])))
                 self._pending += len(day_events)
             if self._pending >= self.flush_rows:
                 self._flush_locked()
@@ -229,12 +246,16 @@ class ServedLogWriter:
         self.parts_written += 1
         return partition / name
 
-    def table(self, events: Sequence[ScoreEvent]) -> pa.Table:
+    def table(
+        self, events: Sequence[ScoreEvent], seqs: Sequence[int | None] | None = None
+    ) -> pa.Table:
         """The events as one arrow table: base columns, features, view timestamps."""
         columns: dict[str, pa.Array] = {
             f.name: pa.array([_base_value(e, f.name) for e in events], type=f.type)
             for f in BASE_SCHEMA
+            if f.name != "audit_seq"
         }
+        columns["audit_seq"] = pa.array(seqs or [None] * len(events), type=pa.int64())
         for name in self._feature_names(events):
             kind = self._kind(name, events)
             values = [self._value(name, kind, e.features.get(name)) for e in events]
@@ -288,6 +309,59 @@ def _joined(tables: list[pa.Table]) -> list[pa.Table]:
 def _base_value(event: ScoreEvent, name: str) -> Any:
     value = getattr(event, name)
     return as_utc(value) if isinstance(value, datetime) else value
+
+
+# --------------------------------------------------------------------------- outbox payload
+
+
+def served_payload(event: ScoreEvent) -> str:
+    """The event's served-log row as JSON text: datetimes tagged, NaN kept as NaN."""
+    values = {name: getattr(event, name) for name in _PAYLOAD_FIELDS}
+    return json.dumps(values, default=_encode_value, separators=(",", ":"))
+
+
+def event_from_payload(text: str) -> ScoreEvent:
+    """The event served_payload encoded (without its model row, which the audit log keeps)."""
+    return ScoreEvent(vector=[], **json.loads(text, object_hook=_decode_object))
+
+
+def _encode_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return {_TIME_TAG: as_utc(value).isoformat(timespec="microseconds")}
+    if hasattr(value, "tolist"):  # NumPy scalars and arrays
+        return value.tolist()
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return list(value)
+    return str(value)  # the writer logs a value of the wrong kind as null, once per column
+
+
+def _decode_object(obj: dict[str, Any]) -> Any:
+    if len(obj) == 1 and _TIME_TAG in obj:
+        return datetime.fromisoformat(obj[_TIME_TAG])
+    return obj
+
+
+def logged_seqs(directory: Path, seqs: Collection[int], since: datetime) -> set[int]:
+    """Which of `seqs` the parts written since `since` hold (their audit_seq column).
+
+    Only parts of the days from `since` on, modified since then, are opened: a row scored
+    after `since` lands in its own day's partition, in a part written after it was scored.
+    """
+    wanted, found = set(seqs), set()
+    since = as_utc(since)
+    for partition in sorted(Path(directory).glob("date=*")):
+        day = _day_of(partition)
+        if day is None or day < since.date():
+            continue
+        for part in partition.glob("part-*.parquet"):
+            with suppress(FileNotFoundError):
+                if part.stat().st_mtime < since.timestamp():
+                    continue
+                if "audit_seq" not in pq.read_schema(part).names:
+                    continue
+                column = pq.read_table(part, columns=["audit_seq"]).column(0)
+                found |= wanted.intersection(column.to_pylist())
+    return found
 
 
 # --------------------------------------------------------------------------- reader

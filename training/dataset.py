@@ -149,7 +149,7 @@ def attach_protected(frame: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
         raise DatasetBuildError(f"raw table 'customers' is missing under {raw_dir}")
     columns = ", ".join(f"{a} AS {PROTECTED_PREFIX}{a}" for a in PROTECTED_ATTRIBUTES)
     customers = _query(
-        f"SELECT DISTINCT customer_id, {columns} "
+        f"SELECT DISTINCT customer_id, {columns} "  # nosec B608  # constant column names; the path is the operator's own (settings)
         f"FROM read_parquet('{table_glob(raw_dir, 'customers')}')"
     )
     return _left_join(frame, customers, ["customer_id"], "protected attributes")
@@ -158,7 +158,7 @@ def attach_protected(frame: pd.DataFrame, raw_dir: Path) -> pd.DataFrame:
 def attach_oracle(frame: pd.DataFrame, oracle_dir: Path) -> pd.DataFrame:
     """Join the generator's true default probability of each (account, snapshot)."""
     oracle = _query(
-        f"SELECT DISTINCT account_id, snapshot_at AS {TIME_COL}, p_default AS {ORACLE_COL} "
+        f"SELECT DISTINCT account_id, snapshot_at AS {TIME_COL}, p_default AS {ORACLE_COL} "  # nosec B608  # constant column names; the path is the operator's own (settings)
         f"FROM read_parquet('{Path(oracle_dir) / '*.parquet'}')"
     )
     oracle[TIME_COL] = oracle[TIME_COL].astype(frame[TIME_COL].dtype)

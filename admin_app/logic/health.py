@@ -1,4 +1,5 @@
-"""The system-health page: headline figures and the last materialisation per view."""
+"""The system-health page: headline figures, the last materialisation per view, the
+scheduled jobs with their heartbeats, and deliveries that failed or were escalated."""
 
 from __future__ import annotations
 
@@ -61,3 +62,50 @@ def materialisation_rows(
             }
         )
     return sorted(rows, key=lambda r: r["view"])
+
+
+def scheduled_rows(statuses: Iterable[Any]) -> list[dict[str, Any]]:
+    """The scheduled jobs (monitoring.scheduler.status.JobStatus): last run, last heartbeat,
+    when the next beat is due and whether it is overdue; overdue ones first."""
+    rows = [
+        {
+            "job": s.job,
+            "cron": s.cron,
+            "last_run": stamp(s.last_run_at) if s.last_run_at else "never",
+            "last_status": s.last_status or "",
+            "last_heartbeat": stamp(s.last_beat_at) if s.last_beat_at else "never",
+            "beat_due_by": stamp(s.due_by),
+            "overdue": "OVERDUE" if s.overdue else "",
+            "message": s.last_message or "",
+        }
+        for s in statuses
+    ]
+    return sorted(rows, key=lambda r: (not r["overdue"], r["job"]))
+
+
+def scheduled_card(statuses: Sequence[Any]) -> Card:
+    overdue = [s.job for s in statuses if s.overdue]
+    if not statuses:
+        return Card("scheduled jobs", "none: start `collectwise scheduler run`", "secondary")
+    if overdue:
+        return Card("scheduled jobs", f"{len(overdue)} overdue: {', '.join(overdue)}", "danger")
+    return Card("scheduled jobs", f"{len(statuses)} in time", "success")
+
+
+def delivery_rows(problems: Iterable[Any]) -> list[dict[str, Any]]:
+    """Failed, escalated and failed-escalation deliveries (monitoring.scheduler.status.
+    DeliveryProblem), newest first as read."""
+    return [
+        {
+            "at": stamp(p.at),
+            "alert": p.alert_id,
+            "rule": p.rule,
+            "what": p.action.replace("_", " "),
+            "note": p.note or "",
+        }
+        for p in problems
+    ]
+
+
+def scheduled_problems(statuses: Iterable[Any]) -> list[str]:
+    return [f"scheduled job {s.job} missed its heartbeat" for s in statuses if s.overdue]

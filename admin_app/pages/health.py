@@ -1,9 +1,11 @@
 """System health: the scorer's latency and error rate (its /metrics), the online store,
-the last materialisation per feature view, feature freshness and pipeline runs."""
+the last materialisation per feature view, feature freshness, pipeline runs, the scheduled
+jobs with their heartbeats, and alert deliveries that failed or were escalated."""
 
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import dash_bootstrap_components as dbc
@@ -38,6 +40,10 @@ def layout(**_: Any) -> Any:
                                                           height=220, page_size=None)), md=6),
             ]),
             section("Pipeline runs (latest per stage)", grid("health-runs", [], None, height=260)),
+            section("Scheduled jobs and their heartbeats",
+                    grid("health-scheduled", [], None, height=260, page_size=None)),
+            section("Alert deliveries that failed or were escalated",
+                    grid("health-deliveries", [], None, height=220)),
         ]
     )  # fmt: skip
 
@@ -54,6 +60,10 @@ def register(app: Dash) -> None:
         Output("health-freshness", "columnDefs"),
         Output("health-runs", "rowData"),
         Output("health-runs", "columnDefs"),
+        Output("health-scheduled", "rowData"),
+        Output("health-scheduled", "columnDefs"),
+        Output("health-deliveries", "rowData"),
+        Output("health-deliveries", "columnDefs"),
         Input("health-tick", "n_intervals"),
     )(_load)
 
@@ -69,6 +79,15 @@ def _store_card() -> logic.Card:
         return logic.store_card(False, str(exc))
 
 
+def _scheduled(b: Any) -> tuple[list[Any], list[Any]]:
+    """The scheduled jobs' statuses and the troubled deliveries, from the monitoring store."""
+    from monitoring.scheduler.status import read_delivery_problems, read_job_statuses  # noqa: PLC0415
+
+    grace = timedelta(seconds=b.platform.scheduler.heartbeat_grace_seconds)
+    store = b.monitoring()
+    return read_job_statuses(store, grace, datetime.now(UTC)), read_delivery_problems(store)
+
+
 def _load(_: Any) -> tuple[Any, ...]:
     from admin_app.lookups import materialisations  # noqa: PLC0415
     from monitoring.health import system_health  # noqa: PLC0415
@@ -76,20 +95,26 @@ def _load(_: Any) -> tuple[Any, ...]:
     b = backends()
     url = b.metrics_url()
     health = system_health(b.monitoring(), b.features_dir, url)
+    statuses, deliveries = _scheduled(b)
     cards = [*logic.scorer_cards(health.scorer, health.scorer_error, bool(url)), _store_card()]
     cards.append(logic.Card("open alerts", str(health.open_alerts),
                             "warning" if health.open_alerts else "success"))  # fmt: skip
+    cards.append(logic.scheduled_card(statuses))
+    found = [*health.problems, *logic.scheduled_problems(statuses)]
     problems = (
-        dbc.Alert([html.Strong("Problems: "), "; ".join(health.problems)], color="warning")
-        if health.problems
+        dbc.Alert([html.Strong("Problems: "), "; ".join(found)], color="warning")
+        if found
         else dbc.Alert("No problems found.", color="success")
     )
     routes = records(health.scorer.routes) if health.scorer is not None else []
     materialised = logic.materialisation_rows(materialisations(b))
     freshness = records(health.freshness.drop(columns=["path"]))
     runs = records(health.runs)
+    scheduled = logic.scheduled_rows(statuses)
+    troubled = logic.delivery_rows(deliveries)
     return (
         [stat(c.label, c.value, c.colour) for c in cards], problems,
         routes, columns(routes), materialised, columns(materialised),
         freshness, columns(freshness), runs, columns(runs),
+        scheduled, columns(scheduled), troubled, columns(troubled),
     )  # fmt: skip

@@ -47,7 +47,7 @@ def _duplicate_sql(stage: str, key: tuple[str, ...], order: int) -> str:
     reason = _literal(f"{', '.join(key)}: duplicate")
     # Rank only the keys that repeat, so the window sorts the few, not every row.
     return (
-        f"SELECT _part, _row, {order} AS ord, {reason} AS reason FROM ("
+        f"SELECT _part, _row, {order} AS ord, {reason} AS reason FROM ("  # nosec B608  # identifiers and literals quoted (_ident, _literal)
         f" SELECT _part, _row, row_number() OVER (PARTITION BY {cols} ORDER BY _part, _row) AS rn"
         f" FROM {stage} SEMI JOIN ("
         f"  SELECT {cols} FROM {stage} GROUP BY {cols} HAVING count(*) > 1"
@@ -60,7 +60,7 @@ def _orphan_sql(stage: str, column: str, parent: Table, parent_source: str, orde
     reason = _literal(f"{column}: unknown {parent.key.removesuffix('_id')}")
     c = _ident(column)
     return (
-        f"SELECT s._part, s._row, {order} AS ord, {reason} AS reason"
+        f"SELECT s._part, s._row, {order} AS ord, {reason} AS reason"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
         f" FROM {stage} AS s ANTI JOIN {parent_source} AS p ON s.{c} = p.{_ident(parent.key)}"
         f" WHERE s.{c} IS NOT NULL"
     )

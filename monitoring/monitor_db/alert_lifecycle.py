@@ -199,6 +199,28 @@ class AlertLifecycle(StoreBase):
                 for r in conn.execute(query).mappings()
             ]
 
+    def recent_events(
+        self, actions: Sequence[str], limit: int = 50
+    ) -> list[tuple[AlertEvent, str]]:
+        """The newest events of these kinds (e.g. delivery_failed, escalated) across every
+        alert, each with its alert's rule name."""
+        query = (
+            sa.select(alert_events, alerts.c.rule_name)
+            .join(alerts, alerts.c.id == alert_events.c.alert_id)
+            .where(alert_events.c.action.in_(list(actions)))
+            .order_by(alert_events.c.at.desc(), alert_events.c.id.desc())
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            rows = conn.execute(query).mappings()
+            return [
+                (
+                    AlertEvent(r["alert_id"], r["action"], r["who"], r["at"], r["note"]),
+                    r["rule_name"],
+                )
+                for r in rows
+            ]
+
 
 def _alert(row: RowMapping) -> Alert:
     return Alert(**{k: row[k] for k in Alert.__dataclass_fields__})

@@ -1,5 +1,5 @@
 """MonitoringStore: one monitoring database, its engine and schema, with the methods of each
-table group (metric history, rules, alerts, pipeline runs, retraining) mixed in.
+table group (metric history, rules, alerts, pipeline runs, retraining, heartbeats) mixed in.
 
 Tables are created when absent; the default rules of monitoring.alerts are seeded only when
 the rules table is created, so rules people deleted never come back.
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 
 from monitoring.alerts import DEFAULT_RULES
 from monitoring.monitor_db.alert_lifecycle import AlertLifecycle
+from monitoring.monitor_db.heartbeats import HeartbeatBook
 from monitoring.monitor_db.metric_history import MetricHistory
 from monitoring.monitor_db.retrain_history import RetrainHistory
 from monitoring.monitor_db.rules import DuplicateRule, RuleBook
@@ -31,7 +32,9 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
-class MonitoringStore(MetricHistory, RuleBook, AlertLifecycle, RunHistory, RetrainHistory):
+class MonitoringStore(
+    MetricHistory, RuleBook, AlertLifecycle, RunHistory, RetrainHistory, HeartbeatBook
+):
     """Small methods over the monitoring tables; one engine per store (dispose() to close)."""
 
     def __init__(self, url: str, *, seed_defaults: bool = True) -> None:

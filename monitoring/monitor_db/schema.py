@@ -123,6 +123,22 @@ pipeline_runs = sa.Table(
     sa.Column("message", sa.Text, nullable=True),
 )
 
+# One row per scheduled job: the interval its cron promises and when it last beat, for the
+# watchdog (a dead man's switch) and the console's health page.
+heartbeats = sa.Table(
+    "heartbeats",
+    metadata,
+    sa.Column("job", sa.String(100), primary_key=True),
+    sa.Column("cron", sa.String(100), nullable=False),
+    sa.Column("interval_seconds", sa.Float, nullable=False),
+    # False once the job left the schedule (or was disabled): no longer watched.
+    sa.Column("active", sa.Boolean, nullable=False),
+    # When the job was (re)scheduled as it is now: the watch starts here until it beats.
+    sa.Column("registered_at", UTCDateTime, nullable=False),
+    sa.Column("last_beat_at", UTCDateTime, nullable=True),
+    sa.Column("last_run_id", sa.Integer, nullable=True),
+)
+
 retrain_requests = sa.Table(
     "retrain_requests",
     metadata,

@@ -24,6 +24,9 @@ def readyz(service: ServiceDep, response: Response) -> Health:
         "store": "ok" if service.online.healthy else service.online.last_error,
         "model": "ok" if models.champion is not None else models.problem,
         "champion_version": models.champion.version if models.champion else None,
+        "circuit": service.online.circuit_state,
+        # Down: the scorer keeps serving the models it has and retries with backoff.
+        "registry": "ok" if service.registry_error is None else service.registry_error,
     }
     ready = service.ready
     if not ready:
@@ -35,4 +38,5 @@ def readyz(service: ServiceDep, response: Response) -> Health:
 def metrics(service: ServiceDep) -> Response:
     if service.recorder is not None:
         service.metrics.recorder_dropped.set(service.recorder.dropped)
+    service.publish_circuit()
     return Response(service.metrics.exposition(), media_type="text/plain; version=0.0.4")

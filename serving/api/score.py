@@ -180,16 +180,17 @@ def _record(
     started: float,
 ) -> None:
     latency_ms = (time.perf_counter() - started) * 1000.0
+    if service.recorder is not None:
+        # Returns once the audit records are committed, else raises (503): no score is
+        # answered without its record (serving.recorder).
+        service.recorder.record(
+            [_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
+        )
     for s in scored:
-        service.metrics.scores.labels(s.band, s.served.alias).inc()
+        service.metrics.scores.labels(s.band, s.served.alias, str(s.served.version)).inc()
         for view, seen in s.row.as_of.items():
             if seen is not None:
                 service.metrics.staleness.labels(view).set((now - seen).total_seconds())
-    if service.recorder is None:
-        return
-    service.recorder.record(
-        [_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
-    )
 
 
 def _event(

@@ -27,6 +27,9 @@ def _cases(tmp: Path) -> dict[str, Case]:
     (tmp / "bad.csv").write_text("not,a,uci\n1,2,3\n")
     (tmp / "ids.csv").write_text("account_id\n")
     (tmp / "notsqlite.db").write_text("plain text, not a database\n" * 10)
+    # The home's schedule file, with an hour that does not exist.
+    (tmp / "schedules.yaml").write_text("jobs:\n  drift:\n    cron: '0 25 * * *'\n")
+    bad_cron = ("'drift'", "'cron'", "hour")
     nothing = str(tmp / "nothing")
     return {
         "serve": Case(["serve", "--workers", "0"], ("--workers",)),
@@ -99,6 +102,10 @@ def _cases(tmp: Path) -> dict[str, Case]:
         "monitor performance": Case(["monitor", "performance"], ("_manifest.json",)),
         "monitor fairness": Case(["monitor", "fairness"], ("_manifest.json",)),
         "monitor skew": Case(["monitor", "skew", "--served-dir", nothing], ("no served rows",)),
+        "monitor serving-health": Case(
+            ["monitor", "serving-health", "--url", "http://127.0.0.1:9/metrics"],
+            ("127.0.0.1:9",),
+        ),
         "admin serve": Case(["admin", "serve", "--port", "0"], ("--port",)),
         "admin ensure-demo-user": Case(["admin", "ensure-demo-user", "--port", "0"], ("--port",)),
         "admin users add": Case(
@@ -115,6 +122,19 @@ def _cases(tmp: Path) -> dict[str, Case]:
             stdin="short\n",
         ),
         "admin users disable": Case(["admin", "users", "disable", "nobody"], ("nobody",)),
+        "scheduler run": Case(["scheduler", "run"], bad_cron),
+        "scheduler list": Case(["scheduler", "list"], bad_cron),
+        "scheduler run-once": Case(["scheduler", "run-once", "drift"], bad_cron),
+        "scheduler k8s": Case(["scheduler", "k8s", "--out", str(tmp)], ("is a directory",)),
+        "backup create": Case(
+            ["backup", "create", str(tmp / "backups"), "--exclude", "nosuch"],
+            ("nosuch", "no such item"),
+        ),
+        "backup verify": Case(["backup", "verify", nothing], ("nothing", "no such backup")),
+        "backup restore": Case(["backup", "restore", str(tmp)], ("not a backup", "manifest.json")),
+        "rebuild-online": Case(
+            ["rebuild-online", "--features", nothing], ("nothing", "build-features")
+        ),
     }
 
 
@@ -179,6 +199,7 @@ _REQUIRED: dict[str, list[str]] = {
     "alerts resolve": ["1"], "alerts history": ["1"], "alerts rules add": ["x"],
     "alerts rules update": ["x"], "alerts rules enable": ["x"], "alerts rules disable": ["x"],
     "alerts rules delete": ["x"], "admin users add": ["x"], "admin users set-role": ["x", "admin"],
-    "admin users set-password": ["x"], "admin users disable": ["x"],
+    "admin users set-password": ["x"], "admin users disable": ["x"], "scheduler run-once": ["x"],
     "score-batch": ["--in", __file__, "--out", "o.csv"], "ingest-uci": ["--csv", __file__],
+    "backup create": ["x"], "backup verify": ["x"], "backup restore": ["x"],
 }  # fmt: skip

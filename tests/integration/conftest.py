@@ -8,8 +8,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psycopg
 import pytest
 import redis
+from psycopg import sql
 
 from ingestion.feast_store import features_as_of
 from ingestion.features import build_features
@@ -18,6 +20,7 @@ from ingestion.synthetic import SyntheticConfig, generate
 from ingestion.validate import validate_raw
 
 REDIS_URL = "127.0.0.1:6379"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 
 
 @dataclass
@@ -56,3 +59,29 @@ def online_store(
         client = redis.Redis.from_url(f"redis://{REDIS_URL}")
         leftover = list(client.scan_iter(match=f"*{project}*"))
         assert not leftover, f"Redis keys of {project} survived teardown"
+
+
+def _pg_admin(statement: sql.Composed) -> None:
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(statement)
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh PostgreSQL database for one test, dropped afterwards, so parallel runs never
+    see each other's rows."""
+    name = f"cw_monitoring_{uuid.uuid4().hex[:12]}"
+    _pg_admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        _pg_admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A monitoring database URL on SQLite (in a folder that does not exist yet) and on the
+    real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'nested' / 'monitoring.db'}"
+    return str(request.getfixturevalue("pg_url"))

@@ -1,21 +1,15 @@
-"""The monitoring store and the alert lifecycle on SQLite and on the real PostgreSQL.
-
-Each PostgreSQL test gets a database of its own (CREATE DATABASE / DROP DATABASE), so
-parallel runs never see each other's rows.
-"""
+"""The monitoring store and the alert lifecycle on SQLite and on the real PostgreSQL
+(db_url, tests/integration/conftest.py: a database of its own per PostgreSQL test)."""
 
 from __future__ import annotations
 
 import math
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
-from psycopg import sql
 from typer.testing import CliRunner
 
 from collectwise.alerts_cli import app as alerts_app
@@ -35,31 +29,7 @@ from monitoring.pipeline_runs import recorded_run
 
 pytestmark = pytest.mark.integration
 
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/test"
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-
-
-def _admin(statement: sql.Composed) -> None:
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(statement)
-
-
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A fresh PostgreSQL database for one test, dropped afterwards."""
-    name = f"cw_monitoring_{uuid.uuid4().hex[:12]}"
-    _admin(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        _admin(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'nested' / 'monitoring.db'}"
-    return str(request.getfixturevalue("pg_url"))
 
 
 @pytest.fixture

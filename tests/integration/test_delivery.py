@@ -214,3 +214,60 @@ def test_mail_server_down_is_recorded(
     assert not outcome.ok and outcome.alert_ids == (opened[0].id,)
     assert store.alert_events(opened[0].id)[-1].action == "delivery_failed"
     assert "email delivery of alerts" in caplog.text
+
+
+# --------------------------------------------------------------------------- escalation
+
+
+def test_a_failed_webhook_is_escalated_to_the_fallback_file(
+    webhook: Webhook, store: MonitoringStore, tmp_path: Path
+) -> None:
+    webhook.statuses = [503]
+    fallback = tmp_path / "fallback" / "escalated.jsonl"
+    settings = _settings(
+        store, webhook_url=webhook.url, webhook_retries=0, fallback_url=fallback.as_uri()
+    )
+    (alert,) = finish_job(_skew(), settings, store=store)
+    (line,) = fallback.read_text().splitlines()
+    record = json.loads(line)
+    assert (record["alert_id"], record["rule"]) == (alert.id, "training-serving skew")
+    (why,) = record["failed"]
+    assert why.startswith("webhook: HTTP 503")
+    events = store.alert_events(alert.id)
+    assert [e.action for e in events] == ["opened", "delivery_failed", "escalated"]
+    assert str(fallback) in (events[-1].note or "") and "secret" not in (events[-1].note or "")
+
+
+def test_a_dead_webhook_is_escalated_to_a_second_webhook(
+    webhook: Webhook, store: MonitoringStore
+) -> None:
+    dead = f"http://127.0.0.1:{_free_port()}/hook"  # nothing listens there
+    settings = _settings(store, webhook_url=dead, webhook_retries=0, fallback_url=webhook.url)
+    (alert,) = finish_job(_skew(), settings, store=store)
+    (body,) = webhook.bodies
+    assert body["alert_id"] == alert.id and "Connection refused" in body["failed"][0]
+    assert store.alert_events(alert.id)[-1].action == "escalated"
+
+
+def test_a_failed_escalation_is_recorded_and_the_job_still_finishes(
+    store: MonitoringStore, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    unreachable = (blocker / "escalated.jsonl").as_uri()  # its parent is a file
+    dead = f"http://127.0.0.1:{_free_port()}/hook"
+    settings = _settings(store, webhook_url=dead, webhook_retries=0, fallback_url=unreachable)
+    with caplog.at_level(logging.CRITICAL, logger="monitoring"):
+        (alert,) = finish_job(_skew(), settings, store=store)
+    assert [e.action for e in store.alert_events(alert.id)][-1] == "escalation_failed"
+    assert "failed too" in caplog.text
+
+
+def test_a_delivered_alert_is_not_escalated(
+    webhook: Webhook, store: MonitoringStore, tmp_path: Path
+) -> None:
+    fallback = tmp_path / "escalated.jsonl"
+    settings = _settings(store, webhook_url=webhook.url, fallback_url=fallback.as_uri())
+    (alert,) = finish_job(_skew(), settings, store=store)
+    assert not fallback.exists()
+    assert [e.action for e in store.alert_events(alert.id)] == ["opened", "delivered"]

@@ -3,7 +3,6 @@ correctness for event time and recording time, and online/offline parity."""
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
@@ -21,6 +20,7 @@ from ingestion.retrieval import (
     open_scratch_store,
     point_in_time_vectors,
 )
+from monitoring.disaster.rebuild import normalise
 from tests.integration.conftest import FeatureData, ScratchRepo
 
 pytestmark = pytest.mark.integration
@@ -44,22 +44,6 @@ def unfiltered(applied: ScratchRepo, entities: pd.DataFrame, features: Any) -> p
     return applied.store.get_historical_features(
         entity_df=entities, features=features, full_feature_names=True
     ).to_df()
-
-
-def normalise(value: Any) -> Any:
-    """One comparable form for values that the online and offline paths type differently."""
-    if hasattr(value, "tolist") and not isinstance(value, (int, float, str)):
-        value = value.tolist()
-    if isinstance(value, (list, tuple)):
-        return tuple(float(v) for v in value)
-    if value is None or (isinstance(value, float) and math.isnan(value)) or value is pd.NaT:
-        return None
-    if hasattr(value, "isoformat"):
-        ts = pd.Timestamp(value)
-        return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    return value
 
 
 def test_apply_registers_the_catalogue(online_store: ScratchRepo) -> None:

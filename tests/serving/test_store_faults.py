@@ -6,12 +6,10 @@ from __future__ import annotations
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +20,14 @@ from ingestion.feast_store import materialize_latest
 from ingestion.retrieval import apply_scratch_repo
 from serving.main import create_app
 from tests.integration.conftest import FeatureData
-from tests.serving.conftest import SCORE_KEY, ScorerWorld, fit_model, scorer_settings, serve
+from tests.serving.conftest import (
+    SCORE_KEY,
+    ScorerWorld,
+    eventually,
+    fit_model,
+    scorer_settings,
+    serve,
+)
 from tests.serving.test_scorer import known_accounts
 from training import registry
 
@@ -32,42 +37,6 @@ pytestmark = [
 ]
 AUTH = {"X-API-Key": SCORE_KEY}
 DEADLINE = 0.3
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield server, port
-    os.kill(server.pid, signal.SIGCONT)
-    server.terminate()
-    server.wait(timeout=10)
 
 
 def test_frozen_store_gives_503_then_recovers(
@@ -98,19 +67,10 @@ def test_frozen_store_gives_503_then_recovers(
         assert frozen.json()["error"] == "store_unavailable"
         assert waited < DEADLINE * 4 + 1.0, f"answered after {waited:.2f}s"
         # Readiness is the probe's: the failed read wakes it, and its own read times out.
-        assert _eventually(lambda: client.get("/readyz").status_code == 503, DEADLINE * 4 + 2)
+        assert eventually(lambda: client.get("/readyz").status_code == 503, DEADLINE * 4 + 2)
         os.kill(server.pid, signal.SIGCONT)
-        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+        assert eventually(lambda: client.get("/readyz").status_code == 200)
         assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
-
-
-def _eventually(check: Any, seconds: float = 15.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if check():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def test_an_emptied_store_is_not_ready_until_reloaded(
@@ -129,10 +89,10 @@ def test_an_emptied_store_is_not_ready_until_reloaded(
     with serve(create_app(settings, store=applied.store)) as client:
         assert client.get("/readyz").status_code == 200
         redis.Redis(port=port).flushall()  # what a Redis restarted without persistence holds
-        assert _eventually(lambda: client.get("/readyz").status_code == 503)
+        assert eventually(lambda: client.get("/readyz").status_code == 503)
         assert "no snapshot marker" in client.get("/readyz").json()["checks"]["store"]
         materialize_latest(applied.store, feature_data.as_of)
-        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+        assert eventually(lambda: client.get("/readyz").status_code == 200)
 
 
 MATERIALIZE = """
@@ -158,10 +118,10 @@ def test_a_killed_materialization_is_not_ready_until_rerun(
     with serve(create_app(settings, store=applied.store)) as client:
         assert client.get("/readyz").status_code == 200
         _kill_midway(repo, feature_data.as_of.isoformat(), applied.store)
-        assert _eventually(lambda: client.get("/readyz").status_code == 503)
+        assert eventually(lambda: client.get("/readyz").status_code == 503)
         assert "did not finish" in client.get("/readyz").json()["checks"]["store"]
         materialize_latest(applied.store, feature_data.as_of)
-        assert _eventually(lambda: client.get("/readyz").status_code == 200)
+        assert eventually(lambda: client.get("/readyz").status_code == 200)
 
 
 def _kill_midway(repo: Path, as_of: str, store: Any) -> None:
@@ -187,3 +147,46 @@ def _kill_midway(repo: Path, as_of: str, store: Any) -> None:
                 return
             time.sleep(0.002)
     pytest.fail("materialisation finished every time before it could be killed")
+
+
+def test_breaker_opens_on_repeated_failures_and_the_probe_closes_it(
+    world: ScorerWorld, feature_data: FeatureData, own_redis: Any, tmp_path: Path
+) -> None:
+    server, port = own_redis
+    online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
+    project = f"cwbreak_{uuid.uuid4().hex[:8]}"
+    applied = apply_scratch_repo(
+        tmp_path / "repo", feature_data.features_dir, project, online=online
+    )
+    materialize_latest(applied.store, feature_data.as_of)
+    account = known_accounts(world, 1)[0]
+    body = {"account_id": account, "as_of": feature_data.as_of.isoformat()}
+    # A reset time longer than the test: only the probe's successful read can close it.
+    settings = scorer_settings(
+        tmp_path, online_timeout_seconds=DEADLINE, breaker_failures=3, breaker_reset_seconds=600
+    )
+    with serve(create_app(settings, store=applied.store)) as client:
+        assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
+        assert _circuit_metric(client) == 0.0
+        os.kill(server.pid, signal.SIGSTOP)
+        failed = [client.post("/v1/score", json=body, headers=AUTH) for _ in range(3)]
+        assert [r.json()["error"] for r in failed] == ["store_unavailable"] * 3
+        rejected = client.post("/v1/score", json=body, headers=AUTH)
+        assert rejected.status_code == 503, rejected.text
+        # Refused by the breaker itself: this error is raised before any read is submitted.
+        assert rejected.json()["error"] == "store_circuit_open"
+        assert 1 <= int(rejected.headers["Retry-After"]) <= 600
+        assert "3 failed reads" in rejected.json()["detail"]
+        assert _circuit_metric(client) == 2.0
+        assert client.get("/readyz").json()["checks"]["circuit"] == "open"
+        os.kill(server.pid, signal.SIGCONT)
+        assert eventually(lambda: _circuit_metric(client) == 0.0)
+        assert client.get("/readyz").json()["checks"]["circuit"] == "closed"
+        assert client.post("/v1/score", json=body, headers=AUTH).status_code == 200
+
+
+def _circuit_metric(client: Any) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith("collectwise_online_store_circuit_state "):
+            return float(line.split()[1])
+    raise AssertionError("no collectwise_online_store_circuit_state in /metrics")

@@ -1,12 +1,18 @@
-"""The hash-chained audit log (tampering in every form shows) and the background recorder."""
+"""The hash-chained audit log (tampering in every form shows) and the recorder: a score is
+recorded before it is answered, and the served log gets every recorded row once."""
 
 from __future__ import annotations
 
 import logging
 import math
 import multiprocessing
+import os
+import signal
 import sqlite3
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -16,13 +22,15 @@ import pytest
 from serving.audit import (
     GENESIS_HASH,
     AuditLog,
+    Entry,
     decode_vector,
     encode_vector,
+    event_content,
     row_hash,
 )
 from serving.events import ScoreEvent
-from serving.recorder import Recorder
-from serving.servedlog import ServedLogWriter, read_served
+from serving.recorder import AuditUnavailableError, OwnerLock, Recorder, lock_dir
+from serving.servedlog import ServedLogWriter, read_served, served_payload
 
 pytestmark = pytest.mark.unit
 
@@ -288,110 +296,211 @@ def test_concurrent_appends_from_two_processes_form_one_chain(tmp_path):
 # --------------------------------------------------------------------------- recorder
 
 
-class BlockingAudit(AuditLog):
-    """An audit log whose first append waits until released (a writer that fell behind)."""
-
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.entered = threading.Event()
-        self.release = threading.Event()
-
-    def append(self, events):
-        self.entered.set()
-        assert self.release.wait(10)
-        super().append(events)
-
-
-class FlakyAudit(AuditLog):
-    def __init__(self, path: Path, failures: int) -> None:
-        super().__init__(path)
-        self.failures = failures
-
-    def append(self, events):
-        if self.failures:
-            self.failures -= 1
-            raise sqlite3.OperationalError("database is locked")
-        super().append(events)
-
-
-class CountingAudit(AuditLog):
-    def __init__(self, path: Path) -> None:
-        super().__init__(path)
-        self.batches: list[int] = []
-
-    def append(self, events):
-        self.batches.append(len(events))
-        super().append(events)
-
-
-def test_the_recorder_writes_events_arriving_within_its_window_in_one_batch(tmp_path):
-    # One transaction per request would cost every request CPU on the same cores.
-    audit = CountingAudit(tmp_path / "audit.db")
-    recorder = Recorder(audit, ServedLogWriter(tmp_path / "served"), 5.0, batch_seconds=2.0)
+@contextmanager
+def running(tmp_path: Path, **options: Any) -> Iterator[Recorder]:
+    recorder = Recorder(
+        AuditLog(tmp_path / "audit.db", timeout=options.pop("timeout", 5.0)),
+        ServedLogWriter(tmp_path / "served"),
+        synchronous="normal",  # the unit tests test the logic; fsync is the integration tier's
+        flush_seconds=options.pop("flush_seconds", 3600.0),
+        **options,
+    )
     recorder.start()
-    for i in range(20):
-        recorder.record([make_event(i)])  # one request at a time, as the routes call it
-    recorder.close(timeout=30)
-    assert audit.batches == [20]
-    assert audit.verify().rows == 20
+    try:
+        yield recorder
+    finally:
+        recorder.close()
 
 
-def test_the_recorder_drains_everything_on_close(tmp_path):
-    audit = AuditLog(tmp_path / "audit.db")
-    served = ServedLogWriter(tmp_path / "served", flush_rows=10_000)
-    recorder = Recorder(audit, served, flush_seconds=0.05)
+@contextmanager
+def write_lock(path: Path) -> Iterator[sqlite3.Connection]:
+    """Another writer holding the log's write lock (a stuck worker, a long backup)."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    finally:
+        conn.execute("ROLLBACK")
+        conn.close()
+
+
+def outbox_rows(path: Path) -> list[tuple[int, str]]:
+    conn = sqlite3.connect(path)
+    rows = conn.execute("SELECT seq, owner FROM served_outbox ORDER BY seq").fetchall()
+    conn.close()
+    return rows
+
+
+def _eventually(check: Any, seconds: float = 20.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(0.01)
+    return False
+
+
+def test_a_record_is_committed_before_record_returns(tmp_path):
+    path = tmp_path / "audit.db"
+    with running(tmp_path) as recorder:
+        recorder.record([make_event(1), make_event(2, "req-1")])
+        # A second connection, as a process started after a SIGKILL would read it.
+        assert [r.seq for r in AuditLog(path).rows("req-1")] == [1, 2]
+        assert outbox_rows(path) == [(1, recorder.owner), (2, recorder.owner)]
+        stats = recorder.stats()
+        assert (stats.written, stats.commits, stats.outbox, stats.refused) == (2, 1, 2, 0)
+    # Closing moved the outbox into the parquet log, each row with its audit seq.
+    assert outbox_rows(path) == []
+    served = read_served(tmp_path / "served")
+    assert list(zip(served["audit_seq"], served["account_id"], strict=True)) == [
+        (1, "A00001"),
+        (2, "A00002"),
+    ]
+    assert AuditLog(path).verify().rows == 2
+
+
+def test_concurrent_requests_share_one_commit(tmp_path):
+    path = tmp_path / "audit.db"
+    with running(tmp_path) as recorder:
+        recorder.record([make_event(0)])
+        threads = [
+            threading.Thread(target=recorder.record, args=([make_event(i)],)) for i in range(1, 17)
+        ]
+        with write_lock(path):
+            # The first request leads and waits on the lock; the other 15 queue behind it.
+            for thread in threads:
+                thread.start()
+            assert _eventually(lambda: recorder.stats().waiting == 15)
+        for thread in threads:
+            thread.join(30)
+        stats = recorder.stats()
+        assert (stats.written, stats.commits, stats.refused) == (17, 3, 0)
+    assert AuditLog(path).verify().rows == 17
+    assert len(read_served(tmp_path / "served")) == 17
+
+
+def test_a_request_that_cannot_be_recorded_is_refused(tmp_path, caplog):
+    path = tmp_path / "audit.db"
+    with running(tmp_path, timeout=0.3) as recorder:
+        recorder.record([make_event(0)])
+        locked = pytest.raises(AuditUnavailableError, match="database is locked")
+        with (
+            write_lock(path),
+            caplog.at_level(logging.ERROR, "serving.recorder"),
+            locked as refused,
+        ):
+            recorder.record([make_event(1)])
+        assert refused.value.http_status == 503 and refused.value.kind == "audit_unavailable"
+        assert any(r.exc_info for r in caplog.records)  # logged with the exception
+        recorder.record([make_event(2)])  # the lock is gone: recording works again
+        stats = recorder.stats()
+        assert (stats.written, stats.refused, stats.failures) == (2, 1, 1)
+        assert "database is locked" in (stats.last_error or "")
+    assert [r.account_id for r in AuditLog(path).recent()] == ["A00002", "A00000"]
+    assert sorted(read_served(tmp_path / "served")["account_id"]) == ["A00000", "A00002"]
+
+
+def test_a_vanished_log_refuses_every_score_and_is_not_recreated(tmp_path):
+    path = tmp_path / "audit.db"
+    with running(tmp_path) as recorder:
+        recorder.record([make_event(0)])
+        for suffix in ("", "-wal", "-shm"):
+            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        for i in (1, 2):
+            with pytest.raises(AuditUnavailableError, match="no audit log at"):
+                recorder.record([make_event(i)])
+        assert not path.exists()  # a new chain beside the lost one would hide the loss
+        assert recorder.dropped == 2
+
+
+def test_a_recorder_takes_nothing_before_start_or_after_close(tmp_path):
+    recorder = Recorder(AuditLog(tmp_path / "audit.db"), ServedLogWriter(tmp_path / "served"))
+    with pytest.raises(AuditUnavailableError, match="recorder is new"):
+        recorder.record([make_event(0)])
     recorder.start()
-    for start in range(0, 600, 50):
-        recorder.record([make_event(i) for i in range(start, start + 50)])
-    recorder.close(timeout=30)
-    stats = recorder.stats()
-    assert (stats.written, stats.dropped, stats.queued, stats.running) == (600, 0, 0, False)
-    assert (stats.served_rows, stats.served_buffered, stats.last_error) == (600, 0, None)
-    assert audit.verify().rows == 600
-    assert len(read_served(tmp_path / "served")) == 600
-
-
-def test_the_recorder_counts_drops_when_the_queue_is_full(tmp_path, caplog):
-    audit = BlockingAudit(tmp_path / "audit.db")
-    recorder = Recorder(audit, ServedLogWriter(tmp_path / "served"), 0.05, max_queue=3)
-    recorder.start()
-    recorder.record([make_event(0)])
-    assert audit.entered.wait(10)  # the thread holds event 0 and is stuck writing it
-    with caplog.at_level(logging.WARNING, logger="serving.recorder"):
-        recorder.record([make_event(i) for i in range(1, 6)])  # 3 fit, 2 do not
-        recorder.record([make_event(i) for i in range(6, 8)])
-    assert recorder.dropped == 4
-    assert recorder.stats().queued == 3
-    warnings = [r for r in caplog.records if "dropped" in r.getMessage()]
-    assert len(warnings) == 1  # at most one warning a minute
-    audit.release.set()
-    recorder.close(timeout=30)
-    assert audit.verify().rows == 4
-    assert recorder.stats().written == 4
-    recorder.record([make_event(9)])
-    assert recorder.dropped == 5  # after close: counted, never silently lost
-
-
-def test_the_recorder_retries_a_failed_write_without_duplicates(tmp_path, caplog):
-    audit = FlakyAudit(tmp_path / "audit.db", failures=2)
-    recorder = Recorder(audit, ServedLogWriter(tmp_path / "served"), flush_seconds=0.01)
-    recorder.start()
-    with caplog.at_level(logging.ERROR, logger="serving.recorder"):
-        recorder.record([make_event(i) for i in range(5)])
-        recorder.close(timeout=30)
-    stats = recorder.stats()
-    assert (stats.written, stats.failures) == (5, 2)
-    assert stats.last_error == "audit log: OperationalError: database is locked"
-    assert any(r.exc_info for r in caplog.records)  # logged with the exception
-    assert audit.verify().rows == 5
-    assert len(read_served(tmp_path / "served")) == 5
-
-
-def test_closing_a_recorder_that_never_started_still_drains(tmp_path):
-    audit = AuditLog(tmp_path / "audit.db")
-    recorder = Recorder(audit, ServedLogWriter(tmp_path / "served"), flush_seconds=0.01)
-    recorder.record([make_event(1), make_event(2)])
-    recorder.close(timeout=30)
-    assert audit.verify().rows == 2
+    recorder.close()
+    with pytest.raises(AuditUnavailableError, match="recorder is closed"):
+        recorder.record([make_event(1)])
     with pytest.raises(RuntimeError, match="closed"):
         recorder.start()
+    assert AuditLog(tmp_path / "audit.db").verify().rows == 0
+
+
+def test_served_rows_are_written_and_released_while_running(tmp_path):
+    path = tmp_path / "audit.db"
+    with running(tmp_path, flush_seconds=0.05) as recorder:
+        for start in range(0, 120, 40):
+            recorder.record([make_event(i, f"b{start}") for i in range(start, start + 40)])
+        assert _eventually(lambda: not outbox_rows(path))
+        assert recorder.stats().served_rows == 120
+    assert sorted(read_served(tmp_path / "served")["audit_seq"]) == list(range(1, 121))
+
+
+def test_a_backlog_over_its_bound_is_read_back_from_the_outbox(tmp_path, caplog):
+    # Memory holds at most 4 unwritten events; the rest are decoded from the outbox, once.
+    with (
+        caplog.at_level(logging.WARNING, "serving.recorder"),
+        running(tmp_path, max_backlog=4) as recorder,
+    ):
+        for i in range(10):
+            recorder.record([make_event(i)])
+    assert any("read back from the outbox" in r.getMessage() for r in caplog.records)
+    served = read_served(tmp_path / "served")
+    assert sorted(served["audit_seq"]) == list(range(1, 11))
+    assert sorted(served["account_id"]) == [f"A{i:05d}" for i in range(10)]
+    assert outbox_rows(tmp_path / "audit.db") == []
+
+
+def test_rows_of_a_dead_process_land_in_the_served_log_once(tmp_path, caplog):
+    """A process died after writing one part but before releasing it from the outbox, and
+    left more rows unwritten; a process that is alive keeps its rows."""
+    path = tmp_path / "audit.db"
+    writer = AuditLog(path).writer("normal")
+    events = [make_event(i) for i in range(6)]
+    writer.append([Entry(event_content(e), served_payload(e)) for e in events], "deadbeef")
+    alive = OwnerLock(lock_dir(path), "cafe")
+    alive.acquire()
+    other = make_event(9)
+    writer.append([Entry(event_content(other), served_payload(other))], "cafe")
+    writer.close()
+    early = ServedLogWriter(tmp_path / "served")
+    early.write(events[:2], [1, 2])  # the part the dead process wrote, then it was killed
+    early.flush()
+    try:
+        with caplog.at_level(logging.WARNING, logger="serving.recorder"), running(tmp_path):
+            pass
+        served = read_served(tmp_path / "served")
+        assert sorted(served["audit_seq"]) == [1, 2, 3, 4, 5, 6]
+        assert served.set_index("audit_seq").loc[4, "account_id"] == "A00003"
+        assert outbox_rows(path) == [(7, "cafe")]
+        assert any("took over 6 served-log row(s)" in r.getMessage() for r in caplog.records)
+    finally:
+        alive.release()
+
+
+def _record_then_die(home: str, ready: Any) -> None:
+    recorder = Recorder(AuditLog(Path(home) / "audit.db"), ServedLogWriter(Path(home) / "served"))
+    recorder.start()
+    recorder.record([make_event(i, "before-kill") for i in range(5)])
+    ready.set()
+    time.sleep(60)  # killed long before
+
+
+@pytest.mark.slow
+def test_a_sigkilled_recorder_loses_nothing_it_acknowledged(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    ready = context.Event()
+    process = context.Process(target=_record_then_die, args=(str(tmp_path), ready))
+    process.start()
+    assert ready.wait(60)
+    os.kill(process.pid, signal.SIGKILL)
+    process.join(30)
+    assert process.exitcode == -signal.SIGKILL
+    path = tmp_path / "audit.db"
+    assert len(AuditLog(path).rows("before-kill")) == 5
+    assert len(outbox_rows(path)) == 5  # the served log was not written yet
+    with running(tmp_path):
+        pass
+    assert sorted(read_served(tmp_path / "served")["audit_seq"]) == [1, 2, 3, 4, 5]
+    assert outbox_rows(path) == [] and AuditLog(path).verify().ok
+    assert not list(lock_dir(path).glob("*.lock"))  # the dead owner's lock file went too

@@ -14,9 +14,12 @@ from feature_repo.definitions import build_definitions
 from serving.servedlog import (
     BASE_SCHEMA,
     ServedLogWriter,
+    event_from_payload,
     feature_types_from_service,
     infer_kind,
+    logged_seqs,
     read_served,
+    served_payload,
 )
 from tests.unit.test_audit import T0, make_event
 
@@ -174,3 +177,37 @@ def test_value_kinds_are_inferred():
         "list<double>",
         "timestamp",
     ]
+
+
+def test_the_outbox_payload_round_trips_every_served_column(tmp_path):
+    odd = make_event(
+        3,
+        features={DEBT: math.nan, HISTORY: (1, None, math.inf), CHANNEL: None, OVERDUE: T0},
+        feature_timestamps={"account_payment_velocity": None, "account_contact_behavior": T0},
+        reported_monthly_income=2500.0,
+        imputed=[DEBT],
+        challenger_probability=None,
+    )
+    back = event_from_payload(served_payload(odd))
+    assert back.vector == []  # the model row is the audit log's, not the served log's
+    assert math.isnan(back.features[DEBT]) and back.features[HISTORY] == [1, None, math.inf]
+    assert back.features[OVERDUE] == T0 and back.feature_timestamps == odd.feature_timestamps
+    same = {k: v for k, v in vars(odd).items() if k not in {"vector", "features"}}
+    assert {k: getattr(back, k) for k in same} == same
+    writer = ServedLogWriter(tmp_path)
+    writer.write([back, event_from_payload(served_payload(make_event(4)))], [41, 42])
+    writer.flush()
+    frame = read_served(tmp_path)
+    assert list(frame["audit_seq"]) == [41, 42] and frame.iloc[0][OVERDUE] == T0
+
+
+def test_logged_seqs_finds_what_recent_parts_hold(tmp_path):
+    writer = ServedLogWriter(tmp_path)
+    writer.write([make_event(0), make_event(1)], [7, 8])
+    writer.write([make_event(2)])  # a row without a seq (a part of an older scorer)
+    writer.flush()
+    since = T0 - timedelta(days=1)
+    assert logged_seqs(tmp_path, {6, 7, 8, 9}, since) == {7, 8}
+    # A part older than `since` cannot hold a row scored after it: not even opened.
+    assert logged_seqs(tmp_path, {7, 8}, datetime.now(UTC) + timedelta(hours=1)) == set()
+    assert logged_seqs(tmp_path / "nothing", {7}, since) == set()

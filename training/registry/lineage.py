@@ -32,7 +32,7 @@ LINEAGE_TAGS = frozenset(
 
 def _git(*args: str) -> str | None:
     try:
-        done = subprocess.run(
+        done = subprocess.run(  # nosec B603 B607  # fixed git argv; git from PATH, best effort (None on failure)
             ["git", *args],
             cwd=get_settings().home,
             capture_output=True,
