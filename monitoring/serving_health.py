@@ -71,10 +71,12 @@ def parse_snapshot(text: str, read_at: datetime) -> Snapshot:
     requests_seen = False
     latency: dict[str, float] = defaultdict(float)
     for family in text_string_to_metric_families(text):
+        # The family is declared before any request is counted (a counter's family name
+        # drops its _total suffix).
+        requests_seen |= family.name in (REQUESTS, REQUESTS.removesuffix("_total"))
         for sample in family.samples:
             labels = sample.labels
             if sample.name == REQUESTS:
-                requests_seen = True
                 # Health and metrics answers (a 503 from /readyz) are signals, not failures.
                 if labels.get("route") not in SCORING_ROUTES:
                     continue

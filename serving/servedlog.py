@@ -25,7 +25,7 @@ import uuid
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from contextlib import suppress
 from dataclasses import fields
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from numbers import Real
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -79,6 +79,8 @@ BASE_SCHEMA = pa.schema(
 # Every field of ScoreEvent but the model row (`vector`): that is the audit log's.
 _PAYLOAD_FIELDS = tuple(f.name for f in fields(ScoreEvent) if f.name != "vector")
 _TIME_TAG = "$t"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICROSECOND = timedelta(microseconds=1)
 
 
 # --------------------------------------------------------------------------- types
@@ -327,7 +329,8 @@ def event_from_payload(text: str) -> ScoreEvent:
 
 def _encode_value(value: Any) -> Any:
     if isinstance(value, datetime):
-        return {_TIME_TAG: as_utc(value).isoformat(timespec="microseconds")}
+        # Whole microseconds since the epoch: exact, and a fraction of isoformat's cost.
+        return {_TIME_TAG: (as_utc(value) - _EPOCH) // _MICROSECOND}
     if hasattr(value, "tolist"):  # NumPy scalars and arrays
         return value.tolist()
     if isinstance(value, Iterable) and not isinstance(value, str | bytes):
@@ -337,7 +340,7 @@ def _encode_value(value: Any) -> Any:
 
 def _decode_object(obj: dict[str, Any]) -> Any:
     if len(obj) == 1 and _TIME_TAG in obj:
-        return datetime.fromisoformat(obj[_TIME_TAG])
+        return _EPOCH + timedelta(microseconds=obj[_TIME_TAG])
     return obj
 
 

@@ -6,6 +6,10 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
+# prometheus_client picks its value store once, when first imported: files per process if
+# PROMETHEUS_MULTIPROC_DIR is set, and importing feast.metrics sets it. Imported before any
+# feast import, every app a test builds counts alone, as each process does in production.
+import prometheus_client.values  # noqa: F401
 import pytest
 
 from collectwise.settings import get_settings

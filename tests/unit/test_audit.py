@@ -22,6 +22,7 @@ import pytest
 from serving.audit import (
     GENESIS_HASH,
     AuditLog,
+    ChainWriter,
     Entry,
     decode_vector,
     encode_vector,
@@ -411,6 +412,20 @@ def test_a_vanished_log_refuses_every_score_and_is_not_recreated(tmp_path):
                 recorder.record([make_event(i)])
         assert not path.exists()  # a new chain beside the lost one would hide the loss
         assert recorder.dropped == 2
+
+
+def test_scorer_processes_take_turns_to_commit(tmp_path):
+    log_ = AuditLog(tmp_path / "audit.db")
+    first, second = log_.writer("normal"), ChainWriter(tmp_path / "audit.db", "normal", 0.2)
+    entry = [Entry(event_content(make_event(0)))]
+    waits = pytest.raises(sqlite3.OperationalError, match="holds the commit turn")
+    with first._my_turn(), waits:  # another worker is in the middle of its commit
+        second.append(entry, None)
+    assert second.append(entry, None) == [1]  # its turn came
+    assert first.append(entry, None) == [2]
+    first.close()
+    second.close()
+    assert log_.verify().rows == 2
 
 
 def test_a_recorder_takes_nothing_before_start_or_after_close(tmp_path):
