@@ -87,11 +87,12 @@ class Prometheus:
 
 
 def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 60.0) -> T:
-    """probe() until it returns something other than None or False; its answer."""
+    """probe() until its answer is truthy (an empty list or a count of 0 is waited past,
+    as a rate over a new series has no value until its second scrape); that answer."""
     deadline = time.monotonic() + timeout
     while True:
         answer = probe()
-        if answer is not None and answer is not False:
+        if answer:
             return answer
         if time.monotonic() > deadline:
             raise AssertionError(f"waited {timeout:.0f}s for {what}")

@@ -160,11 +160,15 @@ def stack(world: ScorerWorld, tmp_path_factory: pytest.TempPathFactory) -> Itera
     ):
         started = time.time()
         wait_for("the scorer target to be up", lambda: prom.value(f'up{{job="{SCORER_JOB}"}}') == 1)
-        scored = _score(scorer.url, world)
-        wait_for(
-            "Prometheus to see every score",
-            lambda: (prom.value("sum(collectwise_scores_total)") or 0) >= scored,
-        )
+        # Two rounds, each seen by a scrape: a rate needs the counter to rise between two
+        # samples, and a series first scraped at its final value has not risen.
+        scored = 0
+        for _ in range(2):
+            scored += _score(scorer.url, world)
+            wait_for(
+                "Prometheus to see every score",
+                lambda seen=scored: (prom.value("sum(collectwise_scores_total)") or 0) >= seen,
+            )
         clean = _error_ratio_values(prom)
         errors = _client_errors(scorer.url)
         wait_for(
