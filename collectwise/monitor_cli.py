@@ -54,6 +54,14 @@ HEADLINES = {
         "performance.brier",
     ),
     "skew": ("skew.n_replayed", "skew.max_mismatch_rate", "skew.rows_with_mismatch_rate"),
+    "probation": (
+        "probation.requests",
+        "probation.error_rate",
+        "probation.latency_p99_ms",
+        "probation.scores",
+        "probation.score_psi",
+        "probation.rolled_back",
+    ),
 }
 
 
@@ -272,3 +280,31 @@ def serving_health(
     from monitoring.serving_health import run_serving_health  # noqa: PLC0415
 
     _finish(run_serving_health(_platform(), url), no_alerts)
+
+
+# --------------------------------------------------------------------------- probation
+
+
+@app.command("probation")
+def probation(
+    url: Annotated[
+        str | None,
+        typer.Option(help="the scorer's /metrics URL; default monitoring.scorer_metrics_url"),
+    ] = None,
+    no_alerts: NoAlertsOpt = False,
+) -> None:
+    """Judge a champion on probation (errors, p99 latency, score PSI since its promotion) and
+    roll it back to the previous champion when it crosses a limit."""
+    from monitoring.probation import SYSTEM, run_probation  # noqa: PLC0415
+
+    settings = _platform()
+    result = run_probation(settings, url)
+    if result.metrics.get("probation.rolled_back"):
+        # The console's audit trail shows the platform's own rollbacks beside people's.
+        from admin_app.actions import ActionLog  # noqa: PLC0415
+
+        target = f"v{result.labels['version']} -> v{result.labels.get('rolled_back_to', '?')}"
+        ActionLog(settings.paths.users_db).record(
+            SYSTEM, "rollback", "ok", target=target, detail=result.labels.get("reasons")
+        )
+    _finish(result, no_alerts)

@@ -73,6 +73,11 @@ KINDS = (
         monitor_cli.serving_health,
         "the scorer's error rate, latency and memory from its /metrics",
     ),
+    JobKind(
+        "probation",
+        monitor_cli.probation,
+        "judge a newly promoted champion; roll it back when it fails",
+    ),
     JobKind("watchdog", watchdog, "alert on scheduled jobs that missed their heartbeat"),
     JobKind("retrain", retrain, "retrain for alerts that retrain_on names (never promotes)"),
 )

@@ -367,6 +367,18 @@ class MonitoringSettings(BaseModel):
     # The scorer's Prometheus endpoint for the health page, e.g. http://127.0.0.1:8000/metrics.
     scorer_metrics_url: str | None = None
 
+    # Probation (monitoring.probation): for this long after its promotion a champion is
+    # judged on its own requests and scores, and rolled back by the platform when it crosses
+    # a limit. The error and latency limits are the serving alert rules'; PSI 0.25 is the
+    # usual "major shift" cut (the drift alert warns from 0.2).
+    probation_minutes: float = Field(default=60.0, gt=0)
+    probation_max_error_rate: float = Field(default=0.01, ge=0, le=1)
+    probation_max_p99_ms: float = Field(default=250.0, gt=0)
+    probation_max_psi: float = Field(default=0.25, gt=0)
+    # Below these counts a limit is not judged yet: a p99 or a PSI of a handful is noise.
+    probation_min_requests: int = Field(default=50, ge=1)
+    probation_min_scores: int = Field(default=100, ge=10)
+
     @field_validator("smtp_to", "retrain_on", mode="before")
     @classmethod
     def _split_list(cls, value: Any) -> Any:

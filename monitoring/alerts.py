@@ -234,6 +234,24 @@ DEFAULT_RULES: tuple[Rule, ...] = (
         "warning",
         description="the scorer's resident memory grew by more than half since the last check",
     ),
+    Rule(
+        "champion rolled back",
+        "probation.rolled_back",
+        ">=",
+        1.0,
+        "critical",
+        description="a champion on probation crossed a limit and the platform rolled it back "
+        "to the previous champion (the run's labels say why)",
+    ),
+    Rule(
+        "champion failing probation",
+        "probation.failed",
+        ">=",
+        1.0,
+        "critical",
+        description="a champion on probation crossed a limit (error rate, p99 latency or "
+        "score PSI) and there was no previous champion to roll back to",
+    ),
     HEARTBEAT_RULE,
 )
 

@@ -297,6 +297,24 @@ def _run_report(ref: pd.DataFrame, cur: pd.DataFrame, plan: ColumnPlan, config: 
     )
 
 
+def score_psi(reference: pd.Series, current: pd.Series) -> float:
+    """PSI of one score column, current against reference, as the drift job computes it
+    (Evidently's ValueDrift): for a probation's few hundred scores, not a whole report."""
+    from evidently import DataDefinition, Dataset, Report  # noqa: PLC0415
+    from evidently.metrics import ValueDrift  # noqa: PLC0415
+
+    if current.dropna().empty or reference.dropna().empty:
+        raise DriftInputError("score PSI needs scores on both sides")
+    definition = DataDefinition(numerical_columns=[SCORE_COLUMN])
+    frames = [
+        pd.DataFrame({SCORE_COLUMN: side.astype("float64").to_numpy()})
+        for side in (current, reference)
+    ]
+    sides = [Dataset.from_pandas(frame, data_definition=definition) for frame in frames]
+    result = Report([ValueDrift(column=SCORE_COLUMN, method="psi")]).run(*sides).dict()
+    return float(result["metrics"][0]["value"])
+
+
 def _read_snapshot(snapshot: Any, plan: ColumnPlan) -> tuple[pd.DataFrame, dict[str, Any] | None]:
     """Per-column score, method, threshold and verdict from Evidently's result dict."""
     result = snapshot.dict()

@@ -39,6 +39,19 @@ class StaleFeaturesError(UnavailableError):
     kind = "stale_features"
 
 
+class ModelFailedError(CollectwiseError):
+    """The served model raised while scoring: a clear 500 naming the version (counted against
+    it, for its probation), never an exception that escapes the app and resets the connection."""
+
+    kind = "model_failed"
+
+    def __init__(self, name: str, version: int, cause: Exception) -> None:
+        super().__init__(
+            f"model {name} v{version} failed to score this request ({type(cause).__name__}); "
+            "a champion that keeps failing is rolled back"
+        )
+
+
 # At most this many field errors in one 422, and this many characters of any text in it.
 MAX_FIELD_ERRORS = 20
 MAX_TEXT = 400

@@ -49,6 +49,22 @@ class ServiceMetrics:
             registry=r,
         )
         self.errors = Counter("collectwise_errors_total", "Errors by type", ["type"], registry=r)
+        # By the champion that answered: a promoted version's probation
+        # (monitoring.probation) judges its own failures and latency, not the scorer's.
+        self.model_requests = Counter(
+            "collectwise_model_requests_total",
+            "Scoring requests by the champion version that answered; outcome ok, or error "
+            "when the model raised",
+            ["alias", "version", "outcome"],
+            registry=r,
+        )
+        self.model_latency = Histogram(
+            "collectwise_model_request_latency_seconds",
+            "Latency of the scoring requests a champion version answered",
+            ["alias", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
         self.staleness = Gauge(
             "collectwise_feature_staleness_seconds",
             "Age of the newest online feature values seen, by view",

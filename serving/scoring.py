@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
@@ -58,10 +58,20 @@ def in_challenger_share(account_id: str, share: float) -> bool:
     return bucket / 2**64 < share
 
 
+ChallengerFailed = Callable[[ServedModel, Exception], None]
+
+
 def score_rows(
-    rows: Sequence[OnlineRow], models: ModelSet, options: ScoringOptions
+    rows: Sequence[OnlineRow],
+    models: ModelSet,
+    options: ScoringOptions,
+    challenger_failed: ChallengerFailed | None = None,
 ) -> list[Scored]:
-    """Score known rows (row.known) with the set's models; order is kept."""
+    """Score known rows (row.known) with the set's models; order is kept.
+
+    A champion that raises fails the call; a challenger that raises never does: its rows are
+    answered by the champion and `challenger_failed` hears of it.
+    """
     champion = models.require_champion()
     if not rows:
         return []
@@ -69,10 +79,10 @@ def score_rows(
     names = list(rows[0].features)
     x = model_matrix(pd.DataFrame({n: [r.features.get(n) for r in rows] for n in names}))
     vectors = x.to_numpy(dtype=np.float64).tolist()
-    served = [_assigned(r, models, options) for r in rows]
     p = champion.model.predict_proba(x)
-    other = models.challenger
-    p_other = other.model.predict_proba(x) if other is not None and options.mode != "off" else None
+    other = models.challenger if options.mode != "off" else None
+    p_other = _challenger_scores(other, x, challenger_failed)
+    served = [_assigned(r, models, options) if p_other is not None else champion for r in rows]
     out = []
     for i, row in enumerate(rows):
         takes_challenger = served[i] is not champion and p_other is not None
@@ -93,6 +103,19 @@ def score_rows(
     if options.reasons:
         _add_reasons(out, x, options)
     return out
+
+
+def _challenger_scores(
+    other: ServedModel | None, x: pd.DataFrame, failed: ChallengerFailed | None
+) -> np.ndarray | None:
+    if other is None:
+        return None
+    try:
+        return np.asarray(other.model.predict_proba(x))
+    except Exception as exc:  # a challenger is on trial: its failure is evidence, not an outage
+        if failed is not None:
+            failed(other, exc)
+        return None
 
 
 def _assigned(row: OnlineRow, models: ModelSet, options: ScoringOptions) -> ServedModel:

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any
 
 from fastapi import APIRouter
 
 from serving.api.deps import AUTH_RESPONSES, BODY_ERRORS, ScoreCaller, ServiceDep
 from serving.auth import Caller, RateLimitedError
-from serving.errors import StaleFeaturesError, UnknownAccountError, invalid
+from serving.errors import ModelFailedError, StaleFeaturesError, UnknownAccountError, invalid
 from serving.events import ScoreEvent
+from serving.model_set import ModelSet, ServedModel
 from serving.online import OnlineRow
 from serving.runtime import Service
 from serving.schemas import (
@@ -28,7 +31,9 @@ from serving.schemas import (
     ScoreRequest,
     ScoreResponse,
 )
-from serving.scoring import Scored, score_rows
+from serving.scoring import Scored, ScoringOptions, score_rows
+
+log = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["scoring"], responses=AUTH_RESPONSES)
 
@@ -36,7 +41,8 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "the account has no online features"}
 }
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "store or model unavailable (Retry-After set)"}
+    503: {"model": ErrorBody, "description": "store or model unavailable (Retry-After set)"},
+    500: {"model": ErrorBody, "description": "the served model raised (model_failed)"},
 }
 
 
@@ -57,10 +63,10 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
         raise invalid("as_of", problem, "as_of_before_features")
     _check_fresh(service, [row])
     options = service.options if body.explain else replace(service.options, reasons=0)
-    scored = score_rows([row], models, options)[0]
+    scored = _scored(service, [row], models, options)[0]
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
-    _record(service, [scored], request_id, "/v1/score", caller.name, when, now, started)
+    _record(service, models, [scored], request_id, "/v1/score", caller.name, when, now, started)
     return _response(scored, request_id, now)
 
 
@@ -83,10 +89,10 @@ def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) ->
     fit = [row for pair, row in zip(pairs, rows, strict=True) if refused[pair] is None]
     _check_fresh(service, fit)
     options = service.options if body.explain else replace(service.options, reasons=0)
-    scored = score_rows(fit, models, options)
+    scored = _scored(service, fit, models, options)
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
-    _record(service, scored, request_id, "/v1/score/batch", caller.name, when, now, started)
+    _record(service, models, scored, request_id, "/v1/score/batch", caller.name, when, now, started)
     by_pair = {(s.row.account_id, s.row.reported_income): s for s in scored}
     response = BatchResponse(request_id=request_id, results=[], errors=[])
     for index, item in enumerate(body.accounts):
@@ -151,6 +157,25 @@ def _check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:
         )
 
 
+def _scored(
+    service: Service, rows: Sequence[OnlineRow], models: ModelSet, options: ScoringOptions
+) -> list[Scored]:
+    """score_rows, with a model that raised counted against its version (its probation)."""
+    try:
+        return score_rows(rows, models, options, partial(_challenger_failed, service))
+    except Exception as exc:
+        champion = models.require_champion()
+        service.metrics.model_requests.labels(champion.alias, str(champion.version), "error").inc()
+        log.exception("%s v%s raised while scoring", champion.name, champion.version)
+        raise ModelFailedError(champion.name, champion.version, exc) from exc
+
+
+def _challenger_failed(service: Service, challenger: ServedModel, exc: Exception) -> None:
+    service.metrics.model_requests.labels(challenger.alias, str(challenger.version), "error").inc()
+    log.warning("%s v%s (%s) raised; its rows were answered by the champion: %s",
+                challenger.name, challenger.version, challenger.alias, exc)  # fmt: skip
+
+
 def _response(s: Scored, request_id: str, now: datetime) -> ScoreResponse:
     return ScoreResponse(
         request_id=request_id,
@@ -171,6 +196,7 @@ def _response(s: Scored, request_id: str, now: datetime) -> ScoreResponse:
 
 def _record(
     service: Service,
+    models: ModelSet,
     scored: Sequence[Scored],
     request_id: str,
     route: str,
@@ -179,13 +205,18 @@ def _record(
     now: datetime,
     started: float,
 ) -> None:
-    latency_ms = (time.perf_counter() - started) * 1000.0
+    seconds = time.perf_counter() - started
+    latency_ms = seconds * 1000.0
     if service.recorder is not None:
         # Returns once the audit records are committed, else raises (503): no score is
         # answered without its record (serving.recorder).
         service.recorder.record(
             [_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
         )
+    champion = models.require_champion()
+    labels = (champion.alias, str(champion.version))
+    service.metrics.model_requests.labels(*labels, "ok").inc()
+    service.metrics.model_latency.labels(*labels).observe(seconds)
     for s in scored:
         service.metrics.scores.labels(s.band, s.served.alias, str(s.served.version)).inc()
         for view, seen in s.row.as_of.items():

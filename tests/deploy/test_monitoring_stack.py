@@ -15,7 +15,6 @@ import re
 import signal
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,8 +24,7 @@ import requests
 import yaml
 from prometheus_client.metrics_core import Metric
 
-from benchmarks.scorer_harness import Server, free_port, scorer_command, spawn, stop, wait_ready
-from collectwise.settings import get_settings
+from benchmarks.scorer_harness import Server
 from serving.metrics import ServiceMetrics
 from tests.deploy import dashboards
 from tests.deploy.prometheus_env import (
@@ -37,7 +35,8 @@ from tests.deploy.prometheus_env import (
     wait_for,
 )
 from tests.serving import conftest as serving
-from tests.serving.conftest import SCORE_KEY, ScorerWorld, key_entries
+from tests.serving.conftest import SCORE_KEY, ScorerWorld
+from tests.serving.live_scorer import running_scorer
 from tests.serving.test_scorer import known_accounts
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,41 +64,6 @@ class Stack:
 
 
 # --------------------------------------------------------------------------- the scorer
-
-
-def _scorer_env(world: ScorerWorld, workdir: Path) -> dict[str, str]:
-    """The world's Feast profile and MLflow, our keys, logs in workdir; nothing else of ours
-    (nor a multiprocess folder another library set in this process)."""
-    mlflow = get_settings().mlflow
-    workdir.mkdir(parents=True, exist_ok=True)
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("COLLECTWISE_") and k != "PROMETHEUS_MULTIPROC_DIR"
-    }
-    return env | {
-        "COLLECTWISE_HOME": str(workdir),
-        "FEAST_FS_YAML_FILE_PATH": str(world.root / "repo" / "feature_store.yaml"),
-        "COLLECTWISE_MLFLOW__TRACKING_URI": str(mlflow.tracking_uri),
-        "COLLECTWISE_MLFLOW__ARTIFACT_LOCATION": str(mlflow.artifact_location),
-        "COLLECTWISE_SERVING__API_KEYS": key_entries(),
-        # the registry is polled every second, not every 15 s: its metrics appear at once
-        "COLLECTWISE_SERVING__MODEL_REFRESH_SECONDS": "1",
-        "COLLECTWISE_PATHS__AUDIT_DB": str(workdir / "audit.db"),
-        "COLLECTWISE_PATHS__SERVED_DIR": str(workdir / "served"),
-    }
-
-
-@contextmanager
-def running_scorer(world: ScorerWorld, workdir: Path, workers: int) -> Iterator[Server]:
-    port = free_port()
-    env = _scorer_env(world, workdir)
-    server = spawn("scorer", scorer_command(port, workers), env, workdir, "/readyz", port)
-    try:
-        wait_ready(server)
-        yield server
-    finally:
-        stop(server)
 
 
 def _score(url: str, world: ScorerWorld) -> int:

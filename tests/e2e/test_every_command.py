@@ -106,6 +106,9 @@ def _cases(tmp: Path) -> dict[str, Case]:
             ["monitor", "serving-health", "--url", "http://127.0.0.1:9/metrics"],
             ("127.0.0.1:9",),
         ),
+        "monitor probation": Case(
+            ["monitor", "probation", "--url", "ftp://scorer/metrics"], ("ftp://scorer/metrics",)
+        ),
         "admin serve": Case(["admin", "serve", "--port", "0"], ("--port",)),
         "admin ensure-demo-user": Case(["admin", "ensure-demo-user", "--port", "0"], ("--port",)),
         "admin users add": Case(

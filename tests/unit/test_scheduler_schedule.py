@@ -157,7 +157,7 @@ def test_the_repository_schedule_loads_with_every_default_job() -> None:
     schedule = load_schedule(settings.scheduler.schedule_file, scheduler_jobs.kinds(), "UTC")
     names = {job.name for job in schedule.enabled}
     assert names == {"materialize", "drift", "skew", "performance", "fairness",
-                     "serving-health", "watchdog", "retrain"}  # fmt: skip
+                     "serving-health", "probation", "watchdog", "retrain"}  # fmt: skip
     drift = schedule.job("drift")
     assert drift.kind.action.__module__ == "collectwise.monitor_cli"  # the command's function
     assert drift.kind.arguments(drift.arguments) == {"window": "1d"}
