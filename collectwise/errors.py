@@ -84,3 +84,51 @@ class UnavailableError(CollectwiseError):
     http_status = 503
     kind = "unavailable"
     exit_code = EXIT_UNAVAILABLE
+
+
+class BackendDownError(UnavailableError):
+    """A backend the command needs (a database, the MLflow registry, Redis) did not answer."""
+
+    kind = "backend_down"
+
+
+# (module, class names, what the message must say) of the client errors that mean "the
+# server did not answer", by library: matched by name so no client is imported to check.
+_UNREACHABLE = (
+    ("sqlalchemy.exc", ("OperationalError", "InterfaceError"), ("connect", "connection")),
+    ("psycopg", ("OperationalError",), ("connect", "connection")),
+    ("mlflow.exceptions", ("MlflowException",), ("Max retries exceeded", "Connection refused")),
+    ("redis.exceptions", ("ConnectionError", "TimeoutError"), ("",)),
+    ("requests.exceptions", ("ConnectionError", "ConnectTimeout"), ("",)),
+)
+
+
+def backend_down(exc: BaseException) -> BackendDownError | None:
+    """The one line for an exception (or one it was raised from) that says a backend is
+    unreachable, naming which; None for anything else."""
+    seen: BaseException | None = exc
+    while seen is not None:
+        module = type(seen).__module__
+        text = str(seen).strip().splitlines()[0] if str(seen).strip() else type(seen).__name__
+        for prefix, names, words in _UNREACHABLE:
+            matches = module.startswith(prefix) and type(seen).__name__ in names
+            if matches and any(w.lower() in text.lower() for w in words):
+                return BackendDownError(f"{_backend(seen)} is unreachable: {text[:300]}")
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
+def _backend(exc: BaseException) -> str:
+    module = type(exc).__module__
+    if module.startswith("redis"):
+        return "the online store (Redis)"
+    frames = []
+    tb = exc.__traceback__
+    while tb is not None:
+        frames.append(str(tb.tb_frame.f_globals.get("__name__", "")))
+        tb = tb.tb_next
+    if module.startswith("mlflow") or any(f.startswith("mlflow") for f in frames):
+        return "the MLflow registry"
+    if module.startswith("requests"):
+        return "a service the command called"
+    return "the platform database"

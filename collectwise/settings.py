@@ -183,6 +183,12 @@ class MlflowSettings(BaseModel):
     promotion_margin: float = Field(default=0.005, ge=0.0, le=1.0)
     dagshub_repo_owner: str | None = None
     dagshub_repo_name: str | None = None
+    # An http(s) tracking server that does not answer: MLflow's own default retries for
+    # minutes (7 retries, backoff factor 2); the scorer keeps serving and retries on its own
+    # schedule, and a command should say "the MLflow registry is unreachable" within seconds.
+    # MLflow's variables (MLFLOW_HTTP_REQUEST_MAX_RETRIES / _TIMEOUT), when set, win.
+    http_max_retries: int = Field(default=2, ge=0, le=10)
+    http_timeout_seconds: int = Field(default=30, gt=0)
 
     @property
     def uses_dagshub(self) -> bool:

@@ -9,7 +9,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from collectwise.errors import CollectwiseError
+from collectwise.errors import CollectwiseError, backend_down
 
 log = logging.getLogger("collectwise")
 
@@ -25,6 +25,16 @@ class DomainErrorsGroup(TyperGroup):
             # The message names the input and the problem; the class says what kind it is.
             log.error("%s: %s", type(exc).__name__, exc)
             raise typer.Exit(code=exc.exit_code) from exc
+        except typer.Exit:
+            raise  # a subcommand's group has already reported it
+        except Exception as exc:
+            # A backend that did not answer is the operator's to fix, not a bug: one line
+            # naming it. Anything else is a bug and keeps its traceback.
+            down = backend_down(exc)
+            if down is None:
+                raise
+            log.error("%s: %s", type(down).__name__, down)
+            raise typer.Exit(code=down.exit_code) from exc
 
 
 def new_app(**kwargs: Any) -> typer.Typer:

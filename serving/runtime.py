@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from collectwise.errors import backend_down
 from collectwise.settings import PathSettings, ServingSettings
 from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
@@ -116,7 +117,8 @@ class Service:
             # A registry outage must not take scoring down: keep the current models.
             if self.registry_error is None:
                 log.exception("model registry unreachable; still serving %s", self.watcher.current)
-            self.registry_error = f"{type(exc).__name__}: {exc}"[:300]
+            down = backend_down(exc)  # one line naming the backend, when it is an outage
+            self.registry_error = (str(down) if down else f"{type(exc).__name__}: {exc}")[:300]
             self.metrics.backend_up.labels("registry").set(0)
             return min(wait * 2, base * REGISTRY_BACKOFF_CAP)
         if self.registry_error is not None:

@@ -15,6 +15,7 @@ from admin_app.backends import backends
 from admin_app.components import columns, grid, header, section, stat
 from admin_app.logic import health as logic
 from admin_app.logic.monitoring import records
+from collectwise.errors import backend_down
 
 PATH = "/health"
 NAME = "System health"
@@ -88,15 +89,55 @@ def _scheduled(b: Any) -> tuple[list[Any], list[Any]]:
     return read_job_statuses(store, grace, datetime.now(UTC)), read_delivery_problems(store)
 
 
+def _backend_cards(b: Any) -> tuple[list[logic.Card], list[str]]:
+    """The platform database and the MLflow registry, each "ok" or "unreachable"; and the
+    one line per backend that is down (collectwise.errors.backend_down, as the CLI says it)."""
+    from training.registry import CHAMPION, resolve_alias  # noqa: PLC0415
+
+    checks = (
+        ("platform database", lambda: b.monitoring().list_alerts(limit=1)),
+        (
+            "MLflow registry",
+            lambda: resolve_alias(CHAMPION, client=b.mlflow(), settings=b.platform.mlflow),
+        ),
+    )
+    cards, down = [], []
+    for label, check in checks:
+        try:
+            check()
+        except Exception as exc:
+            problem = backend_down(exc)
+            if problem is None:
+                raise
+            log.warning("%s", problem)
+            cards.append(logic.Card(label, "unreachable", "danger"))
+            down.append(str(problem))
+            continue
+        cards.append(logic.Card(label, "ok", "success"))
+    return cards, down
+
+
 def _load(_: Any) -> tuple[Any, ...]:
+    b = backends()
+    cards, down = _backend_cards(b)
+    if down:
+        # What is left to show needs the backends: say which is down, in one line each.
+        empty: tuple[list[Any], list[Any]] = ([], [])
+        cards = [*cards, _store_card()]
+        alert = dbc.Alert([html.Strong("Backend down: "), "; ".join(down)], color="danger")
+        return ([stat(c.label, c.value, c.colour) for c in cards], alert, *(empty * 6))
+    return _load_all(b, cards)
+
+
+def _load_all(b: Any, backend_cards: list[logic.Card]) -> tuple[Any, ...]:
     from admin_app.lookups import materialisations  # noqa: PLC0415
     from monitoring.health import system_health  # noqa: PLC0415
 
-    b = backends()
     url = b.metrics_url()
     health = system_health(b.monitoring(), b.features_dir, url)
     statuses, deliveries = _scheduled(b)
-    cards = [*logic.scorer_cards(health.scorer, health.scorer_error, bool(url)), _store_card()]
+    cards = [*logic.scorer_cards(health.scorer, health.scorer_error, bool(url)), _store_card(),
+             *backend_cards]  # fmt: skip
     cards.append(logic.Card("open alerts", str(health.open_alerts),
                             "warning" if health.open_alerts else "success"))  # fmt: skip
     cards.append(logic.scheduled_card(statuses))

@@ -41,8 +41,12 @@ class MonitoringStore(
         _ensure_sqlite_dir(url)
         is_sqlite = sa.engine.make_url(url).get_backend_name() == "sqlite"
         # SQLite: wait for a concurrent writer (another job) instead of failing at once.
-        connect_args: dict[str, Any] = {"timeout": 30} if is_sqlite else {}
-        self.engine: Engine = sa.create_engine(url, connect_args=connect_args)
+        # PostgreSQL: a server that went away is found by the pre-ping (then a fresh connect
+        # fails, naming host and port) and one that does not answer gives up in 10 s.
+        connect_args: dict[str, Any] = {"timeout": 30} if is_sqlite else {"connect_timeout": 10}
+        self.engine: Engine = sa.create_engine(
+            url, connect_args=connect_args, pool_pre_ping=not is_sqlite
+        )
         self.seeded = self._create_schema(seed_defaults)
 
     def _create_schema(self, seed_defaults: bool) -> bool:

@@ -29,6 +29,7 @@ from training.registry.versions import (
     ModelMetadata,
     PromotionRefused,
     RegistryError,
+    absent,
     alias_version,
     load_bundle_of,
     metadata_of,
@@ -302,5 +303,7 @@ def champion_history(
     client, settings = client_and_settings(client, settings)
     try:
         return _read_json_tag(client, settings.registered_model_name, HISTORY_TAG)
-    except MlflowException:
+    except MlflowException as exc:
+        if not absent(exc):
+            raise
         return []

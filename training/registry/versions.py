@@ -112,11 +112,23 @@ def _parse_version(version_or_alias: str | int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+# What MLflow answers for a model, version or alias that does not exist. Anything else (a
+# server that does not answer, a broken database) is an outage, never "nothing registered".
+_ABSENT = frozenset({"RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"})
+
+
+def absent(exc: MlflowException) -> bool:
+    """True when MLflow said the thing asked for does not exist."""
+    return exc.error_code in _ABSENT
+
+
 def alias_version(client: MlflowClient, name: str, alias: str) -> int | None:
     """The version `alias` points at on a known client, or None when it is unset."""
     try:
         return int(client.get_model_version_by_alias(name, alias).version)
-    except MlflowException:
+    except MlflowException as exc:
+        if not absent(exc):
+            raise
         return None
 
 
@@ -143,6 +155,8 @@ def _model_version(client: MlflowClient, name: str, version_or_alias: str | int)
             return client.get_model_version_by_alias(name, str(version_or_alias))
         return client.get_model_version(name, str(version))
     except MlflowException as exc:
+        if not absent(exc):
+            raise
         raise RegistryError(f"{name} has no version or alias {version_or_alias!r}") from exc
 
 
@@ -221,7 +235,9 @@ def list_versions(
     name = settings.registered_model_name
     try:
         aliases = _aliases_by_version(client, name)
-    except MlflowException:
+    except MlflowException as exc:
+        if not absent(exc):
+            raise
         return []
     versions = client.search_model_versions(f"name = '{name}'")
     metas = [metadata_from(mv, aliases.get(int(mv.version), [])) for mv in versions]
