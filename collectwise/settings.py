@@ -190,6 +190,12 @@ class MlflowSettings(BaseModel):
     http_max_retries: int = Field(default=2, ge=0, le=10)
     http_timeout_seconds: int = Field(default=30, gt=0)
 
+    def export_client_env(self) -> None:
+        """Hand the HTTP retries and timeout to MLflow, which reads only its own variables
+        (per request); MLflow's variables, when set, win."""
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(self.http_max_retries))
+        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(self.http_timeout_seconds))
+
     @property
     def uses_dagshub(self) -> bool:
         return bool(self.dagshub_repo_owner and self.dagshub_repo_name)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import os
 
 import mlflow
 
@@ -16,9 +15,7 @@ log = logging.getLogger(__name__)
 
 def configure_tracking(settings: MlflowSettings) -> None:
     """Point the MLflow fluent API (and new MlflowClients) at the configured backend."""
-    # MLflow reads these per request; they are its only knobs for an unreachable server.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", str(settings.http_max_retries))
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(settings.http_timeout_seconds))
+    settings.export_client_env()
     if settings.uses_dagshub:
         _init_dagshub(settings)
         return
