@@ -19,15 +19,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import shutil
 import signal
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +31,6 @@ import httpx
 
 from benchmarks.common import render_table, setup_logging, temp_feast_store
 from benchmarks.harness import (
-    BenchmarkInputError,
     Progress,
     Table,
     require_champion,
@@ -46,6 +41,7 @@ from benchmarks.scorer_harness import (
     free_port,
     new_api_key,
     online_accounts,
+    private_redis,
     scorer_command,
     scorer_env,
     spawn,
@@ -59,32 +55,6 @@ NAME = "outage_drill"
 FAILURES = 5  # the breaker's threshold for the drill (the default)
 RESET_SECONDS = 30.0  # long: the probe, not the reset time, should close it
 FLOOR_REQUESTS = 50
-
-
-@contextmanager
-def own_redis(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    import redis  # noqa: PLC0415
-
-    if shutil.which("redis-server") is None:
-        raise BenchmarkInputError("redis-server not found: run `make services`")
-    port = free_port()
-    server = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--save", "", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL,
-    )
-    try:
-        client = redis.Redis(port=port)
-        for _ in range(100):
-            try:
-                client.ping()
-                break
-            except redis.ConnectionError:
-                time.sleep(0.05)
-        yield server, port
-    finally:
-        server.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
-        server.terminate()
-        server.wait(timeout=10)
 
 
 def timed_post(client: httpx.Client, body: dict[str, Any]) -> tuple[float, int, str]:
@@ -153,7 +123,7 @@ def run() -> None:
     with (
         Progress(NAME, ["drill"], payload=payload, tables=lambda: tables(payload)) as progress,
         tempfile.TemporaryDirectory(prefix="cwdrill-") as tmp,
-        own_redis(Path(tmp)) as (redis_server, port),
+        private_redis(Path(tmp)) as (redis_server, port),
     ):
         online = {"type": "redis", "connection_string": f"127.0.0.1:{port}"}
         project = f"cwdrill_{uuid.uuid4().hex[:8]}"

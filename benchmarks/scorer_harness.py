@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -334,3 +335,35 @@ def quiet_http_logs() -> None:
     """httpx logs every request at INFO: thousands of lines that would bury the tables."""
     for noisy in ("httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+# --- a Redis of one's own ---------------------------------------------------------------------
+
+
+@contextmanager
+def private_redis(workdir: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+    """A redis-server on a free port, no persistence, for faults one may cause for real
+    (SIGSTOP it, kill it, flush it) without touching the shared Redis; stopped afterwards."""
+    import redis  # noqa: PLC0415
+
+    if shutil.which("redis-server") is None:
+        raise BenchmarkInputError("redis-server not found: run `make services`")
+    port = free_port()
+    server = subprocess.Popen(
+        ["redis-server", "--port", str(port), "--save", "", "--appendonly", "no",
+         "--dir", str(workdir)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        client = redis.Redis(port=port)
+        for _ in range(100):
+            try:
+                client.ping()
+                break
+            except redis.ConnectionError:
+                time.sleep(0.05)
+        yield server, port
+    finally:
+        server.send_signal(signal.SIGCONT)  # a frozen server cannot act on SIGTERM
+        server.terminate()
+        server.wait(timeout=10)

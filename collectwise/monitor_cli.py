@@ -39,6 +39,10 @@ OutcomeEndOpt = Annotated[
 ]
 ModelOpt = Annotated[str, typer.Option(help="champion, challenger or a version (3, v3)")]
 PathOpt = Annotated[Path | None, typer.Option(help="defaults from the settings")]
+ScorerUrlOpt = Annotated[
+    str | None,
+    typer.Option(help="the scorer's /metrics URL; default monitoring.scorer_metrics_url"),
+]
 NoAlertsOpt = Annotated[
     bool, typer.Option("--no-alerts", help="write reports only; store no metrics, raise no alert")
 ]
@@ -269,10 +273,7 @@ def skew(
 
 @app.command("serving-health")
 def serving_health(
-    url: Annotated[
-        str | None,
-        typer.Option(help="the scorer's /metrics URL; default monitoring.scorer_metrics_url"),
-    ] = None,
+    url: ScorerUrlOpt = None,
     no_alerts: NoAlertsOpt = False,
 ) -> None:
     """Error rate by status class, latency p50/p99, requests per model version, CPU and
@@ -287,10 +288,7 @@ def serving_health(
 
 @app.command("probation")
 def probation(
-    url: Annotated[
-        str | None,
-        typer.Option(help="the scorer's /metrics URL; default monitoring.scorer_metrics_url"),
-    ] = None,
+    url: ScorerUrlOpt = None,
     no_alerts: NoAlertsOpt = False,
 ) -> None:
     """Judge a champion on probation (errors, p99 latency, score PSI since its promotion) and

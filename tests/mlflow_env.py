@@ -25,13 +25,24 @@ SERVER_START_S = 90.0
 def temporary_mlflow(root: Path) -> Iterator[Path]:
     """Point the settings (and so the registry code) at an MLflow under `root`; restore the
     environment, the cached settings and MLflow's global URIs afterwards."""
+    with mlflow_at(f"sqlite:///{root / 'mlflow.db'}", (root / "artifacts").as_uri()):
+        yield root
+
+
+@contextmanager
+def mlflow_at(tracking_uri: str, artifact_location: str | None = None) -> Iterator[str]:
+    """The settings pointed at an MLflow (artifacts where its server puts them when None);
+    the environment, the cached settings and MLflow's global URIs restored afterwards."""
     patch = pytest.MonkeyPatch()
-    patch.setenv("COLLECTWISE_MLFLOW__TRACKING_URI", f"sqlite:///{root / 'mlflow.db'}")
-    patch.setenv("COLLECTWISE_MLFLOW__ARTIFACT_LOCATION", (root / "artifacts").as_uri())
+    patch.setenv("COLLECTWISE_MLFLOW__TRACKING_URI", tracking_uri)
+    if artifact_location is None:
+        patch.delenv("COLLECTWISE_MLFLOW__ARTIFACT_LOCATION", raising=False)
+    else:
+        patch.setenv("COLLECTWISE_MLFLOW__ARTIFACT_LOCATION", artifact_location)
     previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
     get_settings.cache_clear()
     try:
-        yield root
+        yield tracking_uri
     finally:
         patch.undo()
         get_settings.cache_clear()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
@@ -51,14 +52,23 @@ def _one_line_naming(caplog: pytest.LogCaptureFixture, backend: str, port: int) 
     return line
 
 
+@contextmanager
+def platform_db_behind_proxy(
+    pg_url: str, home: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[TcpProxy]:
+    """A home whose platform database is pg_url reached through a proxy the test can cut."""
+    target = urlsplit(pg_url)
+    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
+        monkeypatch.setenv("COLLECTWISE_HOME", str(home))
+        monkeypatch.setenv("COLLECTWISE_MONITORING__DB_URL", _through(pg_url, proxy))
+        get_settings.cache_clear()
+        yield proxy
+
+
 def test_the_cli_names_the_platform_database_when_it_is_down(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    target = urlsplit(pg_url)
-    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        monkeypatch.setenv("COLLECTWISE_HOME", str(tmp_path))
-        monkeypatch.setenv("COLLECTWISE_MONITORING__DB_URL", _through(pg_url, proxy))
-        get_settings.cache_clear()
+    with platform_db_behind_proxy(pg_url, tmp_path, monkeypatch) as proxy:
         code, output = _run("alerts", "list")
         assert code == 0, output
 
@@ -109,11 +119,7 @@ def test_the_cli_names_the_mlflow_registry_when_it_is_down(
 def test_the_console_health_page_names_the_backend_that_is_down(
     pg_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    target = urlsplit(pg_url)
-    with tcp_proxy(target.hostname or "127.0.0.1", target.port or 5432) as proxy:
-        monkeypatch.setenv("COLLECTWISE_HOME", str(tmp_path))
-        monkeypatch.setenv("COLLECTWISE_MONITORING__DB_URL", _through(pg_url, proxy))
-        get_settings.cache_clear()
+    with platform_db_behind_proxy(pg_url, tmp_path, monkeypatch) as proxy:
         app = create_app(Backends())
         with app.server.app_context():
             assert _backends_up() == ["ok", "ok"]

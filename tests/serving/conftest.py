@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -20,11 +17,11 @@ from typing import Any
 
 import pandas as pd
 import pytest
-import redis
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from feast import FeatureStore
 
+from benchmarks.scorer_harness import private_redis
 from collectwise.settings import Settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest
@@ -144,40 +141,11 @@ def serve(app: FastAPI) -> TestClient:
     return TestClient(app)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
-    port = _free_port()
-    server = subprocess.Popen(
-        [
-            "redis-server",
-            "--port",
-            str(port),
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(tmp_path),
-        ],
-        stdout=subprocess.DEVNULL,
-    )
-    client = redis.Redis(port=port)
-    for _ in range(100):
-        try:
-            client.ping()
-            break
-        except redis.ConnectionError:
-            time.sleep(0.05)
-    yield server, port
-    os.kill(server.pid, signal.SIGCONT)
-    server.terminate()
-    server.wait(timeout=10)
+    """A Redis of the test's own, to freeze or kill for real."""
+    with private_redis(tmp_path) as (server, port):
+        yield server, port
 
 
 def eventually(check: Any, seconds: float = 15.0) -> bool:

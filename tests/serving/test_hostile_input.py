@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import threading
 import time
@@ -24,6 +23,7 @@ import pytest
 import requests
 import uvicorn
 
+from benchmarks.scorer_harness import free_port
 from ingestion.feast_store import materialize_latest
 from ingestion.retrieval import apply_scratch_repo
 from serving.main import create_app
@@ -212,18 +212,12 @@ def test_audit_log_is_owner_only(client: Any, world: ScorerWorld, tmp_path: Path
 # ---------------------------------------------------------------- over a real socket
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def live_url(world: ScorerWorld, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The app under uvicorn on a port of its own, as `collectwise serve` runs it."""
     root = tmp_path_factory.mktemp("live")
     app = create_app(scorer_settings(root), store=world.store)
-    port = _free_port()
+    port = free_port()
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

@@ -9,13 +9,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import mlflow
 import pytest
 from fastapi.testclient import TestClient
 
-from collectwise.settings import get_settings
 from serving.main import create_app
-from tests.mlflow_env import running_mlflow_server
+from tests.mlflow_env import mlflow_at, running_mlflow_server
 from tests.serving import conftest as serving
 from tests.serving.conftest import SCORE_KEY, ScorerWorld, scorer_settings, serve
 from tests.serving.test_scorer import body, known_accounts
@@ -45,19 +43,8 @@ def _port(url: str) -> int:
 def mlflow_env(registry_proxy: TcpProxy) -> Iterator[str]:
     """The serving world's MLflow, here the server behind the proxy (the world registers and
     promotes its champion through it)."""
-    patch = pytest.MonkeyPatch()
-    uri = f"http://127.0.0.1:{registry_proxy.port}"
-    patch.setenv("COLLECTWISE_MLFLOW__TRACKING_URI", uri)
-    patch.delenv("COLLECTWISE_MLFLOW__ARTIFACT_LOCATION", raising=False)
-    previous = mlflow.get_tracking_uri(), mlflow.get_registry_uri()
-    get_settings.cache_clear()
-    try:
+    with mlflow_at(f"http://127.0.0.1:{registry_proxy.port}") as uri:
         yield uri
-    finally:
-        patch.undo()
-        get_settings.cache_clear()
-        mlflow.set_tracking_uri(previous[0])
-        mlflow.set_registry_uri(previous[1])
 
 
 def _eventually(what: str, check: Callable[[], bool], seconds: float = 60.0) -> float:
