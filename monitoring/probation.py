@@ -47,6 +47,8 @@ JOB = "probation"
 SYSTEM = "system"
 MODEL_REQUESTS = "collectwise_model_requests_total"
 MODEL_LATENCY = "collectwise_model_request_latency_seconds"
+# The alias label the scorer puts on its metrics and served log (training.registry.CHAMPION,
+# not imported: the registry module pulls in MLflow, which the judging functions do not need).
 CHAMPION = "champion"
 
 
@@ -131,11 +133,10 @@ def breaches(evidence: Evidence, limits: Limits) -> list[str]:
         p99 = evidence.p99_ms
         if p99 is not None and p99 > limits.max_p99_ms:
             found.append(f"p99 latency {p99:.0f} ms is above {limits.max_p99_ms:.0f} ms")
-    judged_psi = evidence.psi is not None and evidence.scores >= limits.min_scores
-    if judged_psi and evidence.psi is not None and evidence.psi > limits.max_psi:
+    psi = evidence.psi if evidence.scores >= limits.min_scores else None
+    if psi is not None and psi > limits.max_psi:
         found.append(
-            f"score PSI {evidence.psi:.3f} over {evidence.scores} accounts is above "
-            f"{limits.max_psi:.2f}"
+            f"score PSI {psi:.3f} over {evidence.scores} accounts is above {limits.max_psi:.2f}"
         )
     return found
 
@@ -214,12 +215,13 @@ def run_probation(
         return _idle(now, "the champion is past its probation", labels)
     evidence = gather(settings, meta, since, now, url)
     found = breaches(evidence, limits)
-    rolled_back = bool(found) and _roll_back(settings, meta, found)
+    restored = _roll_back(settings, meta, found) if found else None
+    rolled_back = restored is not None
     labels |= {"until": (since + limits.window).isoformat(), "state": _state(found, rolled_back)}
     if found:
         labels["reasons"] = "; ".join(found)
-    if rolled_back:
-        labels["rolled_back_to"] = str(registry.resolve_alias(CHAMPION, settings=settings.mlflow))
+    if restored is not None:
+        labels["rolled_back_to"] = str(restored)
     log.info("probation of v%s: %s", meta.version, labels["state"])
     return JobResult(
         JOB, since, now, _metrics(evidence, bool(found), rolled_back), labels=labels,
@@ -233,17 +235,18 @@ def _state(found: list[str], rolled_back: bool) -> str:
     return "rolled back" if rolled_back else "failing, with no previous champion to roll back to"
 
 
-def _roll_back(settings: Settings, meta: ModelMetadata, found: list[str]) -> bool:
-    """Roll back unless the champion moved meanwhile or there is nothing to go back to."""
+def _roll_back(settings: Settings, meta: ModelMetadata, found: list[str]) -> int | None:
+    """The version restored; None when the champion moved meanwhile or there is nothing to
+    go back to."""
     from training import registry  # noqa: PLC0415
 
     if registry.resolve_alias(CHAMPION, settings=settings.mlflow) != meta.version:
         log.warning("v%s is no longer the champion: no rollback", meta.version)
-        return False
+        return None
     if registry.resolve_alias(registry.PREVIOUS_CHAMPION, settings=settings.mlflow) is None:
         log.error("v%s failed its probation and there is no previous champion", meta.version)
-        return False
+        return None
     why = f"failed probation: {'; '.join(found)}"
     restored = registry.rollback(SYSTEM, why, settings=settings.mlflow)
     log.warning("v%s rolled back to v%s: %s", meta.version, restored.version, why)
-    return True
+    return restored.version
