@@ -9,7 +9,9 @@ into Feast projects of their own (on Redis too), not the cache.
 What the children need is checked before anything runs: Redis, and for the scorer's
 benchmarks the demo data and a champion (`make demo`; or leave them out with --no-online).
 The summary is rewritten after every benchmark, the ones not yet run marked, so a run
-stopped halfway still leaves one.
+stopped halfway still leaves one. It also says how loaded the machine was during the run
+(the 1-minute load average, sampled every 5 s) and how each ratio moved since the previous
+run, whose summary is kept beside it as summary.previous.{json,md}.
 
     python -m benchmarks.run_all            # 100,000 accounts
     python -m benchmarks.run_all --quick    # 20,000 accounts
@@ -20,8 +22,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -65,7 +69,10 @@ ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("load_run", "load_run.json", ["--minutes", "1"], []),
 )
 ONLINE_MODULES = tuple(module for module, *_ in ONLINE)
-SUMMARY_HEADER = ("benchmark", "case", "real s", "floor s", "ratio", "aim", "met")
+ROW_FIELDS = ("benchmark", "case", "real s", "floor s", "ratio", "ratio kind", "aim", "met")
+SUMMARY_HEADER = (
+    "benchmark", "case", "real s", "floor s", "ratio", "previous", "change", "aim", "met",
+)  # fmt: skip
 
 
 @dataclass
@@ -113,7 +120,8 @@ def _run_child(command: list[str]) -> int:
 
 
 def summary_rows(document: dict[str, Any]) -> list[list[Any]]:
-    """Summary lines from our comparison records, or from the generator's run records."""
+    """Summary lines (benchmark, case, real s, floor s, ratio, ratio kind, aim, met) from our
+    comparison records, or from the generator's run records."""
     if "comparisons" in document:
         return [
             [
@@ -121,7 +129,8 @@ def summary_rows(document: dict[str, Any]) -> list[list[Any]]:
                 c["case"],
                 c["real_seconds"],
                 c["floor_seconds"],
-                f"{c['ratio']:.2f}x {c['ratio_kind']}",
+                c["ratio"],
+                c["ratio_kind"],
                 c["aim"] or "-",
                 {True: "yes", False: "no", None: "-"}[c.get("meets_aim")],
             ]
@@ -133,12 +142,66 @@ def summary_rows(document: dict[str, Any]) -> list[list[Any]]:
             f"{r.get('accounts', 0):,} accounts",
             r.get("seconds"),
             r.get("floor_seconds"),
-            f"{r.get('ratio_to_floor', 0.0):.2f}x real/floor seconds",
+            r.get("ratio_to_floor", 0.0),
+            "real/floor seconds",
             "-",
             "-",
         ]
         for r in document.get("runs", [])
     ]
+
+
+class LoadSampler:
+    """The machine's 1-minute load average, sampled through the run: figures measured while
+    something else ran are read with that in mind."""
+
+    def __init__(self, every_seconds: float = 5.0) -> None:
+        self.samples: list[float] = [os.getloadavg()[0]]
+        self._every = every_seconds
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="load-sampler", daemon=True)
+
+    def __enter__(self) -> LoadSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=self._every + 1)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._every):
+            self.samples.append(os.getloadavg()[0])
+
+    def figures(self) -> dict[str, Any]:
+        return load_figures(self.samples)
+
+
+def load_figures(samples: list[float]) -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "samples": len(samples),
+        "load_1m_min": round(min(samples), 2),
+        "load_1m_mean": round(sum(samples) / len(samples), 2),
+        "load_1m_max": round(max(samples), 2),
+    }
+
+
+def previous_ratios(document: dict[str, Any]) -> dict[tuple[str, str], float]:
+    """(benchmark, case) -> ratio of an earlier summary.json (rows without a numeric ratio,
+    from an older layout, are left out)."""
+    out: dict[tuple[str, str], float] = {}
+    for outcome in document.get("benchmarks", []):
+        for row in outcome.get("rows", []):
+            if len(row) == len(ROW_FIELDS) and isinstance(row[4], int | float):
+                out[(str(row[0]), str(row[1]))] = float(row[4])
+    return out
+
+
+def change(now: float | None, before: float | None) -> str:
+    if now is None or before is None or before == 0:
+        return "new" if before is None else "-"
+    return f"{(now - before) / before:+.0%}"
 
 
 def plan(accounts: int, quick: bool) -> list[tuple[str, str, list[str]]]:
@@ -158,19 +221,46 @@ def plan(accounts: int, quick: bool) -> list[tuple[str, str, list[str]]]:
     return runs
 
 
-def markdown(outcomes: list[Outcome], accounts: int) -> str:
+def markdown(
+    outcomes: list[Outcome],
+    accounts: int,
+    load: dict[str, Any],
+    previous: dict[tuple[str, str], float],
+) -> str:
     lines = [
         f"# Benchmarks: {accounts:,} accounts",
+        "",
+        f"Machine load during the run: 1-minute load average {load['load_1m_min']:g} to "
+        f"{load['load_1m_max']:g} (mean {load['load_1m_mean']:g}, {load['samples']} samples) on "
+        f"{load['cpus']} CPUs. Above the CPU count, other work shared the machine: read the "
+        "ratios (real and floor ran side by side) rather than the seconds.",
         "",
         "| " + " | ".join(SUMMARY_HEADER) + " |",
         "|" + "---|" * len(SUMMARY_HEADER),
     ]
     for outcome in outcomes:
         for row in outcome.rows:
-            lines.append("| " + " | ".join(fmt(v) for v in row) + " |")
+            lines.append("| " + " | ".join(_summary_cells(row, previous)) + " |")
     lines += ["", "| module | exit | results | wall s |", "|---|---|---|---|"]
     lines += [f"| {o.module} | {_exit(o)} | {_results(o)} | {o.seconds:.0f} |" for o in outcomes]
     return "\n".join(lines) + "\n"
+
+
+def _summary_cells(row: list[Any], previous: dict[tuple[str, str], float]) -> list[str]:
+    benchmark, case, real, floor, ratio, kind, aim, met = row
+    before = previous.get((str(benchmark), str(case)))
+    shown_before = f"{before:.2f}x" if before is not None else "-"
+    return [
+        str(benchmark),
+        str(case),
+        fmt(real),
+        fmt(floor),
+        f"{ratio:.2f}x {kind}",
+        shown_before,
+        change(ratio, before),
+        str(aim),
+        str(met),
+    ]
 
 
 def _exit(outcome: Outcome) -> str:
@@ -202,17 +292,46 @@ def check_inputs(plan_: list[tuple[str, str, list[str]]]) -> None:
             ) from None
 
 
-def write_summary(outcomes: list[Outcome], accounts: int, quick: bool) -> None:
+@dataclass
+class Report:
+    """What the summary is written from, again after every benchmark."""
+
+    accounts: int
+    quick: bool
+    load: LoadSampler
+    # Ratios of the run before this one (benchmarks/results/summary.previous.json).
+    previous: dict[tuple[str, str], float]
+
+
+def write_summary(outcomes: list[Outcome], report: Report) -> None:
     RESULTS_DIR.mkdir(parents=True, exist_ok=True)
+    load = report.load.figures()
     summary = {
-        "accounts": accounts,
-        "quick": quick,
+        "accounts": report.accounts,
+        "quick": report.quick,
         "environment": environment(),
+        "load": load,
         "complete": not any(o.failed for o in outcomes),
         "benchmarks": [o.__dict__ for o in outcomes],
     }
     (RESULTS_DIR / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n")
-    (RESULTS_DIR / "summary.md").write_text(markdown(outcomes, accounts))
+    text = markdown(outcomes, report.accounts, load, report.previous)
+    (RESULTS_DIR / "summary.md").write_text(text)
+
+
+def keep_previous() -> dict[tuple[str, str], float]:
+    """Move the last run's summary aside (summary.previous.*) and return its ratios."""
+    last = RESULTS_DIR / "summary.json"
+    if not last.exists():
+        return {}
+    last.replace(RESULTS_DIR / "summary.previous.json")
+    if (RESULTS_DIR / "summary.md").exists():
+        (RESULTS_DIR / "summary.md").replace(RESULTS_DIR / "summary.previous.md")
+    try:
+        return previous_ratios(json.loads((RESULTS_DIR / "summary.previous.json").read_text()))
+    except ValueError:
+        log.warning("the previous summary is not JSON; no changes are shown")
+        return {}
 
 
 def run(args: argparse.Namespace) -> None:
@@ -225,15 +344,17 @@ def run(args: argparse.Namespace) -> None:
     check_inputs(runs)
     prepare_data(accounts, rebuild=args.rebuild_cache)
     outcomes = [Outcome(module, None, 0.0, None) for module, _, _ in runs]
-    try:
-        for i, (module, result, extra) in enumerate(runs):
-            outcomes[i] = run_one(module, result, extra)
-            write_summary(outcomes, accounts, args.quick)
-    finally:
-        # Also when stopped: the benchmarks not run yet are marked so.
-        write_summary(outcomes, accounts, args.quick)
+    with LoadSampler() as load:
+        report = Report(accounts, args.quick, load, keep_previous())
+        try:
+            for i, (module, result, extra) in enumerate(runs):
+                outcomes[i] = run_one(module, result, extra)
+                write_summary(outcomes, report)
+        finally:
+            # Also when stopped: the benchmarks not run yet are marked so.
+            write_summary(outcomes, report)
     rows = [row for o in outcomes for row in o.rows]
-    log.info("\n%s", render_table(f"summary, {accounts:,} accounts", SUMMARY_HEADER, rows))
+    log.info("\n%s", render_table(f"summary, {accounts:,} accounts", ROW_FIELDS, rows))
     log.info("wrote %s and %s", RESULTS_DIR / "summary.json", RESULTS_DIR / "summary.md")
     if any(o.failed for o in outcomes):
         sys.exit(1)

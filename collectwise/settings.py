@@ -246,6 +246,11 @@ class ServingSettings(BaseModel):
     online_timeout_seconds: float = Field(default=0.5, gt=0)
     # A batch is read in chunks of this many accounts, each chunk under the deadline above.
     online_chunk_rows: int = Field(default=250, ge=1)
+    # Requests of one worker that read and score at once; the others queue for up to
+    # admission_wait_seconds, then get 503 busy (serving.admission). The read deadline starts
+    # once a request is admitted, so it measures the store, not the queue or the GIL.
+    scoring_slots: int = Field(default=2, ge=1)
+    admission_wait_seconds: float = Field(default=5.0, gt=0)
     # Readiness needs the store's snapshot marker (ingestion.snapshot_marker); turn off only
     # for a store loaded by other means than `collectwise materialize`.
     readiness_marker: bool = True

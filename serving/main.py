@@ -24,6 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from collectwise.settings import Settings, get_settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from serving import errors
+from serving.admission import Admission
 from serving.api import current_model, health, score
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
@@ -86,6 +87,7 @@ def build_service(platform: Settings, store: FeatureStore) -> Service:
             if settings.record
             else None
         ),
+        admission=Admission(settings.scoring_slots, settings.admission_wait_seconds),
     )
     holder.append(service)
     if not len(service.keys):

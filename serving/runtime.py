@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from collectwise.errors import backend_down
 from collectwise.settings import PathSettings, ServingSettings
+from serving.admission import Admission
 from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
@@ -50,6 +51,7 @@ class Service:
     metrics: ServiceMetrics
     options: ScoringOptions
     recorder: Recorder | None
+    admission: Admission
     alerts: list[dict[str, Any]] = field(default_factory=list)
     # Why the last registry refresh failed; None while it answers.
     registry_error: str | None = None

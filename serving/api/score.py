@@ -41,7 +41,10 @@ NOT_FOUND: dict[int | str, dict[str, Any]] = {
     404: {"model": ErrorBody, "description": "the account has no online features"}
 }
 UNAVAILABLE: dict[int | str, dict[str, Any]] = {
-    503: {"model": ErrorBody, "description": "store or model unavailable (Retry-After set)"},
+    503: {
+        "model": ErrorBody,
+        "description": "store or model unavailable, or the scorer busy (Retry-After set)",
+    },
     500: {"model": ErrorBody, "description": "the served model raised (model_failed)"},
 }
 
@@ -55,15 +58,16 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
     models = service.watcher.current  # taken once: the request ends on the model it began with
     models.require_champion()
     when = body.as_of or datetime.now(UTC)
-    row = service.online.read([body.account_id], when, body.reported_monthly_income)[0]
-    if not row.known:
-        raise UnknownAccountError(body.account_id)
-    problem = features_after(row, when)
-    if problem:
-        raise invalid("as_of", problem, "as_of_before_features")
-    _check_fresh(service, [row])
-    options = service.options if body.explain else replace(service.options, reasons=0)
-    scored = _scored(service, [row], models, options)[0]
+    with service.admission.place():
+        row = service.online.read([body.account_id], when, body.reported_monthly_income)[0]
+        if not row.known:
+            raise UnknownAccountError(body.account_id)
+        problem = features_after(row, when)
+        if problem:
+            raise invalid("as_of", problem, "as_of_before_features")
+        _check_fresh(service, [row])
+        options = service.options if body.explain else replace(service.options, reasons=0)
+        scored = _scored(service, [row], models, options)[0]
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, [scored], request_id, "/v1/score", caller.name, when, now, started)
@@ -84,12 +88,13 @@ def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) ->
     models.require_champion()
     when = body.as_of or datetime.now(UTC)
     pairs = list(dict.fromkeys((i.account_id, i.reported_monthly_income) for i in body.accounts))
-    rows = service.online.read([a for a, _ in pairs], when, [income for _, income in pairs])
-    refused = {pair: _refusal(row, when) for pair, row in zip(pairs, rows, strict=True)}
-    fit = [row for pair, row in zip(pairs, rows, strict=True) if refused[pair] is None]
-    _check_fresh(service, fit)
-    options = service.options if body.explain else replace(service.options, reasons=0)
-    scored = _scored(service, fit, models, options)
+    with service.admission.place():
+        rows = service.online.read([a for a, _ in pairs], when, [income for _, income in pairs])
+        refused = {pair: _refusal(row, when) for pair, row in zip(pairs, rows, strict=True)}
+        fit = [row for pair, row in zip(pairs, rows, strict=True) if refused[pair] is None]
+        _check_fresh(service, fit)
+        options = service.options if body.explain else replace(service.options, reasons=0)
+        scored = _scored(service, fit, models, options)
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, scored, request_id, "/v1/score/batch", caller.name, when, now, started)
