@@ -19,7 +19,7 @@ import pandas as pd
 
 from serving.model_set import ModelSet, ServedModel
 from serving.online import OnlineRow
-from training.model_matrix import column_sources, model_matrix
+from training.model_matrix import column_sources, records_matrix
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,7 @@ def score_rows(
     champion = models.require_champion()
     if not rows:
         return []
-    # Column by column: pandas infers a list of dicts key by key, several times slower.
-    names = list(rows[0].features)
-    x = model_matrix(pd.DataFrame({n: [r.features.get(n) for r in rows] for n in names}))
+    x = records_matrix([r.features for r in rows])
     vectors = x.to_numpy(dtype=np.float64).tolist()
     p = champion.model.predict_proba(x)
     other = models.challenger if options.mode != "off" else None

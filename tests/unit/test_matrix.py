@@ -19,6 +19,7 @@ from training.model_matrix import (
     model_columns,
     model_matrix,
     monotone_constraints,
+    records_matrix,
 )
 
 pytestmark = pytest.mark.unit
@@ -174,3 +175,19 @@ def test_large_array_columns_expand_like_small_ones(rows: list[Any]) -> None:
     values = np.empty(len(rows), dtype=object)
     values[:] = rows
     np.testing.assert_array_equal(expand_arrays(values, 6), _expand_few(values, 6))
+
+
+def test_feature_dicts_encode_as_their_frame_does(fields: list[tuple[str, str]]) -> None:
+    # The scorer encodes its online rows' dicts without a frame: the same matrix, for one row
+    # (small path) and for 80 (column path), with missing values, short and absent arrays.
+    offline = offline_frame(fields, 80)
+    online = pd.concat([online_frame(offline, i) for i in range(80)], ignore_index=True)
+    online.at[1, HISTORY] = [1.0, 2.0]
+    online.at[2, DPD_HISTORY] = None
+    online.at[3, CHANNEL] = "carrier pigeon"
+    records = online.to_dict(orient="records")
+    for rows in (records[:1], records[1:4], records):
+        expected = model_matrix(pd.DataFrame(rows, dtype=object))
+        pd.testing.assert_frame_equal(records_matrix(rows), expected)
+    with pytest.raises(KeyError, match=CREDIT_LIMIT):
+        records_matrix([{k: v for k, v in records[0].items() if k != CREDIT_LIMIT}])
