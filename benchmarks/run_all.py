@@ -2,9 +2,9 @@
 
 Each benchmark runs in its own process, so one's memory, caches and garbage-collector
 state cannot colour the next one's figures; real path and floor still share a process
-inside each benchmark. The cached data are prepared once up front. The scorer's benchmarks
-(online_latency, load_run) come last: they read the repo's demo data and champion, loaded
-into Feast projects of their own (on Redis too), not the cache.
+inside each benchmark. The cached data are prepared once up front. The scorer's
+benchmarks (online_latency, throughput, load_run) come last: they read the repo's demo data
+and champion, loaded into Feast projects of their own (on Redis too), not the cache.
 
 What the children need is checked before anything runs: Redis, and for the scorer's
 benchmarks the demo data and a champion (`make demo`; or leave them out with --no-online).
@@ -66,6 +66,7 @@ GENERATOR = ("bench_generator", "generator.json")
 # (module, result file, arguments when --quick, arguments otherwise).
 ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("online_latency", "online_latency.json", ["--quick"], []),
+    ("throughput", "throughput.json", ["--quick"], []),
     ("load_run", "load_run.json", ["--minutes", "1"], []),
 )
 ONLINE_MODULES = tuple(module for module, *_ in ONLINE)

@@ -278,18 +278,20 @@ def scorer_env(
     return env
 
 
-def peer_command(profile: Path, port: int) -> list[str]:
+def peer_command(profile: Path, port: int, workers: int = 1) -> list[str]:
     # gunicorn's default --max-requests 1000 would restart the worker mid-measurement.
     return [
         *(str(VENV_BIN / "feast"), "-f", str(profile), "serve"),
         *("-p", str(port), "--no-access-log", "--max-requests", "0"),
+        *(("--workers", str(workers)) if workers != 1 else ()),
     ]
 
 
-def hello_command(port: int) -> list[str]:
+def hello_command(port: int, workers: int = 1) -> list[str]:
     return [
         *(sys.executable, "-m", "uvicorn", "benchmarks.scorer_harness:hello_app", "--factory"),
         *("--port", str(port), "--log-level", "warning", "--no-access-log"),
+        *(("--workers", str(workers)) if workers != 1 else ()),
     ]
 
 

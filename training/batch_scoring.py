@@ -25,6 +25,8 @@ from typing import TYPE_CHECKING, Final, Literal
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from rich.console import Console
+from rich.progress import Progress
 
 from collectwise.errors import InvalidInputError
 from ingestion.uci import check_format, ingest_uci
@@ -39,6 +41,8 @@ NO_FEATURES: Final = "no features for this account"
 INVALID_ID: Final = "invalid account id"
 # The output format follows --out's extension (any case); nothing else is written.
 OUTPUT_FORMATS: Final = (".csv", ".parquet", ".json")
+# Accounts read from the online store and scored at a time by score_accounts.
+ONLINE_CHUNK_ROWS: Final = 10_000
 
 
 class BatchInputError(InvalidInputError, ValueError):
@@ -84,23 +88,55 @@ def score_accounts(
     as_of: datetime | None = None,
     *,
     is_valid: Callable[[str], bool] = bool,
+    chunk_rows: int = ONLINE_CHUNK_ROWS,
 ) -> pd.DataFrame:
     """Score accounts already in the online store, in the order given. Ids for which
-    is_valid is false never reach the store: they are marked INVALID_ID."""
-    from ingestion.feast_store import online_feature_vectors  # noqa: PLC0415
+    is_valid is false never reach the store: they are marked INVALID_ID.
 
+    The store is read `chunk_rows` accounts at a time, each chunk scored before the next is
+    read, so memory holds one chunk's vectors whatever the number of ids (a book of 1,000,000
+    read at once held every vector as Python objects); a bar shows progress on a terminal
+    and a log line every tenth of the way otherwise.
+    """
     ids = [str(a) for a in account_ids]
     valid = np.array([is_valid(a) for a in ids], dtype=bool)
-    out = pd.DataFrame({"account_id": ids, "probability": np.nan, "band": "unknown"})
-    out["decision"] = pd.NA
-    out["status"] = INVALID_ID
-    wanted = [a for a, ok in zip(ids, valid, strict=True) if ok]
-    if wanted:
-        vectors = online_feature_vectors(store, wanted, scoring_time=as_of)  # type: ignore[arg-type]
-        scored = score_vectors(model, vectors)
-        for column in ("probability", "band", "decision", "status"):
-            out.loc[valid, column] = scored[column].to_numpy()
-    return out
+    probability = np.full(len(ids), np.nan)
+    band = np.full(len(ids), "unknown", dtype=object)
+    decision = np.full(len(ids), pd.NA, dtype=object)
+    status = np.full(len(ids), INVALID_ID, dtype=object)
+    positions = np.flatnonzero(valid)
+    with _progress() as bar:
+        task = bar.add_task("scoring accounts", total=len(positions))
+        for done, start in enumerate(range(0, len(positions), chunk_rows), start=1):
+            where = positions[start : start + chunk_rows]
+            scored = _score_chunk(store, model, [ids[i] for i in where], as_of)
+            probability[where] = scored["probability"].to_numpy()
+            band[where], status[where] = scored["band"].to_numpy(), scored["status"].to_numpy()
+            decision[where] = scored["decision"].to_numpy(dtype=object)
+            bar.advance(task, len(where))
+            _log_progress(done, start + len(where), len(positions), chunk_rows)
+    columns = {"probability": probability, "band": band, "decision": decision}
+    return pd.DataFrame({"account_id": ids, **columns, "status": status})
+
+
+def _score_chunk(
+    store: object, model: ScoringModel, ids: list[str], as_of: datetime | None
+) -> pd.DataFrame:
+    from ingestion.feast_store import online_feature_vectors  # noqa: PLC0415
+
+    vectors = online_feature_vectors(store, ids, scoring_time=as_of)  # type: ignore[arg-type]
+    return score_vectors(model, vectors)
+
+
+def _progress() -> Progress:
+    console = Console(stderr=True)
+    return Progress(console=console, transient=True, disable=not console.is_terminal)
+
+
+def _log_progress(chunk: int, scored: int, total: int, chunk_rows: int) -> None:
+    chunks = -(-total // chunk_rows)
+    if chunks > 1 and (chunk == chunks or chunk % max(1, chunks // 10) == 0):
+        log.info("scored %s of %s accounts", f"{scored:,}", f"{total:,}")
 
 
 def score_uci_file(csv: Path, model: ScoringModel, work_dir: Path | None = None) -> pd.DataFrame:

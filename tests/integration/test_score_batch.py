@@ -89,3 +89,8 @@ def test_account_ids_are_scored_from_the_online_store(
     assert unknown["status"] == "no features for this account" and pd.isna(unknown["probability"])
     expected = model.predict_proba(x.iloc[:5])
     np.testing.assert_allclose(scores["probability"].iloc[:5].to_numpy(float), expected)
+    # Read and scored two accounts at a time (a book bigger than memory): the same answers.
+    chunked = score_accounts(
+        applied.store, model, read_account_ids(listing), feature_data.as_of, chunk_rows=2
+    )
+    pd.testing.assert_frame_equal(chunked, scores)
