@@ -9,6 +9,8 @@ STAMP := $(VENV)/.installed-stamp
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
 PYTEST_ARGS ?=
+# pytest-xdist workers; each test file runs whole on one of them (its module fixtures once).
+TEST_WORKERS ?= 2
 PORT ?= 8000
 CONSOLE_PORT ?= 8050
 IMAGE ?= collectwise:local
@@ -98,7 +100,7 @@ services: ## Install and start what the tests need (Redis, PostgreSQL, Chromium)
 	@bash .ci/services
 
 test: setup services ## Run the test suite (installs and starts its services first)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 lint: setup ## ruff, mypy, bandit, the GitHub workflows (schema, zizmor); offline
 	ruff check .

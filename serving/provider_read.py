@@ -68,6 +68,8 @@ class DirectReader:
             # A copy: some stores (Redis) append their own keys to the list they are given.
             wanted = list(table.features)
             found = self._provider.online_read(self._config, table.view, keys, wanted)
+            # One event time per row and view: converted once, not once per feature.
+            stamps = [_seconds(ts) for ts, _ in found]
             for name in table.features:
                 kind = table.types[name]
                 out[f"{table.prefix}__{name}"] = [
@@ -77,7 +79,7 @@ class DirectReader:
                     else feast_value_type_to_python_type(values[name], kind)
                     for _, values in found
                 ]
-                out[f"{table.prefix}__{name}{TS_SUFFIX}"] = [_seconds(ts) for ts, _ in found]
+                out[f"{table.prefix}__{name}{TS_SUFFIX}"] = list(stamps)
         return out
 
 
