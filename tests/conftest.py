@@ -7,12 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 # prometheus_client picks its value store once, when first imported: files per process if
-# PROMETHEUS_MULTIPROC_DIR is set, and importing feast.metrics sets it. Imported before any
-# feast import, every app a test builds counts alone, as each process does in production.
-import prometheus_client.values  # noqa: F401
+# PROMETHEUS_MULTIPROC_DIR is set, and importing feast.metrics sets it. In-memory values are
+# pinned here, not only imported first: a pytest-xdist worker can import feast before this
+# file, and then every app a test process builds would add to the same files. Pinned, each
+# app counts alone, as each process does in production.
+import prometheus_client.values
 import pytest
 
 from collectwise.settings import get_settings
+
+prometheus_client.values.ValueClass = prometheus_client.values.MutexValue
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 SHARED_DIR = Path(os.environ.get("COLLECTWISE_SHARED_DIR", REPO_ROOT.parent / "shared"))
