@@ -42,7 +42,7 @@ import os
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
@@ -221,16 +221,25 @@ async def _loop(
     return out
 
 
-async def _drive(
-    server: Server, key: str, target: Target, concurrency: int, n: int, warm: int
-) -> Driven:
+@contextlib.asynccontextmanager
+async def bench_client(
+    server: Server, key: str, connections: int
+) -> AsyncIterator[httpx.AsyncClient]:
+    """The driver's client: JSON bodies, the run's API key, up to `connections` kept open."""
     import httpx  # noqa: PLC0415
 
     headers = {"content-type": "application/json", "x-api-key": key}
-    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
     async with httpx.AsyncClient(
         base_url=server.url, headers=headers, limits=limits, timeout=60.0
     ) as client:
+        yield client
+
+
+async def _drive(
+    server: Server, key: str, target: Target, concurrency: int, n: int, warm: int
+) -> Driven:
+    async with bench_client(server, key, concurrency) as client:
         check_answer(target, await client.post(target.path, content=target.bodies[0]))
         await _loop(client, target, concurrency, warm, offset=0)
         with collector_paused():

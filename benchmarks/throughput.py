@@ -52,8 +52,8 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -80,6 +80,7 @@ from benchmarks.online_latency import (
     Driven,
     ServerSpec,
     Target,
+    bench_client,
     check_answer,
     server_cpu_seconds,
     start_servers,
@@ -139,18 +140,6 @@ QUICK_SECONDS, QUICK_WARM = 5.0, 1.0
 
 
 # --- driving ----------------------------------------------------------------------------------
-
-
-@asynccontextmanager
-async def client(server: Server, key: str, connections: int) -> AsyncIterator[httpx.AsyncClient]:
-    import httpx  # noqa: PLC0415
-
-    headers = {"content-type": "application/json", "x-api-key": key}
-    limits = httpx.Limits(max_connections=connections, max_keepalive_connections=connections)
-    async with httpx.AsyncClient(
-        base_url=server.url, headers=headers, limits=limits, timeout=60.0
-    ) as http:
-        yield http
 
 
 async def _post(
@@ -244,7 +233,7 @@ def summary(out: Driven, wall: float) -> dict[str, Any]:
 
 
 async def _saturate(server: Server, key: str, target: Target, plan: Plan) -> dict[str, Any]:
-    async with client(server, key, plan.concurrency) as http:
+    async with bench_client(server, key, plan.concurrency) as http:
         check_answer(target, await http.post(target.path, content=target.bodies[0]))
         await _closed_loop(http, target, plan.concurrency, plan.warm_seconds, Driven())
         loop = partial(_closed_loop, http, target, plan.concurrency, plan.seconds)
@@ -254,7 +243,7 @@ async def _saturate(server: Server, key: str, target: Target, plan: Plan) -> dic
 async def _at_rate(
     server: Server, key: str, target: Target, rate: float, seconds: float
 ) -> dict[str, Any]:
-    async with client(server, key, OPEN_LOOP_CONNECTIONS) as http:
+    async with bench_client(server, key, OPEN_LOOP_CONNECTIONS) as http:
         loop = partial(_open_loop, http, target, rate, seconds)
         return {"offered_per_s": rate, **await _timed(server, loop)}
 

@@ -123,19 +123,13 @@ def records_matrix(
     """
     layout = _layout(service_name)
     if records:
-        missing = [s for s in layout.sources if s not in records[0]]
-        if missing:
-            raise KeyError(f"feature columns missing from the frame: {missing}")
-    columns = [_objects([r.get(source) for r in records]) for source in layout.sources]
+        _positions(tuple(records[0]), layout.sources)  # a missing feature fails as for a frame
+    # fromiter keeps one object per row: np.array would read equal-length lists as 2-D.
+    columns = [
+        np.fromiter((r.get(source) for r in records), dtype=object, count=len(records))
+        for source in layout.sources
+    ]
     return _assemble(columns, layout, pd.RangeIndex(len(records)))
-
-
-def _objects(values: list[Any]) -> npt.NDArray[Any]:
-    # Filled item by item: numpy would read a list of equal-length lists as a 2-D array.
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        out[i] = value
-    return out
 
 
 def _assemble(columns: list[npt.NDArray[Any]], layout: _Layout, index: pd.Index) -> pd.DataFrame:

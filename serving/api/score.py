@@ -170,15 +170,20 @@ def _scored(
         return score_rows(rows, models, options, partial(_challenger_failed, service))
     except Exception as exc:
         champion = models.require_champion()
-        service.metrics.model_requests.labels(champion.alias, str(champion.version), "error").inc()
+        _count(service, champion, "error")
         log.exception("%s v%s raised while scoring", champion.name, champion.version)
         raise ModelFailedError(champion.name, champion.version, exc) from exc
 
 
 def _challenger_failed(service: Service, challenger: ServedModel, exc: Exception) -> None:
-    service.metrics.model_requests.labels(challenger.alias, str(challenger.version), "error").inc()
+    _count(service, challenger, "error")
     log.warning("%s v%s (%s) raised; its rows were answered by the champion: %s",
                 challenger.name, challenger.version, challenger.alias, exc)  # fmt: skip
+
+
+def _count(service: Service, served: ServedModel, outcome: str) -> None:
+    """One request answered (ok) or failed (error) by this model version, for its probation."""
+    service.metrics.model_requests.labels(served.alias, str(served.version), outcome).inc()
 
 
 def _response(s: Scored, request_id: str, now: datetime) -> ScoreResponse:
@@ -219,9 +224,8 @@ def _record(
             [_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
         )
     champion = models.require_champion()
-    labels = (champion.alias, str(champion.version))
-    service.metrics.model_requests.labels(*labels, "ok").inc()
-    service.metrics.model_latency.labels(*labels).observe(seconds)
+    _count(service, champion, "ok")
+    service.metrics.model_latency.labels(champion.alias, str(champion.version)).observe(seconds)
     for s in scored:
         service.metrics.scores.labels(s.band, s.served.alias, str(s.served.version)).inc()
         for view, seen in s.row.as_of.items():
