@@ -191,7 +191,7 @@ def _read_newest(
     columns = [join_key, *features, event] + ([created] if created else [])
     order = f"{_quote(event)} DESC" + (f", {_quote(created)} DESC" if created else "")
     query = (
-        f"SELECT {', '.join(map(_quote, columns))} FROM read_parquet(?) "
+        f"SELECT {', '.join(map(_quote, columns))} FROM read_parquet(?) "  # nosec B608  # identifiers quoted (_quote), values bound
         f"WHERE CAST({_quote(event)} AS TIMESTAMP) BETWEEN ? AND ? "
         f"QUALIFY row_number() OVER (PARTITION BY {_quote(join_key)} ORDER BY {order}) = 1"
     )
@@ -353,7 +353,7 @@ class _SqliteWriter(_Writer):
     def write(self, view: FeatureView, batch: _Batch) -> tuple[int, int]:
         table = _quote(self._table_id(self._project, view))
         sql = (
-            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, "
+            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, "  # nosec B608  # table id quoted (_quote), values bound
             "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO "
             "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"
