@@ -1,10 +1,15 @@
-"""Plain Flask routes beside the Dash pages: report files and batch results.
+"""Plain Flask routes beside the Dash pages: report files, batch results and the validation
+reports of registered versions.
 
-Both serve files, so both resolve the name against one root and refuse anything outside
-it; the guard in auth.py has already required a signed-in user.
+The file routes resolve the name against one root and refuse anything outside it; the
+validation route reads the registry. The guard in auth.py has already required a signed-in
+user for every one of them.
 """
 
 from __future__ import annotations
+
+import tempfile
+from pathlib import Path
 
 from flask import Flask, Response, abort, redirect, request, send_file
 
@@ -15,6 +20,9 @@ from admin_app.logic.files import safe_path
 REPORTS_PREFIX = "/reports/"
 HOME = "/models"
 REPORT_POLICY = "sandbox allow-scripts; frame-ancestors 'self'"
+# A version's validation report, from its MLflow run: /validation/v3.html (or .pdf, .json).
+VALIDATION_PREFIX = "/validation/"
+VALIDATION_TYPES = {"html": "text/html", "pdf": "application/pdf", "json": "application/json"}
 
 
 def install_routes(server: Flask) -> None:
@@ -22,6 +30,9 @@ def install_routes(server: Flask) -> None:
     server.before_request(_home)
     server.add_url_rule(f"{REPORTS_PREFIX}<path:relative>", "report_file", _report_file)
     server.add_url_rule("/batch/<job_id>/scores.csv", "batch_result", _batch_result)
+    server.add_url_rule(
+        f"{VALIDATION_PREFIX}v<int:version>.<kind>", "validation_report", _validation_report
+    )
 
 
 def _home() -> Response | None:
@@ -59,3 +70,33 @@ def _batch_result(job_id: str) -> Response:
     return send_file(
         path, mimetype="text/csv", as_attachment=True, download_name=f"scores-{job_id[:8]}.csv"
     )
+
+
+def validation_link(version: int, kind: str = "html") -> str:
+    return f"{VALIDATION_PREFIX}v{version}.{kind}"
+
+
+def _validation_report(version: int, kind: str) -> Response:
+    """A registered version's validation report, read from its run for a signed-in user."""
+    from collectwise.errors import CollectwiseError  # noqa: PLC0415
+    from training.validation.versioned import download_validation  # noqa: PLC0415
+
+    if kind not in VALIDATION_TYPES:
+        abort(404)
+    b = backends()
+    with tempfile.TemporaryDirectory(prefix="collectwise-validation-") as tmp:
+        try:
+            paths = download_validation(
+                version, Path(tmp), client=b.mlflow(), settings=b.platform.mlflow
+            )
+        except CollectwiseError:
+            abort(404)
+        if kind not in paths:
+            abort(404)
+        body = paths[kind].read_bytes()
+    user = signed_in()
+    b.actions.record(user.name if user else "?", "validation_download", "ok", target=f"v{version}")
+    response = Response(body, mimetype=VALIDATION_TYPES[kind])
+    response.headers["Content-Security-Policy"] = REPORT_POLICY
+    response.headers["Content-Disposition"] = f'inline; filename="validation_v{version}.{kind}"'
+    return response

@@ -9,6 +9,7 @@ import getpass
 import json
 import logging
 from collections.abc import Callable
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -46,6 +47,18 @@ def _live_fingerprint() -> Callable[[str], str] | None:
             return f"(no {service} in the live registry)"
 
     return live
+
+
+class Evidence(StrEnum):
+    test = "test"
+    experiment = "experiment"
+
+
+def _experiment_gate(window: str) -> Callable[[Any, Any], str]:
+    from collectwise.settings import get_settings  # noqa: PLC0415
+    from monitoring.experiment import experiment_evidence  # noqa: PLC0415
+
+    return experiment_evidence(get_settings(), window)
 
 
 def _row(meta: Any) -> str:
@@ -87,8 +100,16 @@ def promote(
     force: Annotated[bool, typer.Option(help="skip the gate (needs --why)")] = False,
     who: WhoOpt = None,
     why: Annotated[str | None, typer.Option(help="the reason, recorded on the version")] = None,
+    evidence: Annotated[
+        Evidence, typer.Option(help="test: test-set AUC gate; experiment: live A/B outcomes")
+    ] = Evidence.test,
+    experiment_window: Annotated[
+        str, typer.Option(help="--evidence experiment: scores this far back, e.g. 90d")
+    ] = "90d",
 ) -> None:
-    """Make a version champion if it beats the champion by the margin in params.yaml.
+    """Make a version champion if it beats the champion by the margin in params.yaml, or,
+    with --evidence experiment, if its AUC gain over the champion on matured outcomes of the
+    split experiment has an interval above 0 (recorded on the version either way).
 
     Checked first against the live Feast registry, as the scorer checks: a version trained
     on other feature definitions is refused; one replacing a champion the scorer would
@@ -104,6 +125,7 @@ def promote(
         who=who or (getpass.getuser() if force else None),
         why=why,
         live_fingerprint=_live_fingerprint(),
+        evidence=_experiment_gate(experiment_window) if evidence is Evidence.experiment else None,
     )
     log.info("v%s is now champion (test AUC %s)", meta.version, meta.test_auc)
 
@@ -132,6 +154,37 @@ def card(
     target.parent.mkdir(parents=True, exist_ok=True)
     path = card_for_version(version, target)
     log.info("model card written to %s", path)
+
+
+@app.command()
+def report(
+    version: Annotated[str, typer.Argument(help="a version (3, v3) or an alias")],
+    out: Annotated[Path | None, typer.Option(help="folder for the report files")] = None,
+    rebuild: Annotated[
+        bool, typer.Option(help="rebuild from the version's model and --dataset, then log it")
+    ] = False,
+    dataset: Annotated[Path, typer.Option(help="training set directory (with --rebuild)")] = Path(
+        "data/training"
+    ),
+    params: Annotated[Path, typer.Option(help="params.yaml with a `train` section")] = Path(
+        "params.yaml"
+    ),
+) -> None:
+    """The validation report of a version (JSON, HTML, PDF): downloaded from its run, or
+    rebuilt with --rebuild (benchmarked against the other live version) and logged again."""
+    from training.validation.versioned import download_validation, rebuild_validation  # noqa: PLC0415
+
+    target = out or Path("reports") / f"validation_{version}"
+    if not rebuild:
+        paths = download_validation(version, target)
+    elif not (dataset / "dataset.parquet").is_file():
+        raise typer.BadParameter(f"no training set at {dataset}", param_hint="--dataset")
+    else:
+        from collectwise.train_cli import _params  # noqa: PLC0415
+
+        paths = rebuild_validation(version, dataset, _params(params), target)
+    for kind, path in sorted(paths.items()):
+        log.info("validation report (%s): %s", kind, path)
 
 
 @app.command()

@@ -9,6 +9,7 @@ an unknown model) ends with one clear line and exit code 1.
 
 from __future__ import annotations
 
+import json
 import logging
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,13 @@ HEADLINES = {
         "performance.auc_drop",
         "performance.f1",
         "performance.brier",
+    ),
+    "experiment": (
+        "experiment.champion.auc",
+        "experiment.challenger.auc",
+        "experiment.auc_difference.difference",
+        "experiment.auc_difference.low",
+        "experiment.outcomes_still_needed",
     ),
     "skew": ("skew.n_replayed", "skew.max_mismatch_rate", "skew.rows_with_mismatch_rate"),
     "probation": (
@@ -133,7 +141,7 @@ def drift(
 ) -> None:
     """Feature and score drift: the model's training reference vs the served window."""
     from monitoring import job_inputs as inputs  # noqa: PLC0415
-    from monitoring.drift import DriftConfig, drift_job  # noqa: PLC0415
+    from monitoring.drift import DriftConfig, drift_job, record_drift_score  # noqa: PLC0415
     from training.registry import load_reference, show  # noqa: PLC0415
 
     settings = _platform()
@@ -160,6 +168,10 @@ def drift(
         labels=inputs.job_labels(meta, model, window, "batch" if batch_as_of else "served"),
     )
     _finish(result, no_alerts)
+    if not no_alerts:
+        # After the metrics are stored: the version keeps its latest drift score
+        # (data_drift_score tag) for the registry and the console.
+        record_drift_score(result)
 
 
 # --------------------------------------------------------------------------- performance
@@ -189,6 +201,38 @@ def performance(
         reports_dir=reports_dir or settings.paths.monitoring_reports_dir,
         labels=job_labels(found.meta, model, window, "served"),
     )
+    _finish(result, no_alerts)
+
+
+# --------------------------------------------------------------------------- experiment
+
+
+@app.command()
+def experiment(
+    window: WindowOpt = "90d",
+    end: OutcomeEndOpt = None,
+    champion_version: Annotated[
+        int | None, typer.Option(min=1, help="the champion arm's version; default: newest logged")
+    ] = None,
+    challenger_version: Annotated[
+        int | None, typer.Option(min=1, help="the challenger arm's version; default: newest logged")
+    ] = None,
+    served_dir: PathOpt = None,
+    features_dir: PathOpt = None,
+    reports_dir: PathOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    no_alerts: NoAlertsOpt = False,
+) -> None:
+    """Champion vs challenger on matured outcomes: AUC with DeLong intervals, calibration,
+    cost and collection success by band, the AUC difference and the outcomes still needed."""
+    from monitoring.experiment import run_experiment  # noqa: PLC0415
+
+    settings = _platform()
+    versions = {"champion": champion_version, "challenger": challenger_version}
+    result, report, table = run_experiment(
+        settings, window, end, versions, served_dir, features_dir, reports_dir
+    )
+    typer.echo(json.dumps(report, indent=2) if as_json else table)
     _finish(result, no_alerts)
 
 

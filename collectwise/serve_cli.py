@@ -56,7 +56,7 @@ def serve(
 @keys_app.command("new")
 def new_key(
     name: Annotated[str, typer.Option(help="the caller's name, as logs and limits show it")],
-    scopes: Annotated[str, typer.Option(help="comma-separated: score, admin")] = "score",
+    scopes: Annotated[str, typer.Option(help="comma-separated: score, explain, admin")] = "score",
     env_file: Annotated[
         Path | None, typer.Option(help=f"add the hash to {KEYS_ENV} in this (git-ignored) file")
     ] = None,

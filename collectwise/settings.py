@@ -51,7 +51,8 @@ HOME_ENV = "COLLECTWISE_HOME"
 # that `feast materialize` and `collectwise serve` in one shell see the same store.
 FEAST_YAML_ENV = "FEAST_FS_YAML_FILE_PATH"
 
-Scope = Literal["score", "admin"]
+# explain: counterfactuals (POST /v1/counterfactual), which reveal more of the model than a score.
+Scope = Literal["score", "admin", "explain"]
 Severity = Literal["info", "warning", "critical"]
 # The most accounts a batch may ever hold (the schema's bound); serving.max_batch may lower it.
 MAX_BATCH_CEILING = 10_000
@@ -277,7 +278,13 @@ class ServingSettings(BaseModel):
     # How often the registry's aliases are checked for a promotion or rollback.
     model_refresh_seconds: float = Field(default=15.0, gt=0)
 
-    reason_codes: int = Field(default=3, ge=0, le=10)
+    # Reasons returned with a score: at most this many features that raised the risk, each
+    # with its code from training/reason_codes.py (was reason_codes, default 3).
+    max_reasons: int = Field(default=4, ge=0, le=10)
+    # Bounds of one counterfactual search (POST /v1/counterfactual): rounds of single-feature
+    # moves (each scores at most 8 features x 19 grid values) and features changed at once.
+    counterfactual_rounds: int = Field(default=8, ge=1, le=20)
+    counterfactual_changes: int = Field(default=3, ge=1, le=8)
     max_batch: int = Field(default=1000, ge=1, le=MAX_BATCH_CEILING)
     # Request bodies above this get 413 (a full batch of 1,000 is about 70 kB).
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
@@ -395,6 +402,16 @@ class MonitoringSettings(BaseModel):
     # Below these counts a limit is not judged yet: a p99 or a PSI of a handful is noise.
     probation_min_requests: int = Field(default=50, ge=1)
     probation_min_scores: int = Field(default=100, ge=10)
+
+    # Champion / challenger experiments (monitoring.experiment): intervals at 1 - alpha; the
+    # sample size reported is what detects an AUC gain of min_auc_difference with this power.
+    # Costs price the logged decisions per band, as training prices them (params.yaml).
+    experiment_alpha: float = Field(default=0.05, gt=0, lt=1)
+    experiment_power: float = Field(default=0.8, gt=0, lt=1)
+    experiment_min_auc_difference: float = Field(default=0.02, gt=0, lt=1)
+    experiment_costs: dict[Literal["fn", "fp", "tp", "tn"], float] = Field(
+        default={"fn": 5.0, "fp": 1.0, "tp": 1.0, "tn": 0.0}
+    )
 
     @field_validator("smtp_to", "retrain_on", mode="before")
     @classmethod

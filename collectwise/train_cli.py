@@ -93,11 +93,16 @@ def evaluate(
     model: ModelIn = MODEL,
     out: Annotated[Path, typer.Option(help="report directory")] = REPORT,
     params: ParamsOpt = Path("params.yaml"),
+    quality: Annotated[
+        Path | None,
+        typer.Option(exists=True, dir_okay=False, help="raw data quality.json (default: found)"),
+    ] = None,
 ) -> None:
-    """Score the untouched test rows once; write the report and metrics.json."""
-    from training.train import evaluate_and_report  # noqa: PLC0415
+    """Score the untouched test rows once; write the evaluation and validation reports and
+    metrics.json."""
+    from training.validation import evaluate_and_validate  # noqa: PLC0415
 
-    evaluate_and_report(dataset, model, out, _params(params))
+    evaluate_and_validate(dataset, model, out, _params(params), quality_path=quality)
 
 
 @app.command()

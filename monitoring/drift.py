@@ -40,8 +40,9 @@ from training.model_matrix import HISTORY_LENGTH, expand_arrays
 
 if TYPE_CHECKING:
     from feast import FeatureStore
+    from mlflow import MlflowClient
 
-    from collectwise.settings import MonitoringSettings
+    from collectwise.settings import MlflowSettings, MonitoringSettings
     from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
@@ -439,6 +440,22 @@ def drift_job(
         },
         rows=outcome.n_current,
     )
+
+
+def record_drift_score(
+    result: JobResult, *, client: MlflowClient | None = None, settings: MlflowSettings | None = None
+) -> float | None:
+    """Tag the drift run's model version with its data_drift_score (the share of drifted
+    features) in the registry; None, and nothing tagged, when the run names no version."""
+    from training.registry import record_data_drift  # noqa: PLC0415
+
+    version = result.labels.get("model_version")
+    score = result.metrics.get("drift.share_drifted")
+    if not version or score is None:
+        log.info("drift run names no model version: no data_drift_score recorded")
+        return None
+    record_data_drift(version, float(score), result.window_end, client=client, settings=settings)
+    return float(score)
 
 
 # --------------------------------------------------------------------------- inputs

@@ -19,7 +19,7 @@ import pandas as pd
 
 from collectwise.errors import InvalidInputError
 from collectwise.settings import Settings
-from monitoring.served import parse_moment, parse_window, read_served
+from monitoring.served import SCORING_ROUTES, parse_moment, parse_window, read_served
 
 if TYPE_CHECKING:
     from training.registry import ModelMetadata
@@ -46,8 +46,10 @@ def window(text: str, end: str | None, default_end: datetime | None = None) -> W
 
 
 def served_rows(directory: Path, start: datetime, stop: datetime) -> pd.DataFrame:
-    """The served-feature log's rows scored in [start, stop)."""
+    """The served-feature log's rows scored in [start, stop) by the scoring routes."""
     served = read_served(directory, start, stop)
+    if "route" in served.columns:
+        served = served[served["route"].isin(SCORING_ROUTES)].reset_index(drop=True)
     if served.empty:
         raise NothingToMonitorError(
             f"no served rows in [{start}, {stop}) under {directory}: nothing to monitor"

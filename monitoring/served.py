@@ -22,6 +22,10 @@ log = logging.getLogger(__name__)
 
 TIME_COLUMNS = ("scored_at", "scoring_time")
 TS_PREFIX = "ts__"
+# The routes whose rows are the scored population: a counterfactual search
+# (/v1/counterfactual) logs its account's score too, for the audit, but an analyst's
+# question about one account is not traffic and must not weigh in drift or outcomes.
+SCORING_ROUTES = ("/v1/score", "/v1/score/batch")
 PARTITION_COLUMN = "date"
 _WINDOW = re.compile(r"^\s*(\d+)\s*([hdw])\s*$")
 _UNITS = {"h": "hours", "d": "days", "w": "weeks"}

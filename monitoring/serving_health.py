@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from collectwise.errors import InvalidInputError, UnavailableError
 from monitoring.health import LATENCY, SCORES, histogram_quantile
 from monitoring.job_result import JobResult
+from monitoring.served import SCORING_ROUTES
 
 if TYPE_CHECKING:
     from collectwise.settings import Settings
@@ -37,7 +38,6 @@ REQUESTS = "collectwise_requests_total"
 RSS = "process_resident_memory_bytes"
 CPU = "process_cpu_seconds_total"
 # The routes whose latency the p50 / p99 describe: a score, one account or a batch.
-SCORING_ROUTES = ("/v1/score", "/v1/score/batch")
 JOB = "serving"
 
 

@@ -16,7 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from collectwise.errors import CollectwiseError, NotFoundError, UnavailableError
+from collectwise.errors import CollectwiseError, ConflictError, NotFoundError, UnavailableError
 from serving.online import StoreUnavailableError
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,13 @@ class UnknownAccountError(NotFoundError, LookupError):
             "or was not materialised"
         )
         self.account_id = account_id
+
+
+class NoCounterfactualError(ConflictError):
+    """The account's band cannot be lowered: it is in the lowest band already, or no change
+    within the search's bounds gets it there (HTTP 409)."""
+
+    kind = "no_counterfactual"
 
 
 class StaleFeaturesError(UnavailableError):

@@ -25,12 +25,12 @@ from collectwise.settings import Settings, get_settings
 from feature_repo.feature_services import COLLECTION_RISK_V1
 from serving import errors
 from serving.admission import Admission
-from serving.api import current_model, health, score
+from serving.api import counterfactual, current_model, health, score
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
 from serving.model_set import ModelWatcher
 from serving.online import OnlineFeatures, store_breaker
-from serving.runtime import Service, build_recorder, descriptions, fingerprint_check
+from serving.runtime import Service, build_recorder, fingerprint_check
 from serving.scoring import ScoringOptions
 
 if TYPE_CHECKING:
@@ -40,7 +40,8 @@ log = logging.getLogger(__name__)
 
 API_DESCRIPTION = """Scores delinquent accounts: the probability that an account will not pay
 in the next 30 days, its risk band, the decision at the model's threshold, and the reasons.
-Send an API key in `X-API-Key`; `score` scope for scoring, `admin` for administration."""
+Send an API key in `X-API-Key`; `score` scope for scoring, `explain` for counterfactuals,
+`admin` for administration."""
 
 
 def _open_store(settings: Settings) -> FeatureStore:
@@ -79,8 +80,7 @@ def build_service(platform: Settings, store: FeatureStore) -> Service:
         options=ScoringOptions(
             mode=settings.challenger_mode,
             share=settings.challenger_share,
-            reasons=settings.reason_codes,
-            descriptions=descriptions(store, service_name),
+            reasons=settings.max_reasons,
         ),
         recorder=(
             build_recorder(platform.paths, store, service_name, settings)
@@ -119,7 +119,7 @@ def create_app(platform: Settings | None = None, store: FeatureStore | None = No
     )
     app.state.settings = settings
     errors.install(app)
-    for router in (score.router, current_model.router, health.router):
+    for router in (score.router, counterfactual.router, current_model.router, health.router):
         app.include_router(router)
     app.add_middleware(TimedRoutes)
     # Bodies over the limit get 413 before they are parsed: parsing a 30 MB body held the

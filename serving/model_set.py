@@ -19,6 +19,7 @@ import pandas as pd
 
 from collectwise.errors import UnavailableError
 from training.explain import TreeRowExplainer, method_for
+from training.reason_codes import UncoveredFeaturesError, check_covered
 from training.registry import CHALLENGER, CHAMPION, LoadedModel, load_version, resolve_alias
 from training.scoring_model import ScoringModel
 
@@ -72,6 +73,19 @@ class ModelSet:
             CHAMPION: self.champion.version if self.champion else None,
             CHALLENGER: self.challenger.version if self.challenger else None,
         }
+
+
+def uncovered_reasons(model: ScoringModel) -> str | None:
+    """Why a model cannot be served: a feature without a reason code (else None).
+
+    Registration refuses such a model already; the scorer's load check (serving.runtime.
+    fingerprint_check) asks again, for versions registered before the table or by other means.
+    """
+    try:
+        check_covered(model.feature_columns, model.feature_service)
+    except UncoveredFeaturesError as exc:
+        return str(exc)
+    return None
 
 
 def serve_model(alias: str, loaded: LoadedModel) -> ServedModel:

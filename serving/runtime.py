@@ -21,7 +21,7 @@ from serving.admission import Admission
 from serving.audit import AuditLog
 from serving.auth import KeyRing, RateLimiter
 from serving.metrics import ServiceMetrics
-from serving.model_set import ModelWatcher
+from serving.model_set import ModelWatcher, uncovered_reasons
 from serving.online import CIRCUIT_STATE_CODES, OnlineFeatures, StoreUnavailableError
 from serving.recorder import Recorder
 from serving.scoring import ScoringOptions
@@ -145,7 +145,8 @@ class Service:
 
 
 def fingerprint_check(store: FeatureStore) -> Any:
-    """The watcher's check: a model must match the live registry's feature definitions."""
+    """The watcher's check: a model must match the live registry's feature definitions,
+    and every feature it uses must have a reason code (serving.model_set.uncovered_reasons)."""
 
     def check(model: ScoringModel) -> str | None:
         live = definitions_fingerprint(store, model.feature_service)
@@ -154,20 +155,9 @@ def fingerprint_check(store: FeatureStore) -> Any:
                 f"feature definitions of {model.feature_service} changed since training "
                 f"(model {model.definitions_fingerprint[:12]}, live registry {live[:12]})"
             )
-        return None
+        return uncovered_reasons(model)
 
     return check
-
-
-def descriptions(store: FeatureStore, service_name: str) -> dict[str, str]:
-    """Full feature name -> its description in the registry, for reason sentences."""
-    out = {}
-    service = store.get_feature_service(service_name)
-    for projection in service.feature_view_projections:
-        for feature in projection.features:
-            if feature.description:
-                out[f"{projection.name_to_use()}__{feature.name}"] = feature.description
-    return out
 
 
 def build_recorder(

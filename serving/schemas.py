@@ -125,10 +125,57 @@ class ModelRef(BaseModel):
 
 
 class ReasonCode(BaseModel):
+    """A feature that raised the risk, with its stable code and customer-facing sentence
+    from the reason-code table (training/reason_codes.py)."""
+
+    code: str = Field(
+        examples=["R03"], description="stable code of the feature in the reason-code table"
+    )
     feature: str = Field(examples=["request_time_features__days_overdue_at_request"])
     value: Any = Field(examples=[96.0])
-    contribution: float = Field(description="SHAP contribution in log-odds (positive: riskier)")
-    sentence: str = Field(examples=["Days overdue aged to the request: 96.00; raises the risk."])
+    contribution: float = Field(
+        gt=0, description="SHAP contribution in log-odds; always positive (raised the risk)"
+    )
+    sentence: str = Field(examples=["The account has been overdue for a long time."])
+
+
+class CounterfactualRequest(BaseModel):
+    model_config = ConfigDict(
+        **STRICT, json_schema_extra={"examples": [{"account_id": "A00000001"}]}
+    )
+
+    account_id: str = ACCOUNT_ID
+    as_of: datetime | None = AS_OF
+    reported_monthly_income: float | None = INCOME
+
+    _as_of_text = field_validator("as_of", mode="before")(as_of_text)
+    _as_of = field_validator("as_of")(checked_as_of)
+
+
+class FeatureChange(BaseModel):
+    code: str = Field(examples=["R05"], description="the feature's code in the reason table")
+    feature: str = Field(examples=["account_payment_velocity__payment_velocity"])
+    before: float | None = Field(description="the value now; null when it is missing")
+    after: float
+    percentile_before: float = Field(ge=0, le=100, description="among the model's training rows")
+    percentile_after: float = Field(ge=0, le=100)
+
+
+class CounterfactualResponse(BaseModel):
+    request_id: str
+    account_id: str
+    model: ModelRef
+    probability: float = Field(ge=0, le=1, description="the account's probability now")
+    band: str = Field(examples=["high"])
+    target_band: str = Field(examples=["medium"], description="the next band down")
+    cutoff: float = Field(description="the probability to get under to reach target_band")
+    probability_after: float = Field(ge=0, le=1, description="with the changes applied")
+    band_after: str
+    changes: list[FeatureChange] = Field(
+        description="the fewest, smallest changes of actionable features found, others fixed"
+    )
+    cost: float = Field(ge=0, description="summed moves through the training population")
+    message: str
 
 
 class ScoreResponse(BaseModel):
@@ -139,7 +186,10 @@ class ScoreResponse(BaseModel):
     decision: bool = Field(description="true: at or above the model's stored threshold")
     threshold: float
     model: ModelRef
-    reasons: list[ReasonCode]
+    reasons: list[ReasonCode] = Field(
+        description="up to serving.max_reasons features that raised the risk, largest "
+        "contribution first, ties by code; never one that lowered it"
+    )
     features_as_of: dict[str, datetime | None]
     degraded: bool
     degraded_reasons: list[str]

@@ -7,10 +7,8 @@ both to `score_rows`; what comes back is returned to the caller and given to the
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import lru_cache
 from typing import Any
 
@@ -20,10 +18,15 @@ import pandas as pd
 from serving.model_set import ModelSet, ServedModel
 from serving.online import OnlineRow
 from training.model_matrix import column_sources, records_matrix
+from training.reason_codes import reason_for
+
+# Contributions are answered to this many decimals; order and sign are judged on them.
+REASON_DECIMALS = 4
 
 
 @dataclass(frozen=True)
 class Reason:
+    code: str
     feature: str
     value: Any
     contribution: float
@@ -48,8 +51,7 @@ class Scored:
 class ScoringOptions:
     mode: str = "shadow"
     share: float = 0.1
-    reasons: int = 3
-    descriptions: dict[str, str] = field(default_factory=dict)
+    reasons: int = 4
 
 
 def in_challenger_share(account_id: str, share: float) -> bool:
@@ -155,31 +157,23 @@ def _aggregation(columns: tuple[str, ...], service: str) -> tuple[list[str], np.
 def _top(
     names: list[str], values: np.ndarray, row: OnlineRow, opts: ScoringOptions
 ) -> list[Reason]:
-    order = np.argsort(-values)[: opts.reasons]
+    """At most `opts.reasons` features that raised the risk, in a fixed order.
+
+    Only positive contributions (after rounding to what the caller sees): a reason is why
+    the risk is high, never something that lowered it. Ordered by contribution, largest
+    first, ties by code, so equal answers read the same on every call and every worker.
+    """
+    shown = np.round(values.astype(np.float64), REASON_DECIMALS)
+    raised = [k for k in range(len(names)) if shown[k] > 0]
+    entries = {k: reason_for(names[k]) for k in raised}
+    raised.sort(key=lambda k: (-shown[k], entries[k].code))
     return [
         Reason(
-            names[k],
-            row.features.get(names[k]),
-            round(float(values[k]), 4),
-            sentence(names[k], row, opts),
+            code=entries[k].code,
+            feature=names[k],
+            value=row.features.get(names[k]),
+            contribution=float(shown[k]),
+            sentence=entries[k].sentence,
         )
-        for k in order
-        if values[k] > 0
+        for k in raised[: opts.reasons]
     ]
-
-
-def sentence(feature: str, row: OnlineRow, options: ScoringOptions) -> str:
-    label = options.descriptions.get(feature) or feature.split("__", 1)[-1].replace("_", " ")
-    return f"{label[:1].upper()}{label[1:]}: {_show(row.features.get(feature))}; raises the risk."
-
-
-def _show(value: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "missing"
-    if isinstance(value, list | tuple | np.ndarray):
-        return "[" + ", ".join(_show(v) for v in value) + "]"
-    if isinstance(value, float):
-        return f"{value:,.2f}" if abs(value) >= 1 else f"{value:.3f}"
-    if isinstance(value, datetime):
-        return value.date().isoformat()
-    return str(value)

@@ -26,6 +26,7 @@ from mlflow.pyfunc.model import PythonModel
 from mlflow.types.schema import ColSpec, Schema
 
 from collectwise.errors import InvalidInputError
+from training.feature_domain import check_domain
 
 log = logging.getLogger(__name__)
 
@@ -208,7 +209,11 @@ class ScoringPyfunc(PythonModel):
     def predict(
         self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None
     ) -> pd.DataFrame:
-        return self.scoring_model.score(pd.DataFrame(model_input))
+        frame = pd.DataFrame(model_input)
+        # Matrices from outside the platform: refuse what no account can have (a negative
+        # day count would still get a score from the trees, silently).
+        check_domain(frame)
+        return self.scoring_model.score(frame)
 
 
 def pyfunc_signature(model: ScoringModel) -> ModelSignature:

@@ -399,6 +399,10 @@ def _register_artifacts(model_dir: Path, report_dir: Path) -> dict[str, Path]:
     }
     if (model_dir / REFERENCE_FILE).exists():
         artifacts["reference"] = model_dir / REFERENCE_FILE
+    # training.validation.evaluate_and_validate writes it; logged as a folder:
+    # validation/validation.{json,html,pdf} in the run.
+    if (report_dir / "validation").is_dir():
+        artifacts["validation"] = report_dir / "validation"
     return artifacts
 
 

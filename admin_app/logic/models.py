@@ -7,7 +7,7 @@ given and say what happened, so the refusal a person reads is the gate's own mes
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from admin_app.logic import outcome
@@ -78,7 +78,16 @@ def lineage(meta: Meta) -> list[tuple[str, str]]:
         ("calibration", meta.calibration),
         ("promoted", f"{meta.promoted_at or '-'} by {meta.promoted_by or '-'}"),
         ("promotion reason", meta.promotion_reason or "-"),
+        ("data drift score", _drift(meta.tags)),
     ]
+
+
+def _drift(tags: Mapping[str, str]) -> str:
+    # Written by the drift job (training.registry.record_data_drift); absent until one ran.
+    score = tags.get("data_drift_score")
+    if score is None:
+        return "no drift run yet"
+    return f"{float(score):.3f} (window to {tags.get('data_drift_at', '?')})"
 
 
 def check_reason(why: str | None) -> str:

@@ -15,7 +15,6 @@ from dash import Dash, Input, Output, State, dcc, html
 from admin_app.backends import backends
 from admin_app.components import grid, header, message, note, section
 from admin_app.logic import outcome
-from admin_app.logic.counterfactual import ACTIONABLE, build_space, find_counterfactual
 from admin_app.logic.explain import (
     dependence_figure,
     dependence_frame,
@@ -25,6 +24,7 @@ from admin_app.logic.explain import (
     short_name,
     waterfall_figure,
 )
+from training.counterfactual import actionable_space, find_counterfactual
 
 PATH = "/explanations"
 NAME = "Explanations"
@@ -162,7 +162,7 @@ def _account(_: Any, account: str | None) -> Any:
         return html.Div(children, id="exp-account-card")
     model = found.served.model
     x = found.x.reindex(model.feature_columns)
-    space = build_space(reference, [f for f in ACTIONABLE if f in model.feature_columns])
+    space = actionable_space(reference, model.feature_columns)
     result = find_counterfactual(x, model.predict_proba, model.threshold, space)
     children.append(_counterfactual(result))
     return html.Div(children, id="exp-account-card")

@@ -40,6 +40,12 @@ VERSION_COLUMNS = (
 )  # fmt: skip
 
 
+EXPERIMENT_COLUMNS = (
+    "arm", "versions", "n", "defaults", "auc", "auc_low", "auc_high", "brier", "expected_cost",
+    "collection_success_rate",
+)  # fmt: skip
+
+
 def layout(**_: Any) -> Any:
     children: list[Any] = [
         header("Models", "Registered versions, their lineage and the champion's history."),
@@ -56,6 +62,7 @@ def layout(**_: Any) -> Any:
                         md=7),
             ]
         ),
+        _experiment(),
     ]  # fmt: skip
     if may("promote"):
         children.append(_actions())
@@ -68,6 +75,24 @@ def layout(**_: Any) -> Any:
         ),
     ]  # fmt: skip
     return html.Div(children)
+
+
+def _experiment() -> Any:
+    """The latest `collectwise monitor experiment` report: each arm on matured outcomes."""
+    return section(
+        "Champion / challenger experiment (latest)",
+        html.Div(id="models-experiment-summary", children=note("No experiment report yet.")),
+        grid("models-experiment", [], EXPERIMENT_COLUMNS, height=200, page_size=None),
+    )
+
+
+def _load_experiment(_: Any) -> tuple[list[dict[str, Any]], Any]:
+    from monitoring.experiment import console_rows, console_summary, latest_report  # noqa: PLC0415
+
+    report = latest_report(backends().paths.monitoring_reports_dir)
+    if report is None:
+        return [], note("No experiment report yet: run `collectwise monitor experiment`.")
+    return console_rows(report), pairs(console_summary(report))
 
 
 def _actions() -> Any:
@@ -132,6 +157,11 @@ def register(app: Dash) -> None:
         Output("models-promote-version", "value"),
         Input("models-refresh", "data"),
     )(_load_choices)
+    app.callback(
+        Output("models-experiment", "rowData"),
+        Output("models-experiment-summary", "children"),
+        Input("models-refresh", "data"),
+    )(_load_experiment)
     app.callback(
         Output("models-lineage", "children"),
         Output("models-card", "srcDoc"),
@@ -203,7 +233,19 @@ def _select(selected: list[dict[str, Any]] | None) -> tuple[Any, Any]:
     b = backends()
     meta = show(version, client=b.mlflow())
     card = b.cached(f"card:{version}", lambda: model_card(b, version))
-    return pairs(logic.lineage(meta)), card
+    return html.Div([pairs(logic.lineage(meta)), _validation_links(version)]), card
+
+
+def _validation_links(version: int) -> Any:
+    """Links to the version's validation report, served from its run by admin_app.routes."""
+    from admin_app.routes import validation_link  # noqa: PLC0415
+
+    links = [
+        html.A(kind.upper(), href=validation_link(version, kind), target="_blank",
+               id=f"models-validation-{kind}")
+        for kind in ("html", "pdf")
+    ]  # fmt: skip
+    return html.P(["Validation report: ", links[0], " · ", links[1]], className="mt-2 mb-0")
 
 
 def _toggle(kind: str) -> Any:

@@ -56,3 +56,6 @@ BODY_ERRORS: dict[int | str, dict[str, Any]] = {
 
 ScoreCaller = Annotated[Caller, Depends(require("score"))]
 AdminCaller = Annotated[Caller, Depends(require("admin"))]
+# Counterfactuals search the model around an account: more than a score reveals, so a key
+# needs this scope besides (or instead of) `score`.
+ExplainCaller = Annotated[Caller, Depends(require("explain"))]

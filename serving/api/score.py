@@ -65,9 +65,9 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
         problem = features_after(row, when)
         if problem:
             raise invalid("as_of", problem, "as_of_before_features")
-        _check_fresh(service, [row])
+        check_fresh(service, [row])
         options = service.options if body.explain else replace(service.options, reasons=0)
-        scored = _scored(service, [row], models, options)[0]
+        scored = scored_rows(service, [row], models, options)[0]
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, [scored], request_id, "/v1/score", caller.name, when, now, started)
@@ -92,9 +92,9 @@ def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) ->
         rows = service.online.read([a for a, _ in pairs], when, [income for _, income in pairs])
         refused = {pair: _refusal(row, when) for pair, row in zip(pairs, rows, strict=True)}
         fit = [row for pair, row in zip(pairs, rows, strict=True) if refused[pair] is None]
-        _check_fresh(service, fit)
+        check_fresh(service, fit)
         options = service.options if body.explain else replace(service.options, reasons=0)
-        scored = _scored(service, fit, models, options)
+        scored = scored_rows(service, fit, models, options)
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, scored, request_id, "/v1/score/batch", caller.name, when, now, started)
@@ -153,7 +153,7 @@ def features_after(row: OnlineRow, when: datetime) -> str | None:
     )
 
 
-def _check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:
+def check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:
     stale = sorted({v for r in rows for v in r.stale_views})
     if stale and service.settings.stale_policy == "refuse":
         raise StaleFeaturesError(
@@ -162,7 +162,7 @@ def _check_fresh(service: Service, rows: Sequence[OnlineRow]) -> None:
         )
 
 
-def _scored(
+def scored_rows(
     service: Service, rows: Sequence[OnlineRow], models: ModelSet, options: ScoringOptions
 ) -> list[Scored]:
     """score_rows, with a model that raised counted against its version (its probation)."""
@@ -221,7 +221,7 @@ def _record(
         # Returns once the audit records are committed, else raises (503): no score is
         # answered without its record (serving.recorder).
         service.recorder.record(
-            [_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
+            [score_event(s, request_id, route, caller, when, now, latency_ms) for s in scored]
         )
     champion = models.require_champion()
     _count(service, champion, "ok")
@@ -233,7 +233,7 @@ def _record(
                 service.metrics.staleness.labels(view).set((now - seen).total_seconds())
 
 
-def _event(
+def score_event(
     s: Scored,
     request_id: str,
     route: str,

@@ -498,3 +498,50 @@ def test_an_expired_session_sends_the_page_to_login(driver: WebDriver, console: 
     click(driver, "#audit-verify-button")
     WebDriverWait(driver, WAIT_S).until(ec.url_contains("/login?next=%2Faudit"))
     assert driver.find_element(By.ID, "login-button")
+
+
+def _seed_experiment(console: Console) -> dict[str, Any]:
+    """An experiment report written by the real job: two arms, the challenger truly better."""
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from monitoring.experiment import ExperimentConfig, experiment_job
+
+    rng = np.random.default_rng(5)
+    y = rng.random(800) < 0.3
+    strong, weak = y + rng.normal(0, 0.8, 800), y + rng.normal(0, 1.6, 800)
+    # 200 accounts scored on four snapshots each; an account stays in its arm.
+    account = np.repeat([f"A{i:04d}" for i in range(200)], 4)
+    arm = np.repeat(np.where(rng.random(200) < 0.5, "challenger", "champion"), 4)
+    p_challenger = 1 / (1 + np.exp(-strong))
+    probability = np.where(arm == "challenger", p_challenger, 1 / (1 + np.exp(-weak)))
+    joined = pd.DataFrame({
+        "outcome": "matured", "account_id": account, "arm": arm, "default_30d": y.astype(int),
+        "probability": probability, "decision": probability >= 0.5,
+        "band": np.where(probability >= 0.5, "high", "low"),
+        "model_version": np.where(arm == "challenger", 2, 1), "challenger_version": 2,
+        "challenger_probability": p_challenger,
+    })  # fmt: skip
+    _, report = experiment_job(
+        joined, {"champion": 1, "challenger": 2}, ExperimentConfig(),
+        window_start=datetime(2025, 1, 1, tzinfo=UTC), window_end=datetime(2025, 4, 1, tzinfo=UTC),
+        reports_dir=console.backends.paths.monitoring_reports_dir,
+    )  # fmt: skip
+    return report
+
+
+def test_models_page_shows_the_latest_experiment_per_arm(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    report = _seed_experiment(console)
+    login(driver, console, "victor")
+    open_page(driver, console, "/models", "#models-experiment .ag-row")
+    summary = wait_for_text(driver, "#models-experiment-summary", report["verdict"]["result"])
+    assert "paired" in summary and "outcomes still needed" in summary
+    cells = driver.find_element(By.ID, "models-experiment").text
+    for arm in ("champion", "challenger", "overall"):
+        figures = report["overall"] if arm == "overall" else report["arms"][arm]
+        assert arm in cells and str(round(figures["auc"]["auc"], 4)) in cells
+    shoot(driver, artifacts, "models-experiment")
+    assert severe(driver) == []

@@ -55,6 +55,7 @@ def _cases(tmp: Path) -> dict[str, Case]:
         "models promote": Case(["models", "promote", "99"], ("'99'",)),
         "models rollback": Case(["models", "rollback", "--why", "x"], ("previous-champion",)),
         "models card": Case(["models", "card", "99"], ("'99'",)),
+        "models report": Case(["models", "report", "99"], ("'99'",)),
         "train build-dataset": Case(["train", "build-dataset"], ("collectwise init",)),
         "train fit": Case(["train", "fit", "--dataset", str(tmp)], ("dataset.parquet",)),
         "train evaluate": Case(
@@ -101,6 +102,7 @@ def _cases(tmp: Path) -> dict[str, Case]:
         "monitor drift": Case(["monitor", "drift", "--window", "3x"], ("3x",)),
         "monitor performance": Case(["monitor", "performance"], ("_manifest.json",)),
         "monitor fairness": Case(["monitor", "fairness"], ("_manifest.json",)),
+        "monitor experiment": Case(["monitor", "experiment"], ("_manifest.json",)),
         "monitor skew": Case(["monitor", "skew", "--served-dir", nothing], ("no served rows",)),
         "monitor serving-health": Case(
             ["monitor", "serving-health", "--url", "http://127.0.0.1:9/metrics"],

@@ -28,7 +28,12 @@ from training.scoring_model import ScoringModel
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = ["days_overdue", "broken_promises", "noise"]
+# Real feature names: registration refuses a feature without a reason code.
+COLUMNS = [
+    "account_payment_velocity__balance_change_6m",
+    "customer_financial_ratios__debt_to_income_ratio",
+    "account_payment_velocity__seasonal_payment_pattern",
+]
 MODEL_NAME = "cr-audit-replay"
 ENV_KEYS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")
 
@@ -45,7 +50,7 @@ def registered(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Scori
     )
     rng = np.random.default_rng(5)
     x = pd.DataFrame(rng.normal(size=(300, 3)), columns=COLUMNS)
-    y = (x["days_overdue"] + x["broken_promises"] + rng.normal(size=300) > 0).astype(int)
+    y = (x[COLUMNS[0]] + x[COLUMNS[1]] + rng.normal(size=300) > 0).astype(int)
     model = ScoringModel(
         LogisticRegression().fit(x, y), None, 0.5, 0.2, 0.6, COLUMNS, "collection_risk_v1", "fp"
     )

@@ -164,9 +164,13 @@ def fake_meta(version: int = 1, threshold: float = 0.5) -> ModelMetadata:
 @pytest.fixture
 def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     """training.registry.show / load_reference stubbed; tests put the reference in."""
-    state: dict[str, Any] = {"reference": None}
+    state: dict[str, Any] = {"reference": None, "drift_scores": []}
     monkeypatch.setattr("training.registry.show", lambda v, **_: fake_meta())
     monkeypatch.setattr("training.registry.load_reference", lambda v, **_: state["reference"])
+    monkeypatch.setattr(
+        "training.registry.record_data_drift",
+        lambda v, score, at, **_: state["drift_scores"].append((v, score)),
+    )
     return state
 
 
@@ -307,6 +311,8 @@ def test_without_no_alerts_the_result_goes_to_finish_job(
     assert result.exit_code == 0, result.output
     assert [r.job for r in received] == ["drift"]
     assert "drift.share_drifted" in received[0].metrics
+    # ... and the version served keeps the run's share of drifted features.
+    assert registry["drift_scores"] == [("1", received[0].metrics["drift.share_drifted"])]
 
 
 # --------------------------------------------------------------------------- outcomes

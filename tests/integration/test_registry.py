@@ -53,7 +53,13 @@ from training.tracking import configure_tracking
 
 pytestmark = pytest.mark.integration
 
-COLUMNS = ["days_overdue", "broken_promises", "noise"]
+# Real feature names (registration refuses a feature without a reason code), of features
+# that may take any sign (the pyfunc refuses values outside a feature's domain; the toy
+# data are standard normal): two signals and a feature the label ignores.
+SIGNAL = "account_payment_velocity__balance_change_6m"
+SECOND = "customer_financial_ratios__debt_to_income_ratio"
+NOISE = "account_payment_velocity__seasonal_payment_pattern"
+COLUMNS = [SIGNAL, SECOND, NOISE]
 SERVICE = "collection_risk_v1"
 DVC_LOCK = """schema: '2.0'
 stages:
@@ -78,7 +84,7 @@ class Data:
 
 def _sample(rng: np.random.Generator, n: int) -> tuple[pd.DataFrame, np.ndarray]:
     x = pd.DataFrame(rng.normal(size=(n, 3)), columns=COLUMNS)
-    logit = 1.5 * x["days_overdue"] + 1.5 * x["broken_promises"]
+    logit = 1.5 * x[SIGNAL] + 1.5 * x[SECOND]
     y = (rng.random(n) < 1 / (1 + np.exp(-logit.to_numpy()))).astype(int)
     return x, y
 
@@ -157,7 +163,7 @@ def _report(tmp_path: Path) -> dict[str, Path]:
     report = {
         "data": {"snapshots": 12, "rows": 1000},
         "fairness": [{"group": "sex=F", "selection_rate": 0.31, "tpr": 0.7}],
-        "global_shap": {"days_overdue": 0.8, "broken_promises": 0.6, "noise": 0.01},
+        "global_shap": {SIGNAL: 0.8, SECOND: 0.6, NOISE: 0.01},
     }
     (tmp_path / "report.json").write_text(json.dumps(report))
     (tmp_path / "report.html").write_text("<html>report</html>")
@@ -166,9 +172,9 @@ def _report(tmp_path: Path) -> dict[str, Path]:
 
 def test_register_promote_refuse_rollback_force(data, client, settings, tmp_path):
     weak, worse, strong = (
-        _model(data, ["days_overdue"]),
-        _model(data, ["noise"]),
-        _model(data, ["days_overdue", "broken_promises"]),
+        _model(data, [SIGNAL]),
+        _model(data, [NOISE]),
+        _model(data, [SIGNAL, SECOND]),
     )
     aucs = [_auc(m, data.test, data.y_test) for m in (weak, worse, strong)]
     assert aucs[1] < aucs[0] < aucs[2] - 0.005
@@ -257,12 +263,12 @@ def test_register_promote_refuse_rollback_force(data, client, settings, tmp_path
     html = card.read_text()
     assert SERVICE in html and "defs-fp-1" in html
     assert TEST_AUC in html and f"{aucs[0]:.4g}" in html
-    assert "sex=F" in html and "days_overdue" in html  # fairness and SHAP from the report
+    assert "sex=F" in html and SIGNAL in html  # fairness and SHAP from the report
     assert "not for" in html.lower() and "Taiwan" in html
 
 
 def test_gate_rescoring_when_test_sets_differ(data, client, settings):
-    weak, strong = _model(data, ["days_overdue"]), _model(data, COLUMNS)
+    weak, strong = _model(data, [SIGNAL]), _model(data, COLUMNS)
     _register(weak, _auc(weak, data.test, data.y_test), client, settings, "test-set-A")
     promote(client=client, settings=settings)
     strong_auc = _auc(strong, data.other_test, data.y_other_test)
@@ -295,7 +301,7 @@ def test_gate_against_the_live_feature_definitions(data, client, settings):
     _register(old, 0.99, client, settings)  # a candidate on the old definitions
     with pytest.raises(PromotionRefused, match="not live"):
         promote(live_fingerprint=live.__getitem__, client=client, settings=settings)
-    retrained = replace(_model(data, ["days_overdue"]), definitions_fingerprint="defs-fp-2")
+    retrained = replace(_model(data, [SIGNAL]), definitions_fingerprint="defs-fp-2")
     # Weaker on AUC, but the only servable one: promoted, and the reason says why.
     _register(retrained, _auc(retrained, data.test, data.y_test) - 0.1, client, settings)
     promoted = promote(3, live_fingerprint=live.__getitem__, client=client, settings=settings)
@@ -346,7 +352,7 @@ def test_dvc_hash_of_one_output_and_of_all(tmp_path):
 
 
 def test_a_rolled_back_version_can_be_promoted_again(data, client, settings):
-    weak, strong = _model(data, ["days_overdue"]), _model(data, COLUMNS)
+    weak, strong = _model(data, [SIGNAL]), _model(data, COLUMNS)
     _register(weak, _auc(weak, data.test, data.y_test), client, settings)
     promote(client=client, settings=settings)
     _register(strong, _auc(strong, data.test, data.y_test), client, settings)

@@ -43,7 +43,11 @@ from training.scoring_model import ScoringModel
 pytestmark = pytest.mark.integration
 
 T0 = datetime(2026, 3, 1, tzinfo=UTC)
-COLUMNS = ["days_overdue", "broken_promises"]
+# Real feature names: registration refuses a feature without a reason code.
+COLUMNS = [
+    "account_payment_velocity__balance_change_6m",
+    "account_payment_velocity__trend_direction",
+]
 
 REGISTER_SCRIPT = """
 import numpy as np, pandas as pd
@@ -54,7 +58,7 @@ from collectwise.settings import get_settings
 
 rng = np.random.default_rng(3)
 x = pd.DataFrame(rng.normal(size=(200, 2)), columns={columns!r})
-y = (x["days_overdue"] + rng.normal(size=200) > 0).astype(int)
+y = (x.iloc[:, 0] + rng.normal(size=200) > 0).astype(int)
 model = ScoringModel(LogisticRegression().fit(x, y), None, 0.5, 0.2, 0.6, {columns!r},
                      "collection_risk_v1", "defs-fp")
 meta = register(model, {{TEST_AUC: 0.9}}, {{"model": "logistic"}}, {{}}, {{}}, "test-set",
@@ -66,7 +70,7 @@ print("registered version", meta.version)
 def _tiny_model() -> ScoringModel:
     rng = np.random.default_rng(1)
     x = pd.DataFrame(rng.normal(size=(200, 2)), columns=COLUMNS)
-    y = (x["days_overdue"] > 0).astype(int)
+    y = (x[COLUMNS[0]] > 0).astype(int)
     estimator = LogisticRegression().fit(x, y)
     return ScoringModel(estimator, None, 0.5, 0.2, 0.6, COLUMNS, "collection_risk_v1", "defs-fp")
 

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from admin_app.logic.counterfactual import build_space, find_counterfactual, rank
+from training.counterfactual import build_space, find_counterfactual, lower_band_goal, rank
 
 pytestmark = pytest.mark.unit
 
@@ -105,3 +105,15 @@ def test_features_without_spread_are_left_out_of_the_space() -> None:
     frame = REFERENCE.assign(constant=1.0, empty=np.nan)
     space = build_space(frame, ["pay", "constant", "empty", "absent"])
     assert space.features == ["pay"]
+
+
+def test_a_band_goal_is_the_next_band_down_and_the_search_reaches_it() -> None:
+    assert lower_band_goal("low", 0.2, 0.5) is None
+    medium = lower_band_goal("medium", 0.2, 0.5)
+    assert medium is not None and (medium.target_band, medium.cutoff) == ("low", 0.2)
+    high = lower_band_goal("high", 0.2, 0.5)
+    assert high is not None and (high.target_band, high.cutoff) == ("medium", 0.5)
+    predict = logistic({"pay": -0.1}, bias=2.0)  # p = 0.73 at pay = 10: high
+    space = build_space(REFERENCE, ["pay", "responsive"])
+    result = find_counterfactual(row(pay=10), predict, high.cutoff, space)
+    assert result.found and 0.2 < result.probability_after < 0.5  # medium, not further

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from monitoring.job_inputs import NothingToMonitorError, served_rows
 from monitoring.served import WindowError, parse_moment, parse_window, read_served, stamp
 
 pytestmark = pytest.mark.unit
@@ -62,3 +63,17 @@ def test_window_and_moment_parsing() -> None:
     with pytest.raises(WindowError):
         parse_moment("yesterday")
     assert stamp(datetime(2026, 3, 1, 12, 30, tzinfo=UTC)) == "20260301T123000Z"
+
+
+def test_monitoring_reads_only_the_scoring_routes(tmp_path: Path) -> None:
+    # A counterfactual search logs its account's score for the audit; the jobs must not
+    # count an analyst's question as scoring traffic.
+    day = rows(["2026-03-01 10:00", "2026-03-01 11:00", "2026-03-01 12:00"], ["a", "b", "c"])
+    day["route"] = ["/v1/score", "/v1/counterfactual", "/v1/score/batch"]
+    write_day(tmp_path, "2026-03-01", day)
+    start, stop = datetime(2026, 3, 1, tzinfo=UTC), datetime(2026, 3, 2, tzinfo=UTC)
+    assert served_rows(tmp_path, start, stop)["request_id"].tolist() == ["a", "c"]
+    only_questions = day.iloc[[1]]
+    write_day(tmp_path / "cf", "2026-03-01", only_questions)
+    with pytest.raises(NothingToMonitorError, match="no served rows"):
+        served_rows(tmp_path / "cf", start, stop)

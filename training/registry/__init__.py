@@ -11,10 +11,12 @@ and keeps it) and optional settings; without them it uses get_settings().mlflow.
 
 Modules: clients (the client and settings), lineage (git, DVC, lineage tags), versions
 (metadata and reading), registration (register), gate (promote, rollback, champion
-history), reports (evaluation report, model card). Callers import from here.
+history), reports (evaluation report, model card), drift_score (the latest
+data drift score of a version). Callers import from here.
 """
 
 from training.registry.clients import tracking_client
+from training.registry.drift_score import DATA_DRIFT_SCORE, record_data_drift
 from training.registry.gate import (
     HISTORY_TAG,
     STACK_TAG,
@@ -54,6 +56,7 @@ from training.registry.versions import (
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "DATA_DRIFT_SCORE",
     "HEADLINE_METRICS",
     "HISTORY_TAG",
     "METRIC_TAG_PREFIX",
@@ -85,6 +88,7 @@ __all__ = [
     "load_version",
     "model_uri",
     "promote",
+    "record_data_drift",
     "register",
     "resolve_alias",
     "rollback",

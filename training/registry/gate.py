@@ -45,6 +45,8 @@ HISTORY_TAG = "champion_history"
 STACK_TAG = "champion_stack"
 _HISTORY_KEEP = 200
 _ROLLBACK_TAGS = frozenset({"rolled_back_by", "rolled_back_at", "rolled_back_why"})
+# Another gate's judgement (candidate, champion) -> the reason; raises PromotionRefused.
+Evidence = Callable[[ModelMetadata, ModelMetadata | None], str]
 
 
 def _now() -> str:
@@ -181,6 +183,7 @@ def promote(
     why: str | None = None,
     evaluate_champion: Callable[[ScoringModel], float] | None = None,
     live_fingerprint: Callable[[str], str] | None = None,
+    evidence: Evidence | None = None,
     client: MlflowClient | None = None,
     settings: MlflowSettings | None = None,
 ) -> ModelMetadata:
@@ -192,7 +195,10 @@ def promote(
     `live_fingerprint` (feature service -> the live registry's definitions fingerprint) it
     first checks what the scorer checks: a candidate trained on other definitions is
     refused, and one replacing a champion trained on other definitions passes. force=True
-    skips the gate and needs who and why. Raises PromotionRefused / IncomparableTestSets.
+    skips the gate and needs who and why. `evidence` (candidate, champion -> the reason, or
+    PromotionRefused) replaces the test-set AUC comparison, e.g. with a champion /
+    challenger experiment on live outcomes; the live-definitions check still comes first.
+    Raises PromotionRefused / IncomparableTestSets.
     """
     client, settings = client_and_settings(client, settings)
     name = settings.registered_model_name
@@ -205,6 +211,9 @@ def promote(
     champion = None if current is None else metadata_of(client, name, current)
     if force:
         decision = _Decision(f"forced: {why}", None)
+    elif evidence is not None:
+        servable = _servable_decision(candidate, champion, live_fingerprint)
+        decision = servable or _Decision(evidence(candidate, champion), None)
     else:
         margin = settings.promotion_margin if margin is None else margin
         decision = _gate(client, candidate, champion, margin, evaluate_champion, live_fingerprint)

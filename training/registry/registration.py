@@ -15,6 +15,7 @@ import mlflow
 from mlflow import MlflowClient
 
 from collectwise.settings import MlflowSettings
+from training.reason_codes import check_covered
 from training.registry.clients import client_and_settings
 from training.registry.lineage import LINEAGE_TAGS, lineage_tags
 from training.registry.reports import log_model_card
@@ -135,6 +136,8 @@ def register(
     too when present. artifacts maps a run folder name to a file or directory; the file under
     REPORT_JSON_KEY also feeds the model card, which is logged under model_card/.
     """
+    # Before anything is logged: a version whose reasons have no code must never exist.
+    check_covered(model.feature_columns, model.feature_service)
     client, settings = client_and_settings(client, settings)
     # The fluent calls below use the global URIs; registry == tracking, as register_model assumes.
     mlflow.set_tracking_uri(client.tracking_uri)

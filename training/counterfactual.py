@@ -1,4 +1,4 @@
-"""The smallest change in actionable features that flips a model's decision.
+"""The smallest change in actionable features that flips a model's decision or lowers its band.
 
 A greedy coordinate search in quantile space, written out here so it can be read and
 tested (dice-ml would add a dependency and a random search whose answers vary per run):
@@ -248,3 +248,31 @@ def _result(
             "reference range flips the decision"
         )
     return Counterfactual(found, threshold, p0, p1, p0 >= threshold, changes, message)
+
+
+def actionable_space(reference: pd.DataFrame, feature_columns: Sequence[str]) -> Space:
+    """The search space of a model: its ACTIONABLE columns over its training reference
+    (a model matrix), so the console and the scorer search the same values."""
+    return build_space(reference, [f for f in ACTIONABLE if f in feature_columns])
+
+
+@dataclass(frozen=True)
+class BandGoal:
+    """Where a search must bring an account to lower its band by one."""
+
+    band: str
+    target_band: str
+    cutoff: float
+
+
+def lower_band_goal(band: str, low_max: float, medium_max: float) -> BandGoal | None:
+    """The next band down and the probability to get under, or None for the lowest band.
+
+    Bands: p <= low_max is low, p <= medium_max medium (training.scoring_model). The search
+    gets strictly under the cutoff, which is inside the lower band.
+    """
+    if band == "high":
+        return BandGoal(band, "medium", medium_max)
+    if band == "medium":
+        return BandGoal(band, "low", low_max)
+    return None
