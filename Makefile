@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed-stamp
+SPARK_STAMP := $(VENV)/.spark-installed-stamp
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 export REDIS_CONNECTION_STRING ?= 127.0.0.1:6379
 PYTEST_ARGS ?=
@@ -17,7 +18,7 @@ IMAGE ?= collectwise:local
 PACKAGES := feature_repo ingestion training serving monitoring admin_app collectwise
 WORKFLOWS := $(wildcard .github/workflows/*.yml)
 
-.PHONY: help setup services lock demo serve serve-bg console-bg scheduler-bg demo-redis demo-uci pipeline online test lint audit image format bench stop clean
+.PHONY: help setup setup-spark services lock demo serve serve-bg console-bg scheduler-bg demo-redis demo-uci pipeline online test lint audit image format bench stop clean
 
 help: ## List the commands
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | \
@@ -32,8 +33,23 @@ $(STAMP): requirements.lock pyproject.toml
 
 setup: $(STAMP) ## Create .venv and install the pinned environment
 
-lock: ## Re-resolve requirements.lock from pyproject.toml (after changing dependencies)
+# The Spark engine (pyspark, about 450 MB) is an extra on top of the environment, kept out of
+# `make setup` and the demo. After $(STAMP): its `uv pip sync` removes what is not in the
+# main lock, so a re-synced environment gets pyspark again.
+$(SPARK_STAMP): requirements-spark.lock $(STAMP)
+	uv pip install -q --python $(PY) -r requirements-spark.lock
+	@touch $(SPARK_STAMP)
+
+setup-spark: $(SPARK_STAMP) ## Install the Spark engine (pyspark, pinned); needs a Java 17 runtime
+	@command -v java >/dev/null 2>&1 || [ -x "$${JAVA_HOME:-/nonexistent}/bin/java" ] || \
+	  echo "setup-spark: no Java runtime found: install openjdk-17-jre-headless (make services does)" >&2
+
+lock: ## Re-resolve requirements.lock and requirements-spark.lock from pyproject.toml
 	uv pip compile -q pyproject.toml --extra dev --python-version 3.11 -o requirements.lock
+	@# The spark lock is the main lock (as a constraint) plus the spark extra: the two
+	@# environments differ by pyspark and py4j only.
+	uv pip compile -q pyproject.toml --extra dev --extra spark -c requirements.lock \
+	  --python-version 3.11 -o requirements-spark.lock
 
 pipeline: setup ## Run the DVC pipeline (generate -> validate -> build-features -> feast-apply -> materialize)
 	dvc repro
@@ -99,10 +115,10 @@ demo-uci: setup ## The pipeline on the real UCI data (data_uci/) and its online 
 services: ## Install and start what the tests need (Redis, PostgreSQL, Chromium), where missing
 	@bash .ci/services
 
-test: setup services ## Run the test suite (installs and starts its services first)
+test: setup setup-spark services ## Run the test suite (installs and starts its services first)
 	$(PY) -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
-lint: setup ## ruff, mypy, bandit, the GitHub workflows (schema, zizmor); offline
+lint: setup setup-spark ## ruff, mypy, bandit, the GitHub workflows (schema, zizmor); offline
 	ruff check .
 	ruff format --check .
 	mypy feature_repo ingestion training serving monitoring admin_app collectwise benchmarks

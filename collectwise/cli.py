@@ -167,12 +167,26 @@ def build_features(
     raw: PathOpt = None,
     out: PathOpt = None,
     label_grace_days: Annotated[int, typer.Option(min=0, help="late-recording grace")] = 21,
+    engine: Annotated[
+        str, typer.Option(help="duckdb (one machine) | spark (pyspark and Java 17)")
+    ] = "duckdb",
+    spark_master: Annotated[
+        str, typer.Option(help="with --engine spark: local[N] or a cluster's master URL")
+    ] = "local[2]",
 ) -> None:
     """Compute the feature tables and matured labels from validated raw tables."""
-    from ingestion.features import build_features as run  # noqa: PLC0415
-
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"unknown engine '{engine}'", param_hint="--engine")
     s = get_settings()
-    summary = run(raw or s.paths.validated_dir, out or s.paths.features_dir, label_grace_days)
+    raw, out = raw or s.paths.validated_dir, out or s.paths.features_dir
+    if engine == "spark":
+        from ingestion.spark_features import build_features_spark  # noqa: PLC0415
+
+        summary = build_features_spark(raw, out, label_grace_days, master=spark_master)
+    else:
+        from ingestion.features import build_features as run  # noqa: PLC0415
+
+        summary = run(raw, out, label_grace_days)
     _summary("features built", summary)
 
 

@@ -1,11 +1,18 @@
 """The one definition of every feature: SQL over the raw event tables.
 
 Each statement reads the validated raw tables as relations named after them (customers,
-accounts, statements, payments, contacts, promises, outcomes) and two parameters written
-as ``$as_of`` (the data cutoff: the last snapshot), ``$labels_as_of`` (when outcomes had
-been observed, normally as_of) and ``$label_grace_days``. The SQL sticks to ANSI window
-functions and CASE expressions (no ASOF JOIN, no QUALIFY, no FILTER) so the same text can
-move to Spark's offline store.
+accounts, statements, payments, contacts, promises, outcomes), the snapshot calendar
+(``snapshot_calendar``, made by the runner from `snapshot_calendar()` below) and two
+parameters written as ``$labels_as_of`` (when outcomes had been observed, normally the data
+cutoff as_of) and ``$label_grace_days``.
+
+One text, two engines: DuckDB runs it as written, Spark runs its sqlglot translation
+(ingestion.feature_sql). So the SQL keeps to the subset both agree on, which
+tests/unit/test_feature_portability.py enforces: ANSI window functions and CASE expressions
+(no ASOF JOIN, QUALIFY, FILTER or table functions such as range()); intervals as
+``n * INTERVAL '1' DAY``; day counts between DATEs (on timestamps DuckDB counts calendar days
+and Spark whole 24-hour spans); no arithmetic typed DECIMAL (an integer plus ``1.0`` is a
+DECIMAL in Spark, whose division then rounds differently): such operands are cast to DOUBLE.
 
 Point-in-time rule: the row for snapshot t uses only events that happened AND were recorded
 at or before t (statements are known on their statement_date). Late corrections therefore
@@ -23,6 +30,7 @@ Conventions for values (documented in feature_repo/README.md):
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
 from typing import Final
 
 # Snapshots are month starts; an account is scored at t when it was placed before t and has
@@ -43,16 +51,34 @@ DTI_CAP: Final = 1000.0
 # A payment's contribution to what was paid: a reversal row cancels its amount.
 _NET_AMOUNT: Final = "CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END"
 
-SNAPSHOTS_SQL: Final = """
-CREATE OR REPLACE TEMP TABLE snapshots AS
-WITH bounds AS (
-    SELECT date_trunc('month', min(statement_date)) + INTERVAL 1 MONTH AS first_t
-    FROM statements
+# The snapshot calendar: every month start after the month of the first statement, up to
+# the data cutoff. It is made in Python, once for every engine (DuckDB's range() over months
+# has no Spark translation), from what FIRST_STATEMENT_SQL finds.
+CALENDAR_TABLE: Final = "snapshot_calendar"
+FIRST_STATEMENT_SQL: Final = (
+    "SELECT CAST(min(statement_date) AS DATE) AS first_statement FROM statements"
 )
-SELECT CAST(t AS TIMESTAMPTZ) AS snapshot_at
-FROM bounds, range(first_t, CAST($as_of AS TIMESTAMPTZ) + INTERVAL 1 SECOND, INTERVAL 1 MONTH)
-    AS r(t)
-"""
+
+
+def snapshot_calendar(first_statement: date | None, as_of: datetime) -> list[datetime]:
+    """The snapshot times (UTC month starts) from the month after `first_statement` up to and
+    including `as_of`; none without statements."""
+    if first_statement is None:
+        return []
+    year, month = first_statement.year, first_statement.month
+    calendar: list[datetime] = []
+    while True:
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)
+        snapshot = datetime(year, month, 1, tzinfo=UTC)
+        if snapshot > as_of:
+            return calendar
+        calendar.append(snapshot)
+
+
+SNAPSHOTS_SQL: Final = f"""
+CREATE OR REPLACE TEMP TABLE snapshots AS
+SELECT CAST(snapshot_at AS TIMESTAMPTZ) AS snapshot_at FROM {CALENDAR_TABLE}
+"""  # nosec B608  # only this module's constant table name is interpolated
 
 # The latest statement as of each snapshot decides who is in the population; what is still
 # outstanding is that statement's balance less the net payments known since.
@@ -190,10 +216,12 @@ SELECT
         AS created_timestamp,
     CAST(outstanding AS DOUBLE) AS debt_amount,
     CAST(CASE WHEN days_past_due > 0
-              THEN days_past_due + date_diff('day', statement_date, snapshot_at)
+              THEN days_past_due
+                   + date_diff('day', CAST(statement_date AS DATE), CAST(snapshot_at AS DATE))
               ELSE 0 END AS BIGINT) AS days_overdue,
     CASE WHEN days_past_due > 0
-         THEN statement_date - to_days(CAST(days_past_due AS INTEGER)) END AS overdue_since,
+         THEN statement_date - CAST(days_past_due AS INTEGER) * INTERVAL '1' DAY
+    END AS overdue_since,
     [m0, m1, m2, m3, m4, m5] AS payment_history,
     greatest(least((m0 + m1 + m2) / 3.0 / greatest(outstanding, 1.0), 1.0), 0.0)
         AS payment_velocity,
@@ -213,8 +241,8 @@ SELECT
     CAST(max_days_past_due_6m AS BIGINT) AS max_days_past_due_6m,
     CAST(months_past_due_6m AS BIGINT) AS months_past_due_6m,
     (balance - first_balance_6m) / greatest(abs(first_balance_6m), 1.0) AS balance_change_6m,
-    CAST(date_diff('day', coalesce(last_paid_at, placed_at), snapshot_at) AS BIGINT)
-        AS days_since_last_payment,
+    CAST(date_diff('day', CAST(coalesce(last_paid_at, placed_at) AS DATE),
+                   CAST(snapshot_at AS DATE)) AS BIGINT) AS days_since_last_payment,
     credit_limit,
     [b0, b1, b2, b3, b4, b5] AS balance_history,
     [d0, d1, d2, d3, d4, d5] AS days_past_due_history,
@@ -339,10 +367,10 @@ SELECT
              coalesce(cs.max_recorded_at, p.statement_date),
              coalesce(ps.max_recorded_at, p.statement_date),
              coalesce(ch.max_recorded_at, p.statement_date)) AS created_timestamp,
-    (coalesce(cs.responsive_90d, 0) + 1.0) / (coalesce(cs.contacts_90d, 0) + 2.0)
-        AS contact_responsiveness,
-    (coalesce(ps.promises_kept, 0) + 1.0) / (coalesce(ps.promises_judged, 0) + 2.0)
-        AS promise_to_pay_reliability,
+    (CAST(coalesce(cs.responsive_90d, 0) AS DOUBLE) + 1.0)
+        / (CAST(coalesce(cs.contacts_90d, 0) AS DOUBLE) + 2.0) AS contact_responsiveness,
+    (CAST(coalesce(ps.promises_kept, 0) AS DOUBLE) + 1.0)
+        / (CAST(coalesce(ps.promises_judged, 0) AS DOUBLE) + 2.0) AS promise_to_pay_reliability,
     coalesce(ch.channel, 'none') AS payment_channel_preference,
     CAST(coalesce(cs.contacts_90d, 0) AS BIGINT) AS contacts_90d,
     CAST(coalesce(ps.broken_promises_90d, 0) AS BIGINT) AS broken_promises_90d
@@ -370,7 +398,7 @@ CREATE OR REPLACE TEMP TABLE labels AS
 WITH matured AS (
     SELECT account_id, customer_id, snapshot_at,
            snapshot_at + INTERVAL {LABEL_WINDOW_DAYS} DAY
-               + to_days(CAST($label_grace_days AS INTEGER)) AS matured_at
+               + CAST($label_grace_days AS INTEGER) * INTERVAL '1' DAY AS matured_at
     FROM population
     WHERE outstanding >= {MIN_QUALIFYING_PAYMENT}
 ),

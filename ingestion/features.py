@@ -3,7 +3,9 @@ validated raw tables with DuckDB and writes one parquet file per feature view pl
 
 The SQL is the one definition of each feature; this module only wires inputs and outputs.
 Outputs are written to a temporary directory and swapped in at the end, so a failed build
-leaves the previous feature tables in place.
+leaves the previous feature tables in place. What does not depend on the engine (the
+cutoffs, the statements and their parameters, the sort keys, the summary) is here too, for
+the Spark runner (ingestion.spark_features) to share.
 """
 
 from __future__ import annotations
@@ -14,11 +16,13 @@ import os
 import re
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 
 import duckdb
+import pyarrow as pa
 
 from collectwise.errors import InvalidInputError
 from feature_repo import transformations as tx
@@ -28,7 +32,7 @@ from ingestion.rawio import has_table, swap_dir, table_glob
 log = logging.getLogger(__name__)
 
 # Sort keys make the output files deterministic and keep each entity's rows together.
-_SORT_KEYS = {
+SORT_KEYS = {
     "account_payment_velocity": "account_id, event_timestamp",
     "customer_financial_ratios": "customer_id, event_timestamp",
     "account_contact_behavior": "account_id, event_timestamp",
@@ -107,29 +111,50 @@ def compute_features(
 
     Returns the seconds each statement took, by the table it creates.
     """
-    params = {
-        "as_of": as_of,
-        "labels_as_of": labels_as_of or as_of,
-        "label_grace_days": label_grace_days,
-    }
-    label_sql = tx.OBSERVED_LABELS_SQL if observed_labels else tx.DERIVED_LABELS_SQL
-    statements = (*tx.FEATURE_STATEMENTS, label_sql)
+    # fetchall, not fetchone: an unfinished result would block register() below.
+    first = next(iter(con.execute(tx.FIRST_STATEMENT_SQL).fetchall()), None)
+    calendar = pa.table(
+        {"snapshot_at": pa.array(snapshot_calendar(first, as_of), pa.timestamp("us", tz="UTC"))}
+    )
+    con.register(tx.CALENDAR_TABLE, calendar)
+    params = statement_params(labels_as_of or as_of, label_grace_days)
+    statements = feature_statements(observed_labels)
     seconds: dict[str, float] = {}
     for step, sql in enumerate(statements, start=1):
         started = time.perf_counter()
-        con.execute(sql, _used_params(sql, params))
-        name = _table_name(sql)
+        con.execute(sql, used_params(sql, params))
+        name = table_name(sql)
         seconds[name] = time.perf_counter() - started
         log.info("step %d/%d %s: %.1fs", step, len(statements), name, seconds[name])
     return seconds
 
 
-def _table_name(sql: str) -> str:
+def snapshot_calendar(
+    first_statement: tuple[object, ...] | None, as_of: datetime
+) -> list[datetime]:
+    """The snapshot times, from the one-row answer of FIRST_STATEMENT_SQL on any engine."""
+    first = first_statement[0] if first_statement else None
+    if first is not None and not isinstance(first, date):
+        raise FeatureBuildError(f"the first statement date reads as {first!r}, not a date")
+    return tx.snapshot_calendar(first, as_of)
+
+
+def feature_statements(observed_labels: bool) -> tuple[str, ...]:
+    """Every statement in the order it runs: later ones read the tables of earlier ones."""
+    label_sql = tx.OBSERVED_LABELS_SQL if observed_labels else tx.DERIVED_LABELS_SQL
+    return (*tx.FEATURE_STATEMENTS, label_sql)
+
+
+def statement_params(labels_as_of: datetime, label_grace_days: int) -> dict[str, object]:
+    return {"labels_as_of": labels_as_of, "label_grace_days": label_grace_days}
+
+
+def table_name(sql: str) -> str:
     match = re.search(r"TEMP TABLE (\w+)", sql)
     return match.group(1) if match else "statement"
 
 
-def _used_params(sql: str, params: dict[str, object]) -> dict[str, object]:
+def used_params(sql: str, params: dict[str, object]) -> dict[str, object]:
     # DuckDB rejects named parameters that a statement does not use.
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
@@ -139,7 +164,7 @@ def write_tables(con: duckdb.DuckDBPyConnection, out_dir: Path) -> dict[str, int
     for name in (*tx.FEATURE_TABLES, tx.LABEL_TABLE):
         path = out_dir / f"{name}.parquet"
         con.execute(
-            f"COPY (SELECT * FROM {name} ORDER BY {_SORT_KEYS[name]}) "  # nosec B608  # table names are constants; the path is the operator's own (settings)
+            f"COPY (SELECT * FROM {name} ORDER BY {SORT_KEYS[name]}) "  # nosec B608  # table names are constants; the path is the operator's own (settings)
             f"TO '{path}' (FORMAT PARQUET, COMPRESSION ZSTD)"
         )
         count = con.execute(f"SELECT count(*) FROM {name}").fetchone()  # nosec B608  # name is one of the module's table constants
@@ -158,15 +183,35 @@ def build_features(
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     as_of, labels_as_of = read_cutoffs(raw_dir)
     con = connect(threads)
-    observed = register_raw(con, raw_dir)
-    log.info("building features from %s as of %s", raw_dir, as_of.isoformat())
-    compute_features(con, as_of, observed, label_grace_days, labels_as_of)
+    try:
+        observed = register_raw(con, raw_dir)
+        log.info("building features from %s as of %s", raw_dir, as_of.isoformat())
+        compute_features(con, as_of, observed, label_grace_days, labels_as_of)
+
+        def write(staged: Path) -> FeatureBuildSummary:
+            rows = write_tables(con, staged)
+            snapshots = con.execute(SNAPSHOT_COUNT_SQL).fetchone()
+            rate = con.execute(DEFAULT_RATE_SQL).fetchone()
+            return summarise(as_of, rows, observed, snapshots, rate, started)
+
+        return publish(out_dir, write)
+    finally:
+        con.close()
+
+
+# What the summary reports, asked of whichever engine built the tables.
+SNAPSHOT_COUNT_SQL = "SELECT count(*) FROM snapshots"
+DEFAULT_RATE_SQL = f"SELECT avg(default_30d) FROM {tx.LABEL_TABLE}"  # nosec B608  # a constant table name
+
+
+def publish(out_dir: Path, write: Callable[[Path], FeatureBuildSummary]) -> FeatureBuildSummary:
+    """Let `write` fill a staging directory beside `out_dir`, then swap it in whole: a build
+    that fails on the way leaves the previous feature tables as they were."""
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     try:
-        rows = write_tables(con, tmp)
-        summary = _summarise(con, as_of, rows, observed, started)
+        summary = write(tmp)
         # No timings in the manifest: its hash fingerprints the data, so it must not
         # change when the same data is rebuilt.
         stable = {k: v for k, v in asdict(summary).items() if k != "seconds"}
@@ -174,32 +219,34 @@ def build_features(
         swap_dir(tmp, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-        con.close()
     log.info(
         "built %s feature rows over %d snapshots in %.1fs (labels: %d, default rate %s)",
-        sum(v for k, v in rows.items() if k != tx.LABEL_TABLE),
+        sum(v for k, v in summary.rows.items() if k != tx.LABEL_TABLE),
         summary.snapshots,
         summary.seconds,
-        rows[tx.LABEL_TABLE],
+        summary.rows[tx.LABEL_TABLE],
         f"{summary.default_rate:.3f}" if summary.default_rate is not None else "n/a",
     )
     return summary
 
 
-def _summarise(
-    con: duckdb.DuckDBPyConnection,
+def summarise(
     as_of: datetime,
     rows: dict[str, int],
     observed: bool,
+    snapshots: tuple[object, ...] | None,
+    rate: tuple[object, ...] | None,
     started: float,
 ) -> FeatureBuildSummary:
-    snapshots = con.execute("SELECT count(*) FROM snapshots").fetchone()
-    rate = con.execute("SELECT avg(default_30d) FROM labels").fetchone()
+    """The build's summary from the one-row answers of SNAPSHOT_COUNT_SQL and
+    DEFAULT_RATE_SQL."""
+    count = snapshots[0] if snapshots else 0
+    mean = rate[0] if rate else None
     return FeatureBuildSummary(
         as_of=as_of.isoformat(),
-        snapshots=int(snapshots[0]) if snapshots else 0,
+        snapshots=int(count) if isinstance(count, int) else 0,
         rows=rows,
         label_source="observed" if observed else "derived",
-        default_rate=float(rate[0]) if rate and rate[0] is not None else None,
+        default_rate=float(mean) if isinstance(mean, int | float) else None,
         seconds=round(time.perf_counter() - started, 3),
     )

@@ -19,7 +19,9 @@ PACKAGES = ("feature_repo", "ingestion", "training", "serving", "monitoring", "a
 # The one module that reads the environment, and the variables others may still read because
 # they belong to another program: Prometheus' multiprocess folder, set for uvicorn's workers.
 SETTINGS_MODULE = REPO / "collectwise" / "settings.py"
-FOREIGN_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR"}
+# Variables other programs own and read (prometheus_client, pyspark's Java launcher): a
+# module may look at them to explain a failure, never to configure Collectwise.
+FOREIGN_VARIABLES = {"PROMETHEUS_MULTIPROC_DIR", "JAVA_HOME"}
 
 
 def test_every_path_derives_from_the_home_and_the_data_dir(tmp_path: Path) -> None:
