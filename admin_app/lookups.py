@@ -1,5 +1,6 @@
 """The console's reads that need I/O: one account scored the API's way, a version's SHAP
-sample, its evaluation report and model card, the store's materialisation record.
+sample and decision views (PD, ICE, decision maps), its evaluation report and model card,
+the store's materialisation record.
 
 Thin adapters over the other packages' public functions; the only thing written here that
 could live elsewhere is `evaluation_report` (training.registry downloads the report only
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import tempfile
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
@@ -25,10 +27,14 @@ if TYPE_CHECKING:
     from admin_app.backends import Backends
     from serving.model_set import ServedModel
     from serving.scoring import Scored
+    from training.inspection import DecisionMap, FeatureCurves
+    from training.scoring_model import ScoringModel
 
 log = logging.getLogger(__name__)
 
 SHAP_SAMPLE = 600
+# Reference rows the decision views average over: PD costs a prediction per row per grid point.
+DECISION_ROWS = 500
 
 
 class NotFound(NotFoundError, LookupError):  # noqa: N818 - reads as the condition
@@ -149,3 +155,64 @@ def materialisations(b: Backends) -> list[tuple[str, list[tuple[datetime, dateti
         (view.name, [(i[0], i[1]) for i in view.materialization_intervals])
         for view in store.list_feature_views()
     ]
+
+
+@dataclass(frozen=True)
+class DecisionBasis:
+    """What a version's decision views are computed from: its model, a fixed sample of its
+    reference rows as the model sees them, and its columns ranked by mean |SHAP|."""
+
+    version: int
+    model: ScoringModel
+    x: pd.DataFrame
+    importance: pd.Series
+    constraints: dict[str, int]
+
+
+def decision_basis(b: Backends, version: int) -> DecisionBasis:
+    """Cached per version. The rows are drawn from the SHAP sample's (itself a fixed sample
+    of the reference), so the views and the importance ranking read the same accounts."""
+
+    def make() -> DecisionBasis:
+        from admin_app.logic.explain import importance_from_shap  # noqa: PLC0415
+        from training.inspection import enforced_constraints, sample_rows  # noqa: PLC0415
+
+        sample = shap_sample(b, version)
+        model = loaded_model(b, version).model
+        x = sample_rows(sample.x, DECISION_ROWS)
+        importance = importance_from_shap(sample.shap)
+        return DecisionBasis(version, model, x, importance, enforced_constraints(model))
+
+    return b.cached(f"decisions:{version}", make)
+
+
+def decision_curves(b: Backends, version: int, column: str) -> FeatureCurves:
+    """PD and ICE of one column, cached per version and column (a larger k adds, never redoes)."""
+
+    def make() -> FeatureCurves:
+        from training.inspection import feature_curves  # noqa: PLC0415
+
+        basis = decision_basis(b, version)
+        started = time.perf_counter()
+        curves = feature_curves(basis.model, basis.x, column, constraints=basis.constraints)
+        log.info("PD/ICE of v%d %s over %d rows: %.2f s", version, column, len(basis.x),
+                 time.perf_counter() - started)  # fmt: skip
+        return curves
+
+    return b.cached(f"pd:{version}:{column}", make)
+
+
+def decision_map(b: Backends, version: int, x_column: str, y_column: str) -> DecisionMap:
+    """The two-feature decision map, cached per version and pair."""
+
+    def make() -> DecisionMap:
+        from training.inspection import decision_map as pd_map  # noqa: PLC0415
+
+        basis = decision_basis(b, version)
+        started = time.perf_counter()
+        result = pd_map(basis.model, basis.x, x_column, y_column)
+        log.info("decision map of v%d %s x %s over %d rows: %.2f s", version, x_column, y_column,
+                 len(basis.x), time.perf_counter() - started)  # fmt: skip
+        return result
+
+    return b.cached(f"map:{version}:{x_column}:{y_column}", make)

@@ -17,6 +17,7 @@ from dash import Dash
 from admin_app.logic.roles import Role
 from admin_app.pages import (
     audit,
+    decisions,
     explanations,
     fairness,
     health,
@@ -51,5 +52,6 @@ def _page(module: Any) -> Page:
 
 
 PAGES: tuple[Page, ...] = tuple(
-    _page(m) for m in (models, monitoring, scoring, explanations, fairness, health, audit, users)
+    _page(m)
+    for m in (models, monitoring, scoring, explanations, decisions, fairness, health, audit, users)
 )

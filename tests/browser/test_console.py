@@ -38,6 +38,7 @@ PAGES = {
     "/monitoring": "#mon-alerts .ag-row",
     "/scoring": "#score-account",
     "/explanations": "#exp-importance .bars",
+    "/decisions": "#dec-pd-0 .main-svg",
     "/fairness": "#fair-groups .ag-row",
     "/health": "#health-materialised .ag-row",
     "/audit": "#audit-verify-status",
@@ -544,4 +545,55 @@ def test_models_page_shows_the_latest_experiment_per_arm(
         figures = report["overall"] if arm == "overall" else report["arms"][arm]
         assert arm in cells and str(round(figures["auc"]["auc"], 4)) in cells
     shoot(driver, artifacts, "models-experiment")
+    assert severe(driver) == []
+
+
+def test_decision_views_show_pd_ice_and_the_decision_map(
+    driver: WebDriver, console: Console, artifacts: Path
+) -> None:
+    from admin_app.logic.decisions import DEFAULT_TOP, cutoffs, top_columns
+    from admin_app.logic.explain import short_name
+    from admin_app.lookups import decision_basis, decision_map
+    from training.inspection import column_sentence
+
+    login(driver, console, "victor")
+    open_page(driver, console, "/decisions", f"#dec-pd-{DEFAULT_TOP - 1} .main-svg")
+    wait_for(driver, "#dec-map .heatmaplayer")
+    settle(driver)
+    champion = registry.show("champion").version
+    # What the page computed (the console's cache): the same basis, never a second fit.
+    basis = decision_basis(console.backends, champion)
+    top = top_columns(basis.importance, basis.x, DEFAULT_TOP)
+    graphs = driver.find_elements(By.CSS_SELECTOR, "#dec-curves .js-plotly-plot")
+    assert len(graphs) == DEFAULT_TOP
+    titles = [e.text for e in driver.find_elements(By.CSS_SELECTOR, "#dec-curves .gtitle")]
+    for column, title in zip(top, titles, strict=True):
+        assert short_name(column) in title
+        sentence = column_sentence(column, basis.model.feature_service)
+        assert sentence is None or sentence[0] in title
+    # Grey ICE lines and the red PD line in every plot.
+    assert len(driver.find_elements(By.CSS_SELECTOR, "#dec-pd-0 .scatterlayer .trace")) == 2
+    summary = driver.find_element(By.ID, "dec-summary").text
+    assert f"v{champion}" in summary and f"over {len(basis.x)} reference accounts" in summary
+
+    map_title = driver.find_element(By.CSS_SELECTOR, "#dec-map .gtitle").text
+    assert short_name(top[0]) in map_title and short_name(top[1]) in map_title
+    dmap = decision_map(console.backends, champion, top[0], top[1])
+    crossed = [c for c in cutoffs(dmap) if c.on_map]
+    drawn = driver.find_elements(By.CSS_SELECTOR, "#dec-map .contourlayer .contour")
+    assert len(drawn) == len(crossed)
+    assert f"{dmap.low_max:.3f}" in map_title and f"{dmap.medium_max:.3f}" in map_title
+    shoot(driver, artifacts, "decisions")
+
+    click(driver, "#dec-centred input")
+    wait_for_text(driver, "#dec-pd-0 .g-ytitle", "change in probability")
+    assert severe(driver) == []
+
+
+def test_decision_views_say_why_a_version_has_none(driver: WebDriver, console: Console) -> None:
+    login(driver, console, "victor")
+    # v1 was registered without a drift reference: no accounts to average over.
+    open_page(driver, console, "/decisions?version=1", "#dec-curves .alert")
+    text = wait_for_text(driver, "#dec-curves", "No decision views for v1")
+    assert "reference" in text and "Traceback" not in driver.page_source
     assert severe(driver) == []
