@@ -26,6 +26,13 @@ REPORT = Path("reports/evaluation")
 STUDY = Path("data/optuna/studies.db")
 
 ParamsOpt = Annotated[Path, typer.Option(help="params.yaml with a `train` section")]
+SectionOpt = Annotated[
+    str,
+    typer.Option(
+        "--params-section",
+        help="params.yaml section merged over `train` (e.g. train_uci for the UCI stages)",
+    ),
+]
 # Inputs that must exist: a missing one is a usage error naming the option, before any work.
 DatasetIn = Annotated[
     Path, typer.Option(exists=True, file_okay=False, help="training set directory")
@@ -34,11 +41,16 @@ ModelIn = Annotated[Path, typer.Option(exists=True, file_okay=False, help="model
 ReportIn = Annotated[Path, typer.Option(exists=True, file_okay=False, help="report directory")]
 
 
-def _params(path: Path) -> Any:
+def _params(path: Path, section: str = "train") -> Any:
+    """The `train` section, with `section` (when another one) merged over it key by key."""
     from training.train import TrainParams  # noqa: PLC0415
 
-    values = yaml.safe_load(path.read_text()) if path.exists() else {}
-    return TrainParams.from_dict((values or {}).get("train"))
+    values = (yaml.safe_load(path.read_text()) if path.exists() else {}) or {}
+    if section != "train" and section not in values:
+        raise typer.BadParameter(
+            f"{path} has no section {section!r}", param_hint="--params-section"
+        )
+    return TrainParams.from_dict({**(values.get("train") or {}), **(values.get(section) or {})})
 
 
 @app.command("build-dataset")
@@ -76,11 +88,13 @@ def fit(
     out: Annotated[Path, typer.Option(help="model directory")] = MODEL,
     study: Annotated[Path, typer.Option(help="Optuna SQLite storage")] = STUDY,
     params: ParamsOpt = Path("params.yaml"),
+    section: SectionOpt = "train",
 ) -> None:
-    """Compare candidates, tune with Optuna, refit, calibrate, choose threshold and bands."""
+    """Tune with Optuna, compare candidates and their stack, refit, calibrate, choose
+    threshold and bands."""
     from training.train import fit as run_fit  # noqa: PLC0415
 
-    summary = run_fit(dataset, out, _params(params), study)
+    summary = run_fit(dataset, out, _params(params, section), study)
     log.info(
         "fit: %s",
         json.dumps({k: summary[k] for k in ("chosen", "threshold", "bands")}, default=str),
@@ -93,6 +107,7 @@ def evaluate(
     model: ModelIn = MODEL,
     out: Annotated[Path, typer.Option(help="report directory")] = REPORT,
     params: ParamsOpt = Path("params.yaml"),
+    section: SectionOpt = "train",
     quality: Annotated[
         Path | None,
         typer.Option(exists=True, dir_okay=False, help="raw data quality.json (default: found)"),
@@ -102,7 +117,23 @@ def evaluate(
     metrics.json."""
     from training.validation import evaluate_and_validate  # noqa: PLC0415
 
-    evaluate_and_validate(dataset, model, out, _params(params), quality_path=quality)
+    evaluate_and_validate(dataset, model, out, _params(params, section), quality_path=quality)
+
+
+@app.command("compare-baseline")
+def compare_baseline(
+    dataset: DatasetIn = DATASET,
+    model: ModelIn = MODEL,
+    out: Annotated[Path, typer.Option(help="report directory")] = Path("reports/comparison"),
+    params: ParamsOpt = Path("params.yaml"),
+    section: SectionOpt = "train",
+) -> None:
+    """The fitted model beside the untuned raw-column baseline on the same rows: ROC AUC, PR
+    AUC and F1 with intervals, by repeated stratified CV and on the test split."""
+    from training.baseline import compare_with_baseline  # noqa: PLC0415
+
+    report = compare_with_baseline(dataset, model, out, _params(params, section))
+    log.info("champion at least the baseline: %s", report["champion_at_least_baseline"])
 
 
 @app.command()
@@ -113,11 +144,13 @@ def register(
         "reports/registered.json"
     ),
     params: ParamsOpt = Path("params.yaml"),
+    section: SectionOpt = "train",
 ) -> None:
-    """Register the evaluated model in MLflow as `challenger`."""
+    """Register the evaluated model in MLflow with its gate checks; it becomes `challenger`
+    when it passes them."""
     from training.train import register_model  # noqa: PLC0415
 
-    meta = register_model(model, report, _params(params))
+    meta = register_model(model, report, _params(params, section))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(meta.to_dict(), indent=2, default=str))
     log.info("registered %s v%s as challenger", meta.name, meta.version)

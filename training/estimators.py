@@ -84,7 +84,16 @@ DEFAULT_PARAMS: Mapping[str, Mapping[str, Any]] = MappingProxyType(
             "colsample_bytree": 0.8,
             "reg_lambda": 1.0,
         },
-        "stacking": {"cv": 5, "meta_C": 1.0, "xgboost": {}, "lightgbm": {}, "logistic": {}},
+        # `members` (a list of {kind, imbalance, select_k, params}) replaces the fixed trio;
+        # training builds it from the comparison's best rows.
+        "stacking": {
+            "cv": 5,
+            "meta_C": 1.0,
+            "members": [],
+            "xgboost": {},
+            "lightgbm": {},
+            "logistic": {},
+        },
     }
 )
 
@@ -233,11 +242,15 @@ def _stacking_steps(
 ) -> list[tuple[str, Any]]:
     # Resampling happens once, before the stack, so the base learners see plain weights.
     base_imbalance = "class_weight" if imbalance == "class_weight" else "none"
-    xgb = build_estimator("xgboost", params["xgboost"], base_imbalance, monotone, None, seed)
-    lgbm = build_estimator("lightgbm", params["lightgbm"], base_imbalance, monotone, None, seed)
-    logit = build_estimator("logistic", params["logistic"], base_imbalance, None, None, seed)
+    members = params.get("members")
+    if members:
+        estimators = [
+            (f"{i}_{m['kind']}", _member(m, monotone, seed)) for i, m in enumerate(members)
+        ]
+    else:
+        estimators = _default_members(params, base_imbalance, monotone, seed)
     stack = StackingClassifier(
-        estimators=[("xgboost", xgb), ("lightgbm", lgbm), ("logistic", logit)],
+        estimators=estimators,
         final_estimator=LogisticRegression(
             C=float(params.get("meta_C", 1.0)),
             class_weight="balanced" if base_imbalance == "class_weight" else None,
@@ -246,6 +259,35 @@ def _stacking_steps(
         stack_method="predict_proba",
     )
     return [*_front_steps(imbalance, select_k, seed, None), ("model", stack)]
+
+
+def _default_members(
+    params: dict[str, Any], imbalance: str, monotone: Monotone | None, seed: int
+) -> list[tuple[str, Pipeline]]:
+    """The fixed trio, used when no members are named (e.g. a stack listed in params.yaml)."""
+    return [
+        ("xgboost", build_estimator("xgboost", params["xgboost"], imbalance, monotone, None, seed)),
+        (
+            "lightgbm",
+            build_estimator("lightgbm", params["lightgbm"], imbalance, monotone, None, seed),
+        ),
+        ("logistic", build_estimator("logistic", params["logistic"], imbalance, None, None, seed)),
+    ]
+
+
+def _member(spec: Mapping[str, Any], monotone: Monotone | None, seed: int) -> Pipeline:
+    """One named base learner (kind, imbalance, select_k, params), e.g. a comparison row."""
+    kind = str(spec["kind"])
+    if kind == "stacking":
+        raise ValueError("a stack's members cannot be stacks")
+    return build_estimator(
+        kind,
+        spec.get("params"),
+        str(spec.get("imbalance", "class_weight")),
+        None if kind == "logistic" else monotone,
+        spec.get("select_k"),
+        seed,
+    )
 
 
 class QuietBins(KBinsDiscretizer):

@@ -20,8 +20,11 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from sklearn.base import clone
 from sklearn.calibration import CalibratedClassifierCV
 from sklearn.frozen import FrozenEstimator
+from sklearn.isotonic import IsotonicRegression
+from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import (
     average_precision_score,
     brier_score_loss,
@@ -188,6 +191,104 @@ def calibrate(
         return Calibration(model=model, method="none", brier=brier)
     fitted = CalibratedClassifierCV(frozen, method=best).fit(x_valid, y_arr)
     return Calibration(model=fitted, method=best, brier=brier)
+
+
+class SigmoidCalibrator:
+    """Platt scaling of a score: a logistic regression on its log-odds.
+
+    On the log-odds (not the probability, as sklearn's internal sigmoid does) so scores
+    near 0 or 1 keep their spread; a 1-D map with two parameters cannot memorise.
+    """
+
+    def fit(self, p: Any, y: Any) -> SigmoidCalibrator:
+        self.model_ = LogisticRegression(C=1e6).fit(_log_odds(p), np.asarray(y).astype(int))
+        return self
+
+    def predict(self, p: Any) -> np.ndarray:
+        return np.asarray(self.model_.predict_proba(_log_odds(p))[:, 1], dtype=np.float64)
+
+
+def _log_odds(p: Any) -> np.ndarray:
+    q = np.clip(np.asarray(p, dtype=float), 1e-6, 1 - 1e-6)
+    return np.log(q / (1 - q)).reshape(-1, 1)
+
+
+def make_calibrator(method: str) -> Any:
+    """An unfitted score calibrator: fit(p, y), predict(p)."""
+    if method == "isotonic":
+        return IsotonicRegression(out_of_bounds="clip", y_min=0.0, y_max=1.0)
+    if method == "sigmoid":
+        return SigmoidCalibrator()
+    raise ValueError(f"unknown calibration {method!r}; expected one of {CALIBRATION_METHODS}")
+
+
+@dataclass
+class CrossFitted:
+    """A model refitted on all rows, its calibrator learnt from out-of-fold scores, and
+    those scores: `oof_raw` from fold models that never saw the row, `oof` after the
+    final calibrator (a monotone map, so it ranks the rows as `oof_raw` does)."""
+
+    model: Any
+    calibrator: Any | None
+    method: str
+    brier: dict[str, float]
+    oof_raw: np.ndarray
+    oof: np.ndarray
+
+
+def out_of_fold_scores(
+    estimator: Any, x: pd.DataFrame, y: Any, folds: Sequence[tuple[np.ndarray, np.ndarray]]
+) -> np.ndarray:
+    """Each row's score from a clone of `estimator` fitted on the other folds."""
+    oof = cross_val_predict(
+        clone(estimator), x, np.asarray(y), cv=list(folds), method="predict_proba"
+    )
+    return np.asarray(oof[:, 1], dtype=np.float64)
+
+
+def choose_calibration(
+    p: Any, y: Any, methods: Sequence[str] = CALIBRATION_METHODS, folds: int = 5, seed: int = 0
+) -> tuple[str, dict[str, float]]:
+    """The method of lowest Brier score on out-of-fold scores `p`, each calibrator itself
+    scored on rows it was not fitted on (so isotonic's flexibility earns nothing); "none"
+    competes too."""
+    p_arr, y_arr = np.asarray(p, dtype=float), np.asarray(y).astype(int)
+    brier = {"none": float(brier_score_loss(y_arr, p_arr))}
+    cv = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for method in methods:
+        calibrated = np.empty_like(p_arr)
+        for fit_rows, score_rows in cv.split(p_arr.reshape(-1, 1), y_arr):
+            calibrator = make_calibrator(method).fit(p_arr[fit_rows], y_arr[fit_rows])
+            calibrated[score_rows] = calibrator.predict(p_arr[score_rows])
+        brier[method] = float(brier_score_loss(y_arr, calibrated))
+    best = min(brier, key=lambda name: brier[name])
+    log.info("cross-fitted calibration Brier by method %s -> %s", _rounded(brier), best)
+    return best, brier
+
+
+def cross_fit(
+    estimator: Any,
+    x: pd.DataFrame,
+    y: Any,
+    folds: Sequence[tuple[np.ndarray, np.ndarray]],
+    methods: Sequence[str] = CALIBRATION_METHODS,
+    seed: int = 0,
+) -> CrossFitted:
+    """Refit `estimator` on all rows with cross-fitted calibration: out-of-fold scores from
+    the folds' models train the calibrator, which then maps the all-rows model's scores.
+
+    Unlike calibrating on a held-out slice, every row serves both the model and the
+    calibrator; unlike sklearn's ensemble=True, one model serves (exact tree SHAP reasons,
+    the fast scoring path). len(folds) + 1 fits.
+    """
+    y_arr = np.asarray(y).astype(int)
+    oof_raw = out_of_fold_scores(estimator, x, y_arr, folds)
+    method, brier = choose_calibration(oof_raw, y_arr, methods, seed=seed)
+    model = clone(estimator).fit(x, y_arr)
+    if method == "none":
+        return CrossFitted(model, None, method, brier, oof_raw, oof_raw)
+    calibrator = make_calibrator(method).fit(oof_raw, y_arr)
+    return CrossFitted(model, calibrator, method, brier, oof_raw, calibrator.predict(oof_raw))
 
 
 def _rounded(values: Mapping[str, float]) -> dict[str, float]:
@@ -382,6 +483,17 @@ class Candidate:
     imbalance: str = "class_weight"
     select_k: int | None = None
     params: Mapping[str, Any] = field(default_factory=dict)
+    # How the comparison names the row (default: the kind), e.g. "tuned" or "stack of top 3".
+    name: str | None = None
+
+    def spec(self) -> dict[str, Any]:
+        """What build_estimator (or a stack member) needs to rebuild the model."""
+        return {
+            "kind": self.kind,
+            "imbalance": self.imbalance,
+            "select_k": self.select_k,
+            "params": dict(self.params),
+        }
 
 
 def compare_candidates(
@@ -416,11 +528,38 @@ def compare_candidates(
     return rows
 
 
+def stack_of_best(
+    candidates: Sequence[Candidate], rows: Sequence[Mapping[str, Any]], size: int, cv: int = 5
+) -> Candidate | None:
+    """A stacking candidate over the `size` comparison rows of highest validation AUC
+    (stacks and duplicates left out); None when fewer than two models qualify."""
+    ranked = sorted(
+        zip(candidates, rows, strict=True), key=lambda pair: -(pair[1]["roc_auc"] or 0.0)
+    )
+    members: list[dict[str, Any]] = []
+    names: list[str] = []
+    for candidate, _ in ranked:
+        spec = candidate.spec()
+        if candidate.kind == "stacking" or spec in members or len(members) == size:
+            continue
+        members.append(spec)
+        names.append(candidate.name or candidate.kind)
+    if len(members) < 2:
+        return None
+    return Candidate(
+        kind="stacking",
+        imbalance="none",
+        params={"members": members, "cv": cv},
+        name=f"stack of {' + '.join(names)}",
+    )
+
+
 def _comparison_row(
     candidate: Candidate, y: np.ndarray, p: np.ndarray, fit_seconds: float
 ) -> dict[str, Any]:
     flagged = p >= best_f1_threshold(y, p)
     return {
+        "name": candidate.name or candidate.kind,
         "kind": candidate.kind,
         "imbalance": candidate.imbalance,
         "select_k": candidate.select_k,

@@ -29,13 +29,15 @@ from training.evaluate import (
     calibrate,
     choose_threshold,
     compare_candidates,
+    cross_fit,
     evaluate,
     risk_bands,
+    stack_of_best,
 )
 from training.model_matrix import model_matrix, monotone_constraints
 from training.scoring_model import ScoringModel, load_bundle, save_bundle
 from training.splits import Split, choose_splitter
-from training.tuning import SearchSpace, tune
+from training.tuning import Converged, SearchSpace, TuningResult, tune
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +52,7 @@ _NOT_FEATURES = ("protected__", "oracle__")
 
 @dataclass(frozen=True)
 class TrainParams:
-    """The `train` section of params.yaml."""
+    """The `train` section of params.yaml (params.yaml says why each default)."""
 
     candidates: list[dict[str, Any]] = field(
         default_factory=lambda: [
@@ -58,14 +60,16 @@ class TrainParams:
             {"kind": "xgboost", "imbalance": "class_weight"},
             {"kind": "xgboost", "imbalance": "smote"},
             {"kind": "lightgbm", "imbalance": "class_weight"},
-            {"kind": "stacking", "imbalance": "class_weight"},
         ]
     )
     tune_kinds: list[str] = field(default_factory=lambda: ["xgboost", "lightgbm"])
     tune_imbalances: list[str] = field(default_factory=lambda: ["none", "class_weight"])
     select_ks: list[int | None] = field(default_factory=lambda: [None])
+    # A ceiling: tuning stops earlier once it converges (patience, min_improvement).
     n_trials: int = 12
     timeout_seconds: float = 300.0
+    patience: int = 0
+    min_improvement: float = 0.0005
     cv_splits: int = 3
     threshold_objective: str = "f1"
     costs: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_COSTS))
@@ -78,6 +82,21 @@ class TrainParams:
     # with like.
     split_seed: int = 0
     seed: int = 0
+    # auto: train+valid with cross-fitted calibration when the split is stratified, train
+    # only (calibrated on valid) out of time; see final_fit_rows.
+    final_fit: str = "auto"
+    calibration_folds: int = 5
+    # The stack of the comparison's best `stack_size` models (0: no stack), and whether it
+    # may replace the tuned model when it scores a higher validation AUC.
+    stack_size: int = 3
+    stack_cv: int = 5
+    stack_may_win: bool = False
+    # Quality bars recorded on each version; the promotion gate refuses one that fails.
+    gate_checks: dict[str, float] = field(default_factory=dict)
+    # The baseline comparison: repeated stratified CV and bootstrap resamples of the test.
+    compare_splits: int = 5
+    compare_repeats: int = 2
+    bootstrap: int = 1000
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None) -> TrainParams:
@@ -133,44 +152,145 @@ def _drop_unmatured_training_rows(frame: pd.DataFrame, split: Split, grace: int)
     return Split(train=train, valid=split.valid, test=split.test)
 
 
+@dataclass(frozen=True)
+class FinalSpec:
+    """The model configuration that is refitted and shipped, and where it came from."""
+
+    kind: str
+    imbalance: str
+    select_k: int | None
+    params: dict[str, Any]
+    source: str  # "tuned" or the stack's comparison name
+
+
+@dataclass
+class FinalFit:
+    """The shipped estimator and calibrator, and the scores the threshold is chosen on."""
+
+    estimator: Any
+    calibrator: Any | None
+    calibration: dict[str, Any]
+    y: np.ndarray
+    p: np.ndarray
+    rows: str
+
+
 def fit(dataset_dir: Path, out_dir: Path, params: TrainParams, study_path: Path) -> dict[str, Any]:
-    """Compare, tune, refit, calibrate; write the bundle and what was decided."""
+    """Tune, compare, refit, calibrate; write the bundle and what was decided."""
     started = time.perf_counter()
     data = prepare(dataset_dir, params)
-    x_tr, y_tr = data.x.iloc[data.split.train], data.y[data.split.train]
-    x_va, y_va = data.x.iloc[data.split.valid], data.y[data.split.valid]
     monotone = dict(zip(data.x.columns, monotone_constraints(list(data.x.columns)), strict=True))
-    comparison = compare_candidates(
-        [Candidate(**c) for c in params.candidates], x_tr, y_tr, x_va, y_va, monotone, params.seed
-    )
     # One study per dataset: rerunning on the same data resumes it with more trials.
     study_name = f"collection-risk-{read_summary(dataset_dir).dataset_fingerprint[:12]}"
     tuning = _tune(data, params, monotone, study_path, study_name)
-    chosen = tuning.chosen
-    model = build_estimator(
-        chosen.kind, chosen.params, chosen.imbalance, monotone, chosen.select_k, params.seed
-    )
-    fit_with_eval_set(model, x_tr, y_tr, x_va, y_va)
-    calibration = calibrate(model, x_va, y_va, seed=params.seed)
-    p_valid = calibration.model.predict_proba(x_va)[:, 1]
-    threshold = choose_threshold(y_va, p_valid, params.threshold_objective, params.costs)
-    low_max, medium_max = risk_bands(p_valid, params.band_quantiles)
-    bundle = _bundle(dataset_dir, data, calibration, threshold, (low_max, medium_max), chosen)
+    comparison, spec = _compare(data, params, monotone, tuning.chosen)
+    final = _final_fit(data, params, monotone, spec)
+    threshold = choose_threshold(final.y, final.p, params.threshold_objective, params.costs)
+    bands = risk_bands(final.p, params.band_quantiles)
+    bundle = _bundle(dataset_dir, data, final, threshold, bands, spec)
     summary = {
         "splitter": data.splitter_kind,
-        "rows": {"train": len(y_tr), "valid": len(y_va), "test": len(data.split.test)},
+        "rows": {"train": len(data.split.train), "valid": len(data.split.valid),
+                 "test": len(data.split.test)},
         "comparison": comparison,
         "tuning": tuning.as_dict(),
-        "chosen": asdict(chosen),
-        "calibration": {"method": calibration.method, "brier": calibration.brier},
+        "chosen": asdict(spec),
+        "calibration": final.calibration,
         "threshold": threshold,
-        "bands": {"low_max": low_max, "medium_max": medium_max},
-        "valid": evaluate(y_va, p_valid, threshold, (low_max, medium_max)),
+        "threshold_rows": final.rows,
+        "bands": {"low_max": bands[0], "medium_max": bands[1]},
+        "valid": evaluate(final.y, final.p, threshold, bands),
         "seconds": round(time.perf_counter() - started, 1),
-    }
+    }  # fmt: skip
     _write_fit(out_dir, bundle, summary)
     write_reference(data, bundle, out_dir / REFERENCE_FILE, params.seed)
     return summary
+
+
+def _compare(
+    data: Prepared, params: TrainParams, monotone: dict[str, int], tuned: Any
+) -> tuple[list[dict[str, Any]], FinalSpec]:
+    """The configured candidates, the tuned model and the stack of the best of them, each
+    fitted on train and scored on validation; which of tuned and stack is shipped."""
+    x_tr, y_tr = data.x.iloc[data.split.train], data.y[data.split.train]
+    x_va, y_va = data.x.iloc[data.split.valid], data.y[data.split.valid]
+    tuned_row = Candidate(tuned.kind, tuned.imbalance, tuned.select_k, tuned.params, "tuned")
+    candidates = [*(Candidate(**c) for c in params.candidates), tuned_row]
+    rows = compare_candidates(candidates, x_tr, y_tr, x_va, y_va, monotone, params.seed)
+    spec = FinalSpec(tuned.kind, tuned.imbalance, tuned.select_k, dict(tuned.params), "tuned")
+    stack = stack_of_best(candidates, rows, params.stack_size, params.stack_cv)
+    if stack is None:
+        return rows, spec
+    tuned_auc = rows[-1]["roc_auc"] or 0.0
+    stack_row = compare_candidates([stack], x_tr, y_tr, x_va, y_va, monotone, params.seed)[0]
+    rows.append(stack_row)
+    if params.stack_may_win and (stack_row["roc_auc"] or 0.0) > tuned_auc:
+        log.info("the stack beats the tuned model on validation AUC: it is shipped")
+        spec = FinalSpec("stacking", "none", None, dict(stack.params), str(stack.name))
+    return rows, spec
+
+
+def final_fit_rows(params: TrainParams, splitter_kind: str) -> str:
+    """ "train_valid" or "train": what the shipped model is fitted on.
+
+    Out of time, validation holds the months just before the test months, whose labels
+    mature after the test snapshot: fitting on them would use outcomes not yet known at
+    that point in time, so out-of-time data keeps train-only fitting (auto) and refuses
+    train_valid.
+    """
+    mode = params.final_fit
+    if mode not in ("auto", "train", "train_valid"):
+        raise ValueError(f"final_fit {mode!r}: expected auto, train or train_valid")
+    if mode == "auto":
+        return "train_valid" if splitter_kind == "stratified" else "train"
+    if mode == "train_valid" and splitter_kind == "out_of_time":
+        raise ValueError("final_fit train_valid needs a stratified split: out of time, "
+                         "validation labels mature after the test snapshot")  # fmt: skip
+    return mode
+
+
+def _final_fit(
+    data: Prepared, params: TrainParams, monotone: dict[str, int], spec: FinalSpec
+) -> FinalFit:
+    model = build_estimator(
+        spec.kind, spec.params, spec.imbalance, monotone, spec.select_k, params.seed
+    )
+    if final_fit_rows(params, data.splitter_kind) == "train_valid":
+        return _fit_train_valid(data, params, model)
+    x_tr, y_tr = data.x.iloc[data.split.train], data.y[data.split.train]
+    x_va, y_va = data.x.iloc[data.split.valid], data.y[data.split.valid]
+    fit_with_eval_set(model, x_tr, y_tr, x_va, y_va)
+    calibration = calibrate(model, x_va, y_va, seed=params.seed)
+    return FinalFit(
+        estimator=calibration.model,
+        calibrator=None,
+        calibration={"method": calibration.method, "brier": calibration.brier,
+                     "fitted_on": "validation rows"},
+        y=y_va,
+        p=calibration.model.predict_proba(x_va)[:, 1],
+        rows="validation",
+    )  # fmt: skip
+
+
+def _fit_train_valid(data: Prepared, params: TrainParams, model: Any) -> FinalFit:
+    """Refit on train + validation; calibrator, threshold and bands from out-of-fold scores."""
+    rows = np.sort(np.concatenate([data.split.train, data.split.valid]))
+    frame = data.frame.iloc[rows].reset_index(drop=True)
+    # Account-grouped, label-stratified folds, seeded apart from the split and the tuner.
+    folds = choose_splitter(frame, seed=params.split_seed + 2).cv(frame, params.calibration_folds)
+    x, y = data.x.iloc[rows].reset_index(drop=True), data.y[rows]
+    fitted = cross_fit(model, x, y, folds, seed=params.seed)
+    log.info("refitted on train + validation (%d rows), %d-fold cross-fitted calibration: %s",
+             len(rows), len(folds), fitted.method)  # fmt: skip
+    return FinalFit(
+        estimator=fitted.model,
+        calibrator=fitted.calibrator,
+        calibration={"method": fitted.method, "brier": fitted.brier,
+                     "fitted_on": f"out-of-fold scores, {len(folds)} folds of train + valid"},
+        y=y,
+        p=fitted.oof,
+        rows=f"out-of-fold, train + valid ({len(rows)} rows)",
+    )  # fmt: skip
 
 
 def write_reference(data: Prepared, bundle: ScoringModel, path: Path, seed: int) -> Path:
@@ -198,7 +318,7 @@ def write_reference(data: Prepared, bundle: ScoringModel, path: Path, seed: int)
 
 def _tune(
     data: Prepared, params: TrainParams, monotone: dict[str, int], study_path: Path, name: str
-) -> Any:
+) -> TuningResult:
     train_frame = data.frame.iloc[data.split.train].reset_index(drop=True)
     # Training rows all come from one bucket of accounts; an independent seed spreads the
     # folds' validation accounts across it instead of missing it.
@@ -218,21 +338,22 @@ def _tune(
         n_trials=params.n_trials,
         timeout=params.timeout_seconds,
         seed=params.seed,
+        convergence=Converged(params.patience, params.min_improvement),
     )
 
 
 def _bundle(
     dataset_dir: Path,
     data: Prepared,
-    calibration: Any,
+    final: FinalFit,
     threshold: float,
     bands: tuple[float, float],
-    chosen: Any,
+    spec: FinalSpec,
 ) -> ScoringModel:
     summary = read_summary(dataset_dir)
     return ScoringModel(
-        estimator=calibration.model,
-        calibrator=None,
+        estimator=final.estimator,
+        calibrator=final.calibrator,
         threshold=float(threshold),
         low_max=float(bands[0]),
         medium_max=float(bands[1]),
@@ -240,10 +361,12 @@ def _bundle(
         feature_service=summary.service_name,
         definitions_fingerprint=summary.definitions_fingerprint,
         metadata={
-            "calibration": calibration.method,
+            "calibration": final.calibration["method"],
+            "calibration_fitted_on": final.calibration["fitted_on"],
             "data_fingerprint": summary.dataset_fingerprint,
-            "kind": chosen.kind,
-            "imbalance": chosen.imbalance,
+            "kind": spec.kind,
+            "imbalance": spec.imbalance,
+            "source": spec.source,
         },
     )
 
@@ -362,20 +485,27 @@ def evaluate_and_report(
     flat = flat_metrics(metrics)
     (out_dir / "metrics.json").write_text(json.dumps(flat, indent=2))
     (out_dir / "test_set.json").write_text(
-        json.dumps({"test_set_fingerprint": metrics["test_set_fingerprint"]})
+        json.dumps(
+            {
+                "test_set_fingerprint": metrics["test_set_fingerprint"],
+                "splitter": metrics["splitter"],
+            }
+        )
     )
     log.info("test metrics: %s", {k: round(v, 4) for k, v in flat.items()})
     return report
 
 
 def register_model(model_dir: Path, report_dir: Path, params: TrainParams) -> Any:
-    """Register the fitted bundle with its test metrics and report; it becomes challenger."""
-    from training.registry import register  # noqa: PLC0415
+    """Register the fitted bundle with its test metrics, report and gate checks; it becomes
+    challenger when it passes them (else GateChecksFailed, the version kept as a record)."""
+    from training.registry import quality_checks, register  # noqa: PLC0415
 
     bundle = load_bundle(model_dir / MODEL_FILE)
     metrics = json.loads((report_dir / "metrics.json").read_text())
-    test_set = json.loads((report_dir / "test_set.json").read_text())["test_set_fingerprint"]
+    test_set = json.loads((report_dir / "test_set.json").read_text())
     fitted = json.loads((model_dir / FIT_SUMMARY).read_text())
+    checks = quality_checks(metrics, params.gate_checks, str(test_set.get("splitter")))
     return register(
         bundle,
         metrics={**metrics, **tracked_report_metrics(report_dir / "evaluation.json")},
@@ -387,7 +517,8 @@ def register_model(model_dir: Path, report_dir: Path, params: TrainParams) -> An
         },
         tags={},
         artifacts=_register_artifacts(model_dir, report_dir),
-        test_set_fingerprint=test_set,
+        test_set_fingerprint=test_set["test_set_fingerprint"],
+        checks=checks,
     )
 
 

@@ -19,7 +19,13 @@ below it (from the second fold on, once enough trials have completed to make a m
 meaningful).
 
 The study lives in SQLite (load_if_exists) so a second call with the same path and name
-resumes it and adds n_trials more trials.
+resumes it and adds up to n_trials more trials.
+
+The budget converges rather than being a fixed count: the search stops once `patience`
+finished trials in a row (completed or pruned) have not raised the best cross-validated AUC
+by more than `min_improvement`; n_trials and the timeout are only ceilings. Optuna's own
+Terminator is single-objective (and deprecated since 4.9), so the rule is a small callback
+(Converged). A resumed study that has already converged runs no further trials.
 """
 
 from __future__ import annotations
@@ -67,6 +73,7 @@ class TuningResult:
     pareto: list[TrialSummary]
     chosen: TrialSummary
     counts: dict[str, int] = field(default_factory=dict)
+    converged: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -75,7 +82,45 @@ class TuningResult:
             "chosen": vars(self.chosen),
             "pareto": [vars(t) for t in self.pareto],
             "counts": self.counts,
+            "converged": self.converged,
         }
+
+
+@dataclass(frozen=True)
+class Converged:
+    """Stops a study once `patience` finished trials in a row have not raised the best AUC
+    (objective 0) by more than `min_improvement`. Stateless: it reads the study, so it
+    judges a resumed study by all of its trials."""
+
+    patience: int = 20
+    min_improvement: float = 0.0005
+
+    def reached(self, study: optuna.Study) -> bool:
+        """True when the last `patience` finished trials brought no real AUC gain."""
+        if self.patience <= 0:
+            return False
+        finished = study.get_trials(
+            deepcopy=False,
+            states=(optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED),
+        )
+        best, since = float("-inf"), 0
+        for trial in sorted(finished, key=lambda t: t.number):
+            auc = trial.values[0] if trial.values else float("-inf")
+            if auc > best + self.min_improvement:
+                best, since = auc, 0
+            else:
+                since += 1
+        return best > float("-inf") and since >= self.patience
+
+    def __call__(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> None:
+        if self.reached(study):
+            log.info(
+                "study %s converged: no AUC gain above %.4f in %d trials",
+                study.study_name,
+                self.min_improvement,
+                self.patience,
+            )
+            study.stop()
 
 
 @dataclass(frozen=True)
@@ -101,9 +146,12 @@ def tune(
     n_trials: int = 30,
     timeout: float | None = None,
     seed: int = 0,
+    convergence: Converged | None = None,
 ) -> TuningResult:
-    """Run (or resume) the study and return its Pareto front and the chosen trial."""
+    """Run (or resume) the study until it converges (see Converged) or n_trials / timeout
+    run out; return its Pareto front and the chosen trial."""
     space = space or SearchSpace()
+    convergence = convergence or Converged(patience=0)
     storage = f"sqlite:///{Path(storage_path)}" if storage_path is not None else None
     # Optuna logs every trial at INFO with all its parameters; our own log line is shorter.
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -111,8 +159,17 @@ def tune(
     objective = _Objective(
         x, np.asarray(y), list(folds), space, dict(costs), amounts, monotone, seed
     )
-    study.optimize(objective, n_trials=n_trials, timeout=timeout, catch=(ValueError,))
-    return summarise(study, storage)
+    if convergence.reached(study):
+        log.info("study %s has converged already: no further trials", study_name)
+    else:
+        study.optimize(
+            objective,
+            n_trials=n_trials,
+            timeout=timeout,
+            catch=(ValueError,),
+            callbacks=[convergence],
+        )
+    return summarise(study, storage, converged=convergence.reached(study))
 
 
 def _study(storage: str | None, study_name: str, seed: int) -> optuna.Study:
@@ -320,7 +377,9 @@ def choose(pareto: Sequence[TrialSummary], tolerance: float = CHOICE_TOLERANCE) 
     return max(eligible, key=lambda t: (t.auc, -t.cost))
 
 
-def summarise(study: optuna.Study, storage: str | None = None) -> TuningResult:
+def summarise(
+    study: optuna.Study, storage: str | None = None, *, converged: bool = False
+) -> TuningResult:
     """Pareto front and chosen trial of a study (which must hold a completed trial)."""
     front = sorted((_summary(t) for t in study.best_trials), key=lambda t: -t.auc)
     if not front:
@@ -329,13 +388,14 @@ def summarise(study: optuna.Study, storage: str | None = None) -> TuningResult:
     counts = {state: states.count(state) for state in sorted(set(states))}
     chosen = choose(front)
     log.info(
-        "study %s: %s; chosen trial %d (%s/%s) AUC %.4f cost %.4f",
+        "study %s: %s%s; chosen trial %d (%s/%s) AUC %.4f cost %.4f",
         study.study_name,
         counts,
+        ", converged" if converged else "",
         chosen.number,
         chosen.kind,
         chosen.imbalance,
         chosen.auc,
         chosen.cost,
     )
-    return TuningResult(study.study_name, storage, front, chosen, counts)
+    return TuningResult(study.study_name, storage, front, chosen, counts, converged)

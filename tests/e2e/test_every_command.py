@@ -67,6 +67,10 @@ def _cases(tmp: Path) -> dict[str, Case]:
         "train shuffled-check": Case(
             ["train", "shuffled-check", "--dataset", str(tmp)], ("dataset.parquet",)
         ),
+        "train compare-baseline": Case(
+            ["train", "compare-baseline", "--dataset", str(tmp), "--model", str(tmp)],
+            ("dataset.parquet",),
+        ),
         "keys new": Case(["keys", "new", "--name", "bad name!"], ("name", "pattern")),
         "audit verify": Case(
             ["audit", "verify", "--db", str(tmp / "notsqlite.db")],

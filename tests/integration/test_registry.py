@@ -28,9 +28,11 @@ from collectwise.settings import MlflowSettings, Settings, get_settings
 from training.registry import (
     CHALLENGER,
     CHAMPION,
+    CHECKS_PASSED_TAG,
     PREVIOUS_CHAMPION,
     REPORT_JSON_KEY,
     TEST_AUC,
+    GateChecksFailed,
     IncomparableTestSets,
     ModelMetadata,
     PromotionRefused,
@@ -43,6 +45,8 @@ from training.registry import (
     load_scoring_model,
     model_uri,
     promote,
+    quality_checks,
+    recorded_checks,
     register,
     rollback,
     show,
@@ -385,3 +389,74 @@ def test_settings_defaults_and_the_dagshub_switch(monkeypatch):
     if importlib.util.find_spec("dagshub") is None:
         with pytest.raises(RuntimeError, match="pip install dagshub"):
             configure_tracking(dagshub)
+
+
+# --- gate checks (training.registry.bars) -------------------------------------------
+
+BARS = {"out_of_time_f1": 0.65, "auc_ratio_to_oracle": 0.95}
+
+
+def _register_checked(
+    model: ScoringModel,
+    metrics: dict[str, float],
+    client: MlflowClient,
+    settings: MlflowSettings,
+    splitter: str = "out_of_time",
+) -> ModelMetadata:
+    return register(
+        model,
+        metrics=metrics,
+        params={"model": "logistic"},
+        tags={},
+        artifacts={},
+        test_set_fingerprint="test-set-A",
+        checks=quality_checks(metrics, BARS, splitter),
+        client=client,
+        settings=settings,
+    )
+
+
+def test_a_version_below_a_quality_bar_is_recorded_but_never_served(data, client, settings):
+    model = _model(data, [SIGNAL, SECOND])
+    good = {TEST_AUC: 0.86, "test_f1": 0.68, "test_auc_ratio_to_oracle": 0.974}
+    first = _register_checked(model, good, client, settings)
+    assert first.aliases == [CHALLENGER] and first.tags[CHECKS_PASSED_TAG] == "true"
+    assert json.loads(first.tags["check.out_of_time_f1"]) == {
+        "metric": "test_f1",
+        "value": 0.68,
+        "bar": 0.65,
+        "passed": True,
+    }
+    assert promote(client=client, settings=settings).version == first.version
+
+    # Better AUC than the champion, but an out-of-time F1 under the bar.
+    weak_f1 = {TEST_AUC: 0.90, "test_f1": 0.61, "test_auc_ratio_to_oracle": 0.99}
+    with pytest.raises(GateChecksFailed, match=r"out_of_time_f1 0\.6100 < 0\.6500"):
+        _register_checked(model, weak_f1, client, settings)
+    second = show(2, client=client, settings=settings)
+    assert second.aliases == [] and second.tags[CHECKS_PASSED_TAG] == "false"
+    assert [c.name for c in recorded_checks(second.tags) if not c.passed] == ["out_of_time_f1"]
+    with pytest.raises(PromotionRefused) as refused:
+        promote(2, client=client, settings=settings)
+    assert "v2 fails its gate checks (out_of_time_f1 0.6100 < 0.6500)" in str(refused.value)
+    assert show(CHAMPION, client=client, settings=settings).version == first.version
+
+    # AUC too far below the oracle's: refused the same way, whatever the evidence says.
+    far = {TEST_AUC: 0.95, "test_f1": 0.70, "test_auc_ratio_to_oracle": 0.93}
+    with pytest.raises(GateChecksFailed, match=r"auc_ratio_to_oracle 0\.9300 < 0\.9500"):
+        _register_checked(model, far, client, settings)
+    with pytest.raises(PromotionRefused, match="auc_ratio_to_oracle"):
+        promote(3, evidence=lambda c, ch: "experiment says so", client=client, settings=settings)
+    forced = promote(3, force=True, who="risk", why="accepted", client=client, settings=settings)
+    assert forced.version == 3 and CHAMPION in forced.aliases
+
+
+def test_quality_bars_apply_only_where_they_mean_something():
+    metrics = {TEST_AUC: 0.77, "test_f1": 0.50}
+    # A stratified split (UCI) is no out-of-time test, and real data has no oracle.
+    assert quality_checks(metrics, BARS, "stratified") == []
+    (f1,) = quality_checks(metrics, BARS, "out_of_time")
+    assert (f1.name, f1.passed) == ("out_of_time_f1", False)
+    assert quality_checks({"test_f1": 0.65}, {"out_of_time_f1": 0.65}, "out_of_time")[0].passed
+    with pytest.raises(ValueError, match="unknown gate checks"):
+        quality_checks(metrics, {"test_recall": 0.5}, "out_of_time")

@@ -11,10 +11,17 @@ and keeps it) and optional settings; without them it uses get_settings().mlflow.
 
 Modules: clients (the client and settings), lineage (git, DVC, lineage tags), versions
 (metadata and reading), registration (register), gate (promote, rollback, champion
-history), reports (evaluation report, model card), drift_score (the latest
-data drift score of a version). Callers import from here.
+history), bars (the quality bars recorded on a version), reports (evaluation report,
+model card), drift_score (the latest data drift score of a version). Callers import from here.
 """
 
+from training.registry.bars import (
+    CHECKS_PASSED_TAG,
+    CheckResult,
+    GateChecksFailed,
+    quality_checks,
+    recorded_checks,
+)
 from training.registry.clients import tracking_client
 from training.registry.drift_score import DATA_DRIFT_SCORE, record_data_drift
 from training.registry.gate import (
@@ -56,6 +63,7 @@ from training.registry.versions import (
 __all__ = [
     "CHALLENGER",
     "CHAMPION",
+    "CHECKS_PASSED_TAG",
     "DATA_DRIFT_SCORE",
     "HEADLINE_METRICS",
     "HISTORY_TAG",
@@ -70,6 +78,8 @@ __all__ = [
     "TEST_F1",
     "TEST_PR_AUC",
     "UNKNOWN",
+    "CheckResult",
+    "GateChecksFailed",
     "IncomparableTestSets",
     "LoadedModel",
     "ModelMetadata",
@@ -88,7 +98,9 @@ __all__ = [
     "load_version",
     "model_uri",
     "promote",
+    "quality_checks",
     "record_data_drift",
+    "recorded_checks",
     "register",
     "resolve_alias",
     "rollback",

@@ -18,6 +18,7 @@ from mlflow import MlflowClient
 from mlflow.exceptions import MlflowException
 
 from collectwise.settings import MlflowSettings
+from training.registry.bars import failed, recorded_checks, summary
 from training.registry.clients import client_and_settings
 from training.registry.lineage import UNKNOWN
 from training.registry.versions import (
@@ -194,8 +195,10 @@ def promote(
     test set through `evaluate_champion` when the fingerprints differ. With
     `live_fingerprint` (feature service -> the live registry's definitions fingerprint) it
     first checks what the scorer checks: a candidate trained on other definitions is
-    refused, and one replacing a champion trained on other definitions passes. force=True
-    skips the gate and needs who and why. `evidence` (candidate, champion -> the reason, or
+    refused, and one replacing a champion trained on other definitions passes. A version
+    whose recorded gate checks failed (out-of-time F1, AUC against the oracle: see
+    training.registry.bars) is refused before any comparison. force=True skips the gate
+    and needs who and why. `evidence` (candidate, champion -> the reason, or
     PromotionRefused) replaces the test-set AUC comparison, e.g. with a champion /
     challenger experiment on live outcomes; the live-definitions check still comes first.
     Raises PromotionRefused / IncomparableTestSets.
@@ -209,6 +212,8 @@ def promote(
     if current == candidate.version:
         raise RegistryError(f"{name} v{candidate.version} is already the {CHAMPION}")
     champion = None if current is None else metadata_of(client, name, current)
+    if not force:
+        _check_quality(candidate)
     if force:
         decision = _Decision(f"forced: {why}", None)
     elif evidence is not None:
@@ -224,6 +229,16 @@ def promote(
     _record(client, name, {**event, "forced": force}, [*stack, candidate.version])
     log.info("%s v%s is now %s: %s", name, candidate.version, CHAMPION, decision.reason)
     return show(candidate.version, client=client, settings=settings)
+
+
+def _check_quality(candidate: ModelMetadata) -> None:
+    """Refuse a version whose recorded gate checks (training.registry.bars) failed."""
+    checks = recorded_checks(candidate.tags)
+    if failed(checks):
+        raise PromotionRefused(
+            f"promotion refused: v{candidate.version} fails its gate checks "
+            f"({summary(checks)}); retrain it, or promote with --force and a reason"
+        )
 
 
 def _require_who_why(who: str | None, why: str | None, what: str) -> None:

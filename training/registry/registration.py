@@ -7,7 +7,7 @@ import json
 import logging
 import math
 import tempfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,13 @@ from mlflow import MlflowClient
 
 from collectwise.settings import MlflowSettings
 from training.reason_codes import check_covered
+from training.registry.bars import (
+    CheckResult,
+    GateChecksFailed,
+    check_tags,
+    failed,
+    summary,
+)
 from training.registry.clients import client_and_settings
 from training.registry.lineage import LINEAGE_TAGS, lineage_tags
 from training.registry.reports import log_model_card
@@ -126,6 +133,7 @@ def register(
     artifacts: Mapping[str, Path],
     test_set_fingerprint: str,
     *,
+    checks: Sequence[CheckResult] = (),
     run_name: str | None = None,
     client: MlflowClient | None = None,
     settings: MlflowSettings | None = None,
@@ -135,6 +143,8 @@ def register(
     metrics must hold TEST_AUC ("test_roc_auc"); TEST_PR_AUC, TEST_F1, TEST_BRIER are tagged
     too when present. artifacts maps a run folder name to a file or directory; the file under
     REPORT_JSON_KEY also feeds the model card, which is logged under model_card/.
+    `checks` (training.registry.bars) are recorded as tags; a version that fails one is
+    registered, so the record exists, but never made challenger: GateChecksFailed says why.
     """
     # Before anything is logged: a version whose reasons have no code must never exist.
     check_covered(model.feature_columns, model.feature_service)
@@ -144,7 +154,10 @@ def register(
     mlflow.set_registry_uri(client.tracking_uri)
     scalars = _scalar_metrics(metrics)
     _check_register_inputs(scalars, artifacts)
-    version_tags = _version_tags(model, scalars, params, tags, test_set_fingerprint)
+    version_tags = {
+        **_version_tags(model, scalars, params, tags, test_set_fingerprint),
+        **check_tags(checks),
+    }
     name = settings.registered_model_name
     with (
         tempfile.TemporaryDirectory(prefix="collectwise-register-") as tmp,
@@ -157,6 +170,11 @@ def register(
         mv = mlflow.register_model(_log_model(model, Path(tmp)), name, tags=version_tags)
         meta = metadata_from(client.get_model_version(name, str(mv.version)), [])
         log_model_card(client, meta, artifacts, Path(tmp))
+    if failed(checks):
+        raise GateChecksFailed(
+            f"{name} v{mv.version} registered but not made {CHALLENGER}: it fails its gate "
+            f"checks ({summary(checks)})"
+        )
     # Last, so a watcher never sees a challenger whose run is still being written.
     client.set_registered_model_alias(name, CHALLENGER, str(mv.version))
     log.info("registered %s version %s as %s", name, mv.version, CHALLENGER)

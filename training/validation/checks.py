@@ -95,7 +95,9 @@ def raw_numeric_inputs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _raw_gbm(inp: ValidationInputs, train: np.ndarray) -> Any:
-    raw = raw_numeric_inputs(inp.frame)
+    # A column with no value at all (e.g. contact history on the UCI data) breaks the
+    # booster's binning and carries nothing.
+    raw = raw_numeric_inputs(inp.frame).dropna(axis=1, how="all")
     model = HistGradientBoostingClassifier(random_state=inp.params.seed)
     model.fit(raw.iloc[train], inp.y[train])
     return lambda rows: model.predict_proba(raw.iloc[rows])[:, 1]
