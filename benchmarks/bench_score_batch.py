@@ -1,0 +1,280 @@
+"""`collectwise score-batch` of account ids from the online store, against its floor.
+
+Real: the command itself, in a subprocess, as a collections team runs it nightly:
+`collectwise score-batch --in ids.csv --out scores.parquet`, over a file of N account ids
+(the newest snapshot's accounts, repeated in a shuffled order up to N), reading the run's
+own SQLite online store (a Feast project of its own, the demo's feature tables
+materialised into it). Its wall time counts everything the user waits for: start-up, model
+load, reads, scoring and the output file; its peak RSS is the child's high-water mark.
+
+Floor, in this process: a raw read of the same rows (sqlite3 on Feast's tables: the
+profile's customer ids, then the account and customer views' rows, in chunks of the same
+size as the command's) plus the bare booster's predict (one thread per core, as the
+command's) on model rows of the same count. The ratio floor/real is the share of the
+floor's throughput the command keeps; the aim is >= 0.5x.
+
+    python -m benchmarks.bench_score_batch                 # 1,000,000 ids
+    python -m benchmarks.bench_score_batch --ids 100000    # quicker
+
+Inputs: the demo's feature tables and champion (`make demo`), checked first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from benchmarks.common import (
+    COMPARISON_HEADER,
+    REPO_ROOT,
+    Comparison,
+    comparison_rows,
+    log_table,
+    setup_logging,
+)
+from benchmarks.harness import Progress, require_champion, require_demo_features, run_main
+from benchmarks.online_latency import entity_key, model_rows
+
+if TYPE_CHECKING:
+    from training.scoring_model import ScoringModel
+
+log = logging.getLogger(__name__)
+
+NAME = "score_batch"
+AIM = ">= 0.5x"
+DEFAULT_IDS = 1_000_000
+SEED = 5
+
+
+@dataclass(frozen=True)
+class RealRun:
+    seconds: float
+    peak_rss_mb: float
+    scored: int
+    exit_code: int
+
+
+def id_file(ids: list[str], n: int, folder: Path) -> Path:
+    """n ids drawn from the online accounts, each repeated about n / len(ids) times."""
+    rng = random.Random(SEED)
+    chosen = [ids[i % len(ids)] for i in range(n)]
+    rng.shuffle(chosen)
+    path = folder / "ids.csv"
+    path.write_text("account_id\n" + "\n".join(chosen) + "\n")
+    return path
+
+
+def run_command(ids_csv: Path, out: Path, profile: Path) -> RealRun:
+    """The command in a child process; its peak RSS from the children's rusage."""
+    command = [
+        str(Path(sys.executable).parent / "collectwise"),
+        "score-batch",
+        "--in",
+        str(ids_csv),
+        "--out",
+        str(out),
+    ]
+    env = {**os.environ, "FEAST_FS_YAML_FILE_PATH": str(profile)}
+    log.info("running %s", " ".join(command[1:]))
+    started = time.perf_counter()
+    done = subprocess.run(command, cwd=REPO_ROOT, env=env, check=False)
+    seconds = time.perf_counter() - started
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    scored = _scored(out) if done.returncode == 0 else 0
+    return RealRun(seconds, peak_kb / 1024, scored, done.returncode)
+
+
+def _scored(out: Path) -> int:
+    import pandas as pd  # noqa: PLC0415
+
+    scores = pd.read_parquet(out, columns=["status"])
+    return int((scores["status"] == "scored").sum())
+
+
+# --- floor ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Floor:
+    """Raw reads of Feast's SQLite rows and the bare booster, chunk by chunk."""
+
+    connection: sqlite3.Connection
+    project: str
+    predict: Callable[[Any], object]
+    rows: np.ndarray
+
+    def read(self, accounts: list[str]) -> int:
+        from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415
+
+        keys = [entity_key("account_id", a) for a in accounts]
+        profile = self._rows("account_profile", keys, "AND feature_name = 'customer_id'")
+        value = Value()
+        customers = []
+        for row in profile:
+            value.ParseFromString(row[2])
+            customers.append(entity_key("customer_id", value.string_val))
+        count = len(profile)
+        for view, wanted in (
+            ("account_payment_velocity", keys),
+            ("account_contact_behavior", keys),
+            ("customer_financial_ratios", customers),
+        ):
+            count += len(self._rows(view, wanted))
+        return count
+
+    def _rows(self, view: str, keys: list[bytes], extra: str = "") -> list[Any]:
+        marks = ",".join("?" * len(keys))
+        sql = (
+            f'SELECT entity_key, feature_name, value, event_ts FROM "{self.project}_{view}" '
+            f"WHERE entity_key IN ({marks}) {extra}"
+        )
+        return self.connection.execute(sql, keys).fetchall()
+
+    def score(self, n: int) -> object:
+        matrix = np.resize(self.rows, (n, self.rows.shape[1]))
+        return self.predict(matrix)
+
+
+def bare_predictor(model: ScoringModel) -> Callable[[Any], object]:
+    """The booster under calibration and pipeline, on every core: a batch job, unlike the
+    one-row online floor (benchmarks.online_latency.bare_predictor, one thread)."""
+    from benchmarks.online_latency import _final_estimator  # noqa: PLC0415
+
+    estimator = _final_estimator(model)
+    if hasattr(estimator, "get_booster"):
+        return estimator.get_booster().inplace_predict
+    if hasattr(estimator, "booster_"):
+        return estimator.booster_.predict
+    raise TypeError(f"no bare booster under {type(estimator).__name__}")
+
+
+def time_floor(floor: Floor, ids: list[str], chunk: int) -> tuple[float, float, float]:
+    """Seconds to read and predict every id, chunk by chunk: (total, read, predict)."""
+    read = predict = 0.0
+    for start in range(0, len(ids), chunk):
+        part = ids[start : start + chunk]
+        began = time.perf_counter()
+        floor.read(part)
+        middle = time.perf_counter()
+        floor.score(len(part))
+        read, predict = read + middle - began, predict + time.perf_counter() - middle
+    return read + predict, read, predict
+
+
+@contextmanager
+def floor_for(stores: Any, ids: list[str]) -> Iterator[Floor]:
+    from training.registry import load_scoring_model  # noqa: PLC0415
+
+    model = load_scoring_model("champion")
+    rows = model_rows(stores.stores["sqlite"], model, ids[:200])
+    connection = sqlite3.connect(f"file:{stores.sqlite_path}?mode=ro", uri=True)
+    try:
+        yield Floor(connection, stores.project, bare_predictor(model), rows)
+    finally:
+        connection.close()
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def run(args: argparse.Namespace) -> None:
+    from benchmarks.scorer_harness import bench_stores, online_accounts  # noqa: PLC0415
+    from collectwise.settings import get_settings  # noqa: PLC0415
+    from training.batch_scoring import ONLINE_CHUNK_ROWS  # noqa: PLC0415
+
+    settings = get_settings()
+    require_demo_features(settings)
+    require_champion(settings)
+    features_dir = settings.paths.features_dir
+    with Progress(NAME, ["stores", "command", "floor"]) as progress, ExitStack() as stack:
+        progress.payload |= {"ids": args.ids, "chunk_rows": ONLINE_CHUNK_ROWS}
+        with progress.stage("stores"):
+            stores = stack.enter_context(bench_stores(features_dir, backends=("sqlite",)))
+        work = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="cwbench-batch-")))
+        accounts = online_accounts(100_000, features_dir, [stores.stores["sqlite"]])
+        ids_csv = id_file(accounts.ids, args.ids, work)
+        ids = ids_csv.read_text().split()[1:]
+        with progress.stage("command"):
+            real = run_command(ids_csv, work / "scores.parquet", stores.profiles["sqlite"])
+        with progress.stage("floor"), floor_for(stores, accounts.ids) as floor:
+            floor_seconds, read_s, predict_s = time_floor(floor, ids, ONLINE_CHUNK_ROWS)
+        result = _result(args.ids, real, floor_seconds, read_s, predict_s, len(accounts.ids))
+        progress.payload |= result
+        progress.comparisons.append(_comparison(result))
+        log_table("score-batch vs floor", *_table(result))
+        log_table("ratio", COMPARISON_HEADER, comparison_rows(progress.comparisons))
+        if real.exit_code != 0:
+            raise RuntimeError(f"collectwise score-batch exited {real.exit_code}")
+
+
+def _result(
+    n: int, real: RealRun, floor_s: float, read_s: float, predict_s: float, distinct: int
+) -> dict[str, Any]:
+    return {
+        "distinct_accounts": distinct,
+        "real_seconds": real.seconds,
+        "real_peak_rss_mb": real.peak_rss_mb,
+        "real_scored": real.scored,
+        "real_ids_per_s": n / real.seconds,
+        "floor_seconds": floor_s,
+        "floor_read_seconds": read_s,
+        "floor_predict_seconds": predict_s,
+        "floor_ids_per_s": n / floor_s,
+        "ratio_floor_over_real": floor_s / real.seconds,
+    }
+
+
+def _comparison(r: dict[str, Any]) -> Comparison:
+    return Comparison(
+        benchmark=NAME,
+        case=f"account ids from SQLite ({r['real_scored']:,} scored)",
+        real_seconds=r["real_seconds"],
+        floor_seconds=r["floor_seconds"],
+        real_rate=r["real_ids_per_s"],
+        floor_rate=r["floor_ids_per_s"],
+        rate_unit="ids/s",
+        ratio=r["ratio_floor_over_real"],
+        ratio_kind="real/floor ids/s",
+        aim=AIM,
+    )
+
+
+def _table(r: dict[str, Any]) -> tuple[tuple[str, ...], list[list[object]]]:
+    header = ("real s", "real ids/s", "peak RSS MB", "floor s", "read s", "predict s", "ratio")
+    row = [
+        r["real_seconds"],
+        r["real_ids_per_s"],
+        r["real_peak_rss_mb"],
+        r["floor_seconds"],
+        r["floor_read_seconds"],
+        r["floor_predict_seconds"],
+        f"{r['ratio_floor_over_real']:.2f}x",
+    ]
+    return header, [row]
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--ids", type=int, default=DEFAULT_IDS, help="account ids in the file")
+    args = p.parse_args(argv)
+    setup_logging()
+    run_main(lambda: run(args))
+
+
+if __name__ == "__main__":
+    main()
