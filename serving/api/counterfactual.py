@@ -26,12 +26,10 @@ from serving.api.deps import AUTH_RESPONSES, BODY_ERRORS, ExplainCaller, Service
 from serving.api.score import (
     NOT_FOUND,
     UNAVAILABLE,
-    check_fresh,
-    features_after,
     score_event,
-    scored_rows,
+    score_one,
 )
-from serving.errors import NoCounterfactualError, UnknownAccountError, invalid
+from serving.errors import NoCounterfactualError
 from serving.model_set import ServedModel
 from serving.runtime import Service
 from serving.schemas import (
@@ -106,16 +104,9 @@ def _score(service: Service, body: CounterfactualRequest) -> tuple[Scored, datet
     models = service.watcher.current
     models.require_champion()
     when = body.as_of or datetime.now(UTC)
-    with service.admission.place():
-        row = service.online.read([body.account_id], when, body.reported_monthly_income)[0]
-        if not row.known:
-            raise UnknownAccountError(body.account_id)
-        problem = features_after(row, when)
-        if problem:
-            raise invalid("as_of", problem, "as_of_before_features")
-        check_fresh(service, [row])
-        options = replace(service.options, reasons=0)
-        return scored_rows(service, [row], models, options)[0], when
+    options = replace(service.options, reasons=0)
+    income = body.reported_monthly_income
+    return score_one(service, models, body.account_id, when, income, options), when
 
 
 def _search(service: Service, scored: Scored, goal: BandGoal) -> Counterfactual:

@@ -58,16 +58,10 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
     models = service.watcher.current  # taken once: the request ends on the model it began with
     models.require_champion()
     when = body.as_of or datetime.now(UTC)
-    with service.admission.place():
-        row = service.online.read([body.account_id], when, body.reported_monthly_income)[0]
-        if not row.known:
-            raise UnknownAccountError(body.account_id)
-        problem = features_after(row, when)
-        if problem:
-            raise invalid("as_of", problem, "as_of_before_features")
-        check_fresh(service, [row])
-        options = service.options if body.explain else replace(service.options, reasons=0)
-        scored = scored_rows(service, [row], models, options)[0]
+    options = service.options if body.explain else replace(service.options, reasons=0)
+    scored = score_one(
+        service, models, body.account_id, when, body.reported_monthly_income, options
+    )
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, [scored], request_id, "/v1/score", caller.name, when, now, started)
@@ -130,6 +124,27 @@ def _admit(service: Service, caller: Caller, accounts: int) -> None:
         )
     # The route's dependency already charged the request itself.
     service.limiter.take(caller.name, caller.rate_per_minute, cost=accounts - 1)
+
+
+def score_one(
+    service: Service,
+    models: ModelSet,
+    account_id: str,
+    when: datetime,
+    income: float | None,
+    options: ScoringOptions,
+) -> Scored:
+    """One account read and scored inside an admission place, or refused: unknown (404),
+    features recorded after `when` (422), stale under the refuse policy (503)."""
+    with service.admission.place():
+        row = service.online.read([account_id], when, income)[0]
+        if not row.known:
+            raise UnknownAccountError(account_id)
+        problem = features_after(row, when)
+        if problem:
+            raise invalid("as_of", problem, "as_of_before_features")
+        check_fresh(service, [row])
+        return scored_rows(service, [row], models, options)[0]
 
 
 def _refusal(row: OnlineRow, when: datetime) -> tuple[int, str] | None:
