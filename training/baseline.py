@@ -70,11 +70,6 @@ def figures(y: np.ndarray, p: np.ndarray, threshold: float) -> dict[str, float]:
     }
 
 
-def raw_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The baseline's columns: raw numeric features holding at least one value."""
-    return raw_numeric_inputs(frame).dropna(axis=1, how="all")
-
-
 def baseline_recipe(raw: pd.DataFrame, y: np.ndarray, seed: int) -> Recipe:
     def run(train: np.ndarray, scored: np.ndarray) -> tuple[np.ndarray, float]:
         fit_rows, threshold_rows = train_test_split(
@@ -236,7 +231,7 @@ def compare_with_baseline(
         log.warning("repeated stratified CV ignores time on %s data", data.splitter_kind)
     bundle = load_bundle(Path(model_dir) / MODEL_FILE)
     chosen = json.loads((Path(model_dir) / FIT_SUMMARY).read_text())["chosen"]
-    raw = raw_inputs(data.frame)
+    raw = raw_numeric_inputs(data.frame)
     recipes = {
         CHAMPION: champion_recipe(data, chosen, params),
         BASELINE: baseline_recipe(raw, data.y, params.seed),

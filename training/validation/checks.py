@@ -82,7 +82,9 @@ def _logistic(inp: ValidationInputs, train: np.ndarray) -> Any:
 
 
 def raw_numeric_inputs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The training set's numeric feature columns as Feast returns them, nothing derived."""
+    """The training set's numeric feature columns as Feast returns them, nothing derived,
+    without a column that holds no value at all (e.g. contact history on the UCI data): it
+    breaks the booster's binning and carries nothing."""
     keep = [
         c
         for c in frame.columns
@@ -91,13 +93,11 @@ def raw_numeric_inputs(frame: pd.DataFrame) -> pd.DataFrame:
         and pd.api.types.is_numeric_dtype(frame[c])
         and not pd.api.types.is_bool_dtype(frame[c])
     ]
-    return frame[keep].astype("float64")
+    return frame[keep].astype("float64").dropna(axis=1, how="all")
 
 
 def _raw_gbm(inp: ValidationInputs, train: np.ndarray) -> Any:
-    # A column with no value at all (e.g. contact history on the UCI data) breaks the
-    # booster's binning and carries nothing.
-    raw = raw_numeric_inputs(inp.frame).dropna(axis=1, how="all")
+    raw = raw_numeric_inputs(inp.frame)
     model = HistGradientBoostingClassifier(random_state=inp.params.seed)
     model.fit(raw.iloc[train], inp.y[train])
     return lambda rows: model.predict_proba(raw.iloc[rows])[:, 1]
