@@ -124,7 +124,7 @@ def _benchmarks(report: Mapping[str, Any]) -> list[str]:
             if (other.get(metric) or 0) > (own.get(metric) or 0):
                 out.append(
                     f"The {other['model']} beats this version on test {metric} "
-                    f"({other[metric]:.3f} against {own[metric] or 0:.3f})."
+                    f"({other[metric]:.4f} against {own[metric] or 0:.4f})."
                 )
     return out
 
