@@ -121,13 +121,15 @@ class Floor:
     def read(self, accounts: list[str]) -> int:
         from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415
 
-        keys = [entity_key("account_id", a) for a in accounts]
+        # Each account once, as the command reads it: a book repeats accounts.
+        keys = [entity_key("account_id", a) for a in dict.fromkeys(accounts)]
         profile = self._rows("account_profile", keys, "AND feature_name = 'customer_id'")
         value = Value()
         customers = []
         for row in profile:
             value.ParseFromString(row[2])
             customers.append(entity_key("customer_id", value.string_val))
+        customers = list(dict.fromkeys(customers))
         count = len(profile)
         for view, wanted in (
             ("account_payment_velocity", keys),
@@ -140,7 +142,7 @@ class Floor:
     def _rows(self, view: str, keys: list[bytes], extra: str = "") -> list[Any]:
         marks = ",".join("?" * len(keys))
         sql = (
-            f'SELECT entity_key, feature_name, value, event_ts FROM "{self.project}_{view}" '
+            f'SELECT entity_key, feature_name, value FROM "{self.project}_{view}" '
             f"WHERE entity_key IN ({marks}) {extra}"
         )
         return self.connection.execute(sql, keys).fetchall()

@@ -31,7 +31,9 @@ from circuitbreaker import STATE_CLOSED, STATE_HALF_OPEN, STATE_OPEN, CircuitBre
 
 from collectwise.errors import UnavailableError
 from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion import ondemand
 from ingestion.feast_store import ONLINE_VIEWS, customer_key
+from ingestion.ondemand import OnDemandPlan
 from ingestion.snapshot_marker import (
     CANARY_ROW,
     DEFAULT_GRACE,
@@ -39,8 +41,7 @@ from ingestion.snapshot_marker import (
     marker_refs,
     problems_from_values,
 )
-from serving import ondemand, provider_read
-from serving.ondemand import OnDemandPlan
+from serving import provider_read
 from serving.provider_read import DirectReader
 
 if TYPE_CHECKING:
@@ -127,7 +128,7 @@ class OnlineFeatures:
     # Set by a failed request read: the probe runs at once instead of at its next tick.
     suspect: threading.Event = field(default_factory=threading.Event)
     # True: every read goes through get_online_features, which also runs the service's
-    # on-demand views (slower; see serving.provider_read and serving.ondemand).
+    # on-demand views (slower; see serving.provider_read and ingestion.ondemand).
     via_sdk: bool = False
     breaker: CircuitBreaker = field(default_factory=store_breaker)
     _service: FeatureService | None = None

@@ -18,7 +18,7 @@ import tempfile
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Final, Literal
 
@@ -105,27 +105,51 @@ def score_accounts(
     decision = np.full(len(ids), pd.NA, dtype=object)
     status = np.full(len(ids), INVALID_ID, dtype=object)
     positions = np.flatnonzero(valid)
-    with _progress() as bar:
-        task = bar.add_task("scoring accounts", total=len(positions))
-        for done, start in enumerate(range(0, len(positions), chunk_rows), start=1):
-            where = positions[start : start + chunk_rows]
-            scored = _score_chunk(store, model, [ids[i] for i in where], as_of)
-            probability[where] = scored["probability"].to_numpy()
-            band[where], status[where] = scored["band"].to_numpy(), scored["status"].to_numpy()
-            decision[where] = scored["decision"].to_numpy(dtype=object)
-            bar.advance(task, len(where))
-            _log_progress(done, start + len(where), len(positions), chunk_rows)
+    read = _ChunkReader(store, as_of)
+    try:
+        with _progress() as bar:
+            task = bar.add_task("scoring accounts", total=len(positions))
+            for done, start in enumerate(range(0, len(positions), chunk_rows), start=1):
+                where = positions[start : start + chunk_rows]
+                scored = score_vectors(model, read([ids[i] for i in where]))
+                probability[where] = scored["probability"].to_numpy()
+                band[where], status[where] = scored["band"].to_numpy(), scored["status"].to_numpy()
+                decision[where] = scored["decision"].to_numpy(dtype=object)
+                bar.advance(task, len(where))
+                _log_progress(done, start + len(where), len(positions), chunk_rows)
+    finally:
+        read.close()
     columns = {"probability": probability, "band": band, "decision": decision}
     return pd.DataFrame({"account_id": ids, **columns, "status": status})
 
 
-def _score_chunk(
-    store: object, model: ScoringModel, ids: list[str], as_of: datetime | None
-) -> pd.DataFrame:
-    from ingestion.feast_store import online_feature_vectors  # noqa: PLC0415
+class _ChunkReader:
+    """A chunk of accounts' vectors: column by column where ingestion.online_batch can read
+    the store (the same values, several times faster), through get_online_features where not."""
 
-    vectors = online_feature_vectors(store, ids, scoring_time=as_of)  # type: ignore[arg-type]
-    return score_vectors(model, vectors)
+    def __init__(self, store: object, as_of: datetime | None) -> None:
+        from feature_repo.feature_services import COLLECTION_RISK_V1  # noqa: PLC0415
+        from ingestion.online_batch import batch_reader  # noqa: PLC0415
+
+        self._store, self._as_of = store, as_of
+        reader = batch_reader(store, COLLECTION_RISK_V1)  # type: ignore[arg-type]
+        if isinstance(reader, str):
+            log.info("reading the online store through Feast: %s", reader)
+            self._reader = None
+        else:
+            self._reader = reader
+
+    def __call__(self, ids: list[str]) -> pd.DataFrame:
+        from ingestion.feast_store import online_feature_vectors  # noqa: PLC0415
+
+        when = self._as_of or datetime.now(UTC)
+        if self._reader is not None:
+            return self._reader.frame(ids, when)
+        return online_feature_vectors(self._store, ids, scoring_time=when)  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        if self._reader is not None:
+            self._reader.close()
 
 
 def _progress() -> Progress:

@@ -1,6 +1,6 @@
 """The scorer's own run of the on-demand views against Feast's, and against offline retrieval.
 
-serving.ondemand calls the registered transformation itself instead of letting
+ingestion.ondemand calls the registered transformation itself instead of letting
 get_online_features do it; these tests hold it to both of Feast's answers, with and without
 a reported income, for known and unknown accounts.
 """
@@ -17,9 +17,9 @@ import pandas as pd
 import pytest
 
 from feature_repo.feature_services import COLLECTION_RISK_V1
+from ingestion import ondemand
 from ingestion.feast_store import materialize_latest
 from ingestion.retrieval import apply_scratch_repo
-from serving import ondemand
 from serving.online import OnlineFeatures, OnlineRow
 from tests.integration.conftest import FeatureData
 from tests.serving.conftest import ScorerWorld

@@ -122,7 +122,7 @@ def test_columns_read_from_a_transformation_source() -> None:
     import inspect
 
     from feature_repo.request_features import request_time_features
-    from serving.ondemand import columns_read
+    from ingestion.ondemand import columns_read
 
     assert columns_read(inspect.getsource(request_time_features)) == {
         "overdue_since",

@@ -49,7 +49,7 @@ class OnDemandPlan:
     def apply(self, values: dict[str, list[Any]], request: dict[str, list[Any]]) -> None:
         """Add each on-demand view's features to `values` (full names, in place); the
         source features only the views needed are dropped again."""
-        if not next(iter(values.values()), []):
+        if len(next(iter(values.values()), [])) == 0:  # lists or numpy arrays
             return
         columns = {**values, **request}
         for view in self.views:

@@ -1,0 +1,274 @@
+"""A feature service's online vectors for many accounts at once, read column by column.
+
+`collectwise score-batch` rescoring a whole book read it through get_online_features:
+4.2 s for 10,000 accounts on SQLite, of which the store's own reads were under a second;
+the rest was Feast turning every value into a protobuf and back into a Python object, row by
+row (benchmarks/bench_score_batch.py). This module reads the same rows from the same tables
+and keys Feast uses (SQLite: one SELECT per view; Redis: one pipelined HMGET per entity,
+the fields named as Feast names them) and decodes whole columns (ingestion.value_decoding).
+The on-demand features are computed by the registered view's own transformation
+(ingestion.ondemand), as the scorer does.
+
+The result equals get_online_features' (tests/integration/test_online_batch.py compares the
+two frames value by value, and their model matrices exactly, on SQLite and on Redis). For a
+store, a view or a service this cannot read as Feast would, `batch_reader` says why and the
+caller goes through Feast.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+import pandas as pd
+
+from ingestion.ondemand import OnDemandPlan, for_service
+from ingestion.value_decoding import Blobs, decode_column
+from ingestion.value_encoding import entity_key_bytes
+
+if TYPE_CHECKING:
+    from feast import FeatureService, FeatureStore, FeatureView
+    from feast.value_type import ValueType
+
+PROFILE_VIEW, CUSTOMER_FEATURE = "account_profile", "customer_id"
+# SQLite's default limit on bound parameters is 32,766; a chunk stays well below it.
+SQLITE_KEYS_PER_QUERY = 20_000
+
+
+class _Store(Protocol):
+    def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
+        """Per feature, each key's stored bytes (None where the store holds none)."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class _ViewRead:
+    view: FeatureView
+    join_key: str
+    features: list[str]
+    types: dict[str, ValueType]
+
+
+@dataclass
+class BatchReader:
+    """Reads one feature service's vectors; close() when done."""
+
+    store: _Store
+    plan: OnDemandPlan
+    reads: tuple[_ViewRead, ...]
+    profile: _ViewRead
+    columns: list[str]  # the service's features, full names, in service order
+    key_version: int
+
+    def frame(
+        self,
+        account_ids: Sequence[str],
+        scoring_time: datetime,
+        reported_income: float = 0.0,
+    ) -> pd.DataFrame:
+        """One row per account in the order given, columns account_id, customer_id and the
+        service's features; an account the store cannot resolve has customer_id None and
+        no features (see ingestion.feast_store.online_feature_vectors)."""
+        ids = [str(a) for a in account_ids]
+        found = self._found(list(dict.fromkeys(ids)), scoring_time, reported_income)
+        wanted = pd.DataFrame({"account_id": ids})
+        # A left merge keeps the caller's order and repeats; the found rows are unique.
+        return wanted.merge(found, on="account_id", how="left", validate="many_to_one")
+
+    def _found(self, unique: list[str], scoring_time: datetime, income: float) -> pd.DataFrame:
+        customers = self._customers(unique)
+        pairs = [(a, c) for a, c in zip(unique, customers, strict=True) if c is not None]
+        names = ["account_id", "customer_id", *self.columns]
+        if not pairs:
+            return pd.DataFrame(columns=names)
+        known, their_customers = [a for a, _ in pairs], [c for _, c in pairs]
+        values = self._values(known, their_customers)
+        request: dict[str, list[Any]] = {
+            "scoring_time": [scoring_time] * len(known),
+            "reported_monthly_income": [income] * len(known),
+        }
+        self.plan.apply(values, request)
+        found = pd.DataFrame({"account_id": known, "customer_id": their_customers, **values})
+        from_views = [c for c in self.columns if c in self._view_columns]
+        # As online_feature_vectors: a row whose views hold nothing is an unknown account.
+        return found.loc[found[from_views].notna().any(axis=1), names]
+
+    @property
+    def _view_columns(self) -> set[str]:
+        return {f"{r.view.projection.name_to_use()}__{f}" for r in self.reads for f in r.features}
+
+    def _customers(self, accounts: list[str]) -> list[str | None]:
+        from ingestion.feast_store import customer_key  # noqa: PLC0415
+
+        keys = entity_key_bytes(accounts, self.profile.join_key, self.key_version)
+        blobs = self.store.read(self.profile.view, keys, [CUSTOMER_FEATURE])[CUSTOMER_FEATURE]
+        names = decode_column(blobs, self.profile.types[CUSTOMER_FEATURE])
+        return [customer_key(v) for v in names]
+
+    def _values(self, accounts: list[str], customers: list[str]) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        by_key = {"account_id": pd.factorize(np.array(accounts, dtype=object)),
+                  "customer_id": pd.factorize(np.array(customers, dtype=object))}  # fmt: skip
+        for read in self.reads:
+            codes, uniques = by_key[read.join_key]
+            keys = entity_key_bytes(list(uniques), read.join_key, self.key_version)
+            blobs = self.store.read(read.view, keys, read.features)
+            prefix = read.view.projection.name_to_use()
+            for name in read.features:
+                # Read once per entity; accounts sharing a customer share its row.
+                out[f"{prefix}__{name}"] = decode_column(blobs[name], read.types[name])[codes]
+        return out
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def batch_reader(store: FeatureStore, service_name: str) -> BatchReader | str:
+    """A reader for the service, or why this store or service must go through Feast."""
+    why = _unsupported_store(store)
+    if why:
+        return why
+    service = store.get_feature_service(service_name)
+    plan = for_service(store, service)
+    if plan is None:
+        return "an on-demand view only Feast can compute"
+    reads = _view_reads(store, plan.refs)
+    if isinstance(reads, str):
+        return reads
+    profile = _view_reads(store, [f"{PROFILE_VIEW}:{CUSTOMER_FEATURE}"])
+    if isinstance(profile, str):
+        return profile
+    return BatchReader(
+        store=_sqlite(store) if store.config.online_store.type == "sqlite" else _redis(store),
+        plan=plan,
+        reads=tuple(reads),
+        profile=profile[0],
+        columns=_service_columns(service),
+        key_version=store.config.entity_key_serialization_version,
+    )
+
+
+def _unsupported_store(store: FeatureStore) -> str | None:
+    config = store.config
+    online = config.online_store
+    if config.registry.enable_online_feature_view_versioning:
+        return "online feature view versioning is on"
+    if online.type == "sqlite":
+        from feast.infra.online_stores.sqlite import SqliteOnlineStore  # noqa: PLC0415
+
+        if getattr(online, "vector_enabled", False):
+            return "the SQLite store holds vectors"
+        if not Path(SqliteOnlineStore._get_db_path(config)).exists():
+            # Feast creates an empty store and answers every account unknown; so be it.
+            return "the SQLite store file does not exist"
+        return None
+    if online.type == "redis":
+        return None
+    return f"online store type {online.type}"
+
+
+def _view_reads(store: FeatureStore, refs: Sequence[str]) -> list[_ViewRead] | str:
+    wanted: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, feature = ref.split(":", 1)
+        wanted.setdefault(view_name, []).append(feature)
+    out = []
+    for name, features in wanted.items():
+        view = store.get_feature_view(name)
+        if (
+            len(view.entity_columns) != 1
+            or view.entity_columns[0].dtype.to_value_type().name != "STRING"
+        ):
+            return f"view {name} is not keyed by one string entity"
+        types = {f.name: f.dtype.to_value_type() for f in view.features}
+        out.append(_ViewRead(view, view.entity_columns[0].name, features, types))
+    return out
+
+
+def _service_columns(service: FeatureService) -> list[str]:
+    return [
+        f"{projection.name_to_use()}__{feature.name}"
+        for projection in service.feature_view_projections
+        for feature in projection.features
+    ]
+
+
+# --------------------------------------------------------------------------- SQLite
+
+
+class _SqliteStore:
+    """Feast's SQLite tables: (entity_key, feature_name, value, ...) per view."""
+
+    def __init__(self, path: str, project: str) -> None:
+        # Read-only: a batch read must never create or change the store.
+        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        self._project = project
+
+    def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
+        from feast.infra.online_stores.helpers import compute_table_id  # noqa: PLC0415
+
+        table = '"' + compute_table_id(self._project, view).replace('"', '""') + '"'
+        position = {key: i for i, key in enumerate(keys)}
+        out: dict[str, list[bytes | None]] = {f: [None] * len(keys) for f in features}
+        names = ",".join("?" * len(features))
+        for begin in range(0, len(keys), SQLITE_KEYS_PER_QUERY):
+            chunk = keys[begin : begin + SQLITE_KEYS_PER_QUERY]
+            sql = (
+                f"SELECT entity_key, feature_name, value FROM {table} "  # nosec B608  # table id quoted, values bound
+                f"WHERE feature_name IN ({names}) AND entity_key IN ({','.join('?' * len(chunk))})"
+            )
+            for key, feature, value in self._conn.execute(sql, [*features, *chunk]):
+                out[feature][position[key]] = value
+        return dict(out)
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _sqlite(store: FeatureStore) -> _SqliteStore:
+    from feast.infra.online_stores.sqlite import SqliteOnlineStore  # noqa: PLC0415
+
+    return _SqliteStore(SqliteOnlineStore._get_db_path(store.config), store.project)
+
+
+# --------------------------------------------------------------------------- Redis
+
+
+class _RedisStore:
+    """Feast's Redis layout: one hash per entity (key bytes + project), a field per feature
+    named by murmur3 of "view:feature"; read with one pipelined HMGET per entity."""
+
+    PIPELINE_KEYS = 5_000
+
+    def __init__(self, client: Any, project: str) -> None:
+        self._client = client
+        self._project = project.encode("utf8")
+
+    def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
+        from feast.infra.online_stores.helpers import _mmh3  # noqa: PLC0415
+
+        fields = [_mmh3(f"{view.name}:{name}") for name in features]
+        rows: list[list[bytes | None]] = []
+        for begin in range(0, len(keys), self.PIPELINE_KEYS):
+            with self._client.pipeline(transaction=False) as pipe:
+                for key in keys[begin : begin + self.PIPELINE_KEYS]:
+                    pipe.hmget(key + self._project, fields)
+                rows.extend(pipe.execute())
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in features]
+        return {name: list(column) for name, column in zip(features, columns, strict=True)}
+
+    def close(self) -> None:
+        self._client.close()
+
+
+def _redis(store: FeatureStore) -> _RedisStore:
+    from feast.infra.online_stores.redis import RedisOnlineStore  # noqa: PLC0415
+
+    # Feast's own client construction: connection string, password, TLS, db, cluster mode.
+    return _RedisStore(RedisOnlineStore()._get_client(store.config.online_store), store.project)
