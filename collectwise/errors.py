@@ -99,6 +99,8 @@ _UNREACHABLE = (
     ("psycopg", ("OperationalError",), ("connect", "connection")),
     ("mlflow.exceptions", ("MlflowException",), ("Max retries exceeded", "Connection refused")),
     ("redis.exceptions", ("ConnectionError", "TimeoutError"), ("",)),
+    # A Redis Cluster that lost a node refuses commands with these, not a ConnectionError.
+    ("redis.exceptions", ("ClusterDownError", "SlotNotCoveredError", "MasterDownError"), ("",)),
     ("requests.exceptions", ("ConnectionError", "ConnectTimeout"), ("",)),
 )
 

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -293,7 +294,7 @@ class OnlineFeatures:
             raise StoreUnavailableError(why) from exc
         except Exception as exc:
             raise StoreUnavailableError(
-                f"online store read failed: {type(exc).__name__}: {exc}"
+                f"online store read failed: {type(exc).__name__}: {_brief(exc)}"
             ) from exc
 
     def _mark_down(self, why: str) -> None:
@@ -393,6 +394,16 @@ class OnlineFeatures:
             if seen is None or (ttl and scoring_time - seen > ttl):
                 stale.append(view)
         return stale
+
+
+def _brief(exc: BaseException) -> str:
+    """The first line of an error, without the raw key bytes a Redis Cluster pipeline error
+    quotes (the command it failed on), for a 503's detail."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return _BYTES_LITERAL.sub("b'...'", text)[:300]
+
+
+_BYTES_LITERAL = re.compile(r"b'(?:[^'\\]|\\.)*'|b\"(?:[^\"\\]|\\.)*\"")
 
 
 def _has_features(row: OnlineRow) -> bool:

@@ -137,3 +137,29 @@ def test_columns_read_from_a_transformation_source() -> None:
     assert columns_read("def f(df):\n    return df.sum()") is None
     assert columns_read("not python (") is None
     assert columns_read("def f(df):\n    return df['x'] / df['y'].clip(1)") == {"x", "y"}
+
+
+def test_a_store_error_in_a_503_detail_is_one_line_without_key_bytes() -> None:
+    from serving.online import _brief
+
+    key = b"\x01\x00\x00\x00\x02\x00account_id'\"\\x" + b"A0001"
+    # How redis-py words a failed cluster pipeline: the command, its raw arguments quoted.
+    error = RuntimeError(
+        f"Command # 1 (HMGET {key!r} {b'_ts:v'!r}) of pipeline caused error: "
+        "The cluster is down\nTraceback ..."
+    )
+    brief = _brief(error)
+    assert (
+        brief == "Command # 1 (HMGET b'...' b'...') of pipeline caused error: The cluster is down"
+    )
+    assert _brief(RuntimeError("")) == "" and len(_brief(RuntimeError("x" * 1000))) == 300
+
+
+def test_a_redis_cluster_that_lost_a_node_reads_as_unreachable_to_the_cli() -> None:
+    from redis.exceptions import ClusterDownError, SlotNotCoveredError
+
+    from collectwise.errors import backend_down
+
+    for exc in (ClusterDownError("The cluster is down"), SlotNotCoveredError("slot 42")):
+        down = backend_down(exc)
+        assert down is not None and "the online store (Redis) is unreachable" in str(down)
