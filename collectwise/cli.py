@@ -173,6 +173,10 @@ def build_features(
     spark_master: Annotated[
         str, typer.Option(help="with --engine spark: local[N] or a cluster's master URL")
     ] = "local[2]",
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(help="with --engine duckdb: memory cap (e.g. 8GB, 50%); the rest spills"),
+    ] = None,
 ) -> None:
     """Compute the feature tables and matured labels from validated raw tables."""
     if engine not in ("duckdb", "spark"):
@@ -186,7 +190,7 @@ def build_features(
     else:
         from ingestion.features import build_features as run  # noqa: PLC0415
 
-        summary = run(raw, out, label_grace_days)
+        summary = run(raw, out, label_grace_days, memory_limit=memory_limit)
     _summary("features built", summary)
 
 

@@ -50,6 +50,10 @@ DTI_CAP: Final = 1000.0
 
 # A payment's contribution to what was paid: a reversal row cancels its amount.
 _NET_AMOUNT: Final = "CASE WHEN e.status = 'settled' THEN e.amount ELSE -e.amount END"
+# Sums of money are rounded to the cent: a float sum depends on the order of its terms, which
+# no engine promises (DuckDB's changes once it spills, Spark's with its partitions), and a
+# payment and its reversal netting to 1e-13 instead of 0 flipped "a month with a payment".
+_NET_SUM: Final = f"round(sum({_NET_AMOUNT}), 2)"
 
 # The snapshot calendar: every month start after the month of the first statement, up to
 # the data cutoff. It is made in Python, once for every engine (DuckDB's range() over months
@@ -98,7 +102,7 @@ WITH ranked AS (
 latest AS (SELECT * FROM ranked WHERE rn = 1),
 paid_since AS (
     SELECT l.account_id, l.snapshot_at,
-           sum({_NET_AMOUNT}) AS net_paid
+           {_NET_SUM} AS net_paid
     FROM latest l
     JOIN payments e ON e.account_id = l.account_id
          AND e.paid_at > l.statement_date
@@ -153,7 +157,7 @@ CREATE OR REPLACE TEMP TABLE payment_months AS
 SELECT p.account_id, p.snapshot_at,
        (year(p.snapshot_at) - year(e.paid_at)) * 12
            + month(p.snapshot_at) - month(e.paid_at) - 1 AS month_index,
-       sum({_NET_AMOUNT}) AS net_amount,
+       {_NET_SUM} AS net_amount,
        max(e.recorded_at) AS max_recorded_at
 FROM population p
 JOIN payments e ON e.account_id = p.account_id
@@ -310,8 +314,7 @@ CREATE OR REPLACE TEMP TABLE promise_stats AS
 WITH judged AS (
     SELECT p.account_id, p.snapshot_at, pr.promise_id, pr.promised_amount, pr.due_date,
            pr.recorded_at,
-           coalesce(sum({_NET_AMOUNT}), 0)
-               AS paid
+           coalesce({_NET_SUM}, 0) AS paid
     FROM population p
     JOIN promises pr ON pr.account_id = p.account_id
          AND pr.recorded_at <= p.snapshot_at
@@ -404,7 +407,7 @@ WITH matured AS (
 ),
 paid AS (
     SELECT m.account_id, m.snapshot_at,
-           sum({_NET_AMOUNT}) AS net_paid
+           {_NET_SUM} AS net_paid
     FROM matured m
     JOIN payments e ON e.account_id = m.account_id
          AND e.paid_at > m.snapshot_at

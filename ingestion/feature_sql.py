@@ -60,6 +60,8 @@ ALLOWED_FUNCTIONS: frozenset[type[exp.Func]] = frozenset(
         exp.Min,
         exp.Month,
         exp.Or,
+        # round(double, 2): both engines round half away from zero to the nearest cent
+        exp.Round,
         exp.RowNumber,
         exp.StddevPop,
         exp.Sum,

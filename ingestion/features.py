@@ -70,7 +70,12 @@ def read_cutoffs(raw_dir: Path) -> tuple[datetime, datetime]:
     return as_of, datetime.fromisoformat(labels_as_of).astimezone(UTC) if labels_as_of else as_of
 
 
-def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
+def connect(
+    threads: int | None = None, memory_limit: str | None = None, spill_dir: Path | None = None
+) -> duckdb.DuckDBPyConnection:
+    """A DuckDB session for the build. With memory_limit (DuckDB's own syntax, "8GB" or
+    "50%"), what does not fit spills to spill_dir instead of growing the process: a book
+    bigger than the machine's memory is built in bounded memory, more slowly."""
     con = duckdb.connect()
     # Month boundaries and year()/month() depend on the session time zone.
     con.execute("SET TimeZone = 'UTC'")
@@ -78,6 +83,16 @@ def connect(threads: int | None = None) -> duckdb.DuckDBPyConnection:
     con.execute("SET enable_progress_bar = false")
     if threads:
         con.execute(f"SET threads = {int(threads)}")
+    if spill_dir is not None:
+        con.execute("SET temp_directory = ?", [str(spill_dir)])
+    if memory_limit:
+        try:
+            con.execute("SET memory_limit = ?", [memory_limit])
+        except duckdb.Error as exc:
+            con.close()
+            raise FeatureBuildError(f"--memory-limit {memory_limit!r}: {exc}") from exc
+        # Insertion order costs memory in sorts and windows; the output is sorted anyway.
+        con.execute("SET preserve_insertion_order = false")
     return con
 
 
@@ -177,12 +192,16 @@ def build_features(
     out_dir: Path,
     label_grace_days: int = tx.DEFAULT_LABEL_GRACE_DAYS,
     threads: int | None = None,
+    memory_limit: str | None = None,
 ) -> FeatureBuildSummary:
-    """Compute all feature tables and labels from validated raw tables into `out_dir`."""
+    """Compute all feature tables and labels from validated raw tables into `out_dir`.
+
+    DuckDB spills beside out_dir (removed afterwards), never into the working directory."""
     started = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     as_of, labels_as_of = read_cutoffs(raw_dir)
-    con = connect(threads)
+    spill = out_dir.with_name(f"{out_dir.name}.spill-{os.getpid()}")
+    con = connect(threads, memory_limit, spill)
     try:
         observed = register_raw(con, raw_dir)
         log.info("building features from %s as of %s", raw_dir, as_of.isoformat())
@@ -197,6 +216,7 @@ def build_features(
         return publish(out_dir, write)
     finally:
         con.close()
+        shutil.rmtree(spill, ignore_errors=True)
 
 
 # What the summary reports, asked of whichever engine built the tables.

@@ -1,0 +1,57 @@
+"""The feature build under a memory cap: DuckDB spills instead of growing, and the tables
+come out the same (money sums are rounded to the cent, so a changed summation order moves
+nothing but the last bits of a float). A cap DuckDB cannot read is a clear error that
+leaves the previous tables in place."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from collectwise.cli import app as cli
+from feature_repo.transformations import LABEL_TABLE
+from ingestion.features import build_features
+from tests.integration.conftest import FeatureData
+
+pytestmark = pytest.mark.integration
+
+TABLES = ("account_payment_velocity", "customer_financial_ratios", "account_contact_behavior",
+          "account_profile", LABEL_TABLE)  # fmt: skip
+KEYS = {"customer_financial_ratios": ["customer_id", "event_timestamp"]}
+
+
+def _frame(features: Path, table: str) -> pd.DataFrame:
+    keys = KEYS.get(table, ["account_id", "event_timestamp"])
+    frame = pd.read_parquet(features / f"{table}.parquet")
+    return frame.sort_values(keys, kind="stable").reset_index(drop=True)
+
+
+def test_a_capped_build_spills_and_gives_the_same_tables(
+    feature_data: FeatureData, tmp_path: Path
+) -> None:
+    capped = tmp_path / "capped"
+    summary = build_features(feature_data.root / "validated", capped, memory_limit="40MB")
+    assert summary.rows["account_payment_velocity"] > 1000
+    for table in TABLES:
+        ours, reference = _frame(capped, table), _frame(feature_data.features_dir, table)
+        # Exact for every count, id, time and label; floats to their last bits.
+        pd.testing.assert_frame_equal(ours, reference, check_exact=False, rtol=1e-12, atol=1e-12)
+    # The spill folder beside the output is gone, and nothing was written elsewhere.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["capped"]
+
+
+def test_an_unreadable_memory_cap_is_refused_and_keeps_the_tables(
+    feature_data: FeatureData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "features"
+    build_features(feature_data.root / "validated", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["build-features", "--raw", str(feature_data.root / "validated"), "--out", str(out),
+            "--memory-limit", "lots"]  # fmt: skip
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "--memory-limit 'lots'" in caplog.text and "Memory must have a number" in caplog.text
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
