@@ -3,7 +3,7 @@
 Each benchmark runs in its own process, so one's memory, caches and garbage-collector
 state cannot colour the next one's figures; real path and floor still share a process
 inside each benchmark. The cached data are prepared once up front. The scorer's
-benchmarks (online_latency, throughput, load_run) come last: they read the repo's demo data
+benchmarks (online_latency, throughput, load_run) and score-batch's come last: they read the repo's demo data
 and champion, loaded into Feast projects of their own (on Redis too), not the cache.
 
 What the children need is checked before anything runs: Redis, and for the scorer's
@@ -68,6 +68,7 @@ ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("online_latency", "online_latency.json", ["--quick"], []),
     ("throughput", "throughput.json", ["--quick"], []),
     ("load_run", "load_run.json", ["--minutes", "1"], []),
+    ("bench_score_batch", "score_batch.json", ["--ids", "100000"], []),
 )
 ONLINE_MODULES = tuple(module for module, *_ in ONLINE)
 ROW_FIELDS = ("benchmark", "case", "real s", "floor s", "ratio", "ratio kind", "aim", "met")
