@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from feast import Entity, FeatureService, RequestSource
 from feast.on_demand_feature_view import OnDemandFeatureView
@@ -13,6 +13,9 @@ from feature_repo.entities import account, customer
 from feature_repo.feature_services import make_collection_risk_v1
 from feature_repo.request_features import make_request_time_view, scoring_request
 from feature_repo.views import Views, make_views
+
+if TYPE_CHECKING:
+    from feast.repo_config import RepoConfig
 
 
 @dataclass(frozen=True)
@@ -33,8 +36,10 @@ class Definitions:
         ]
 
 
-def build_definitions(features_dir: Path) -> Definitions:
-    views = make_views(features_dir)
+def build_definitions(features_dir: Path, config: RepoConfig | None = None) -> Definitions:
+    """Every object over features_dir; config is the profile whose offline store will read
+    the views' sources (feature_repo.views.source_kind), by default one that reads files."""
+    views = make_views(features_dir, config)
     request_view = make_request_time_view(views)
     return Definitions(
         entities=(account, customer),

@@ -10,17 +10,30 @@ never reach that snapshot's training row.
 
 TTL is 45 days because snapshots are monthly: a value older than one missed snapshot plus
 slack is stale, and get_historical_features returns null rather than a stale value.
+
+Each view's source is chosen by the profile (the RepoConfig given to make_views): Feast's
+Spark offline store reads only SparkSource, every other store here reads FileSource, so the
+same parquet tables are described by the one source the profile's store accepts. Nothing
+else differs, and the definitions fingerprint (training.fingerprint) does not see the kind.
 """
+
+from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
 from feast import FeatureView, Field, FileSource
 from feast.data_format import ParquetFormat
+from feast.repo_config import OFFLINE_STORE_CLASS_FOR_TYPE, get_offline_store_type
 from feast.types import Array, Float64, Int64, String, UnixTimestamp
 
 from feature_repo.entities import account, customer
+
+if TYPE_CHECKING:
+    from feast.data_source import DataSource
+    from feast.repo_config import RepoConfig
 
 SNAPSHOT_TTL = timedelta(days=45)
 EVENT_TS = "event_timestamp"
@@ -45,28 +58,66 @@ class Views:
         ]
 
 
-def _source(features_dir: Path, name: str, description: str) -> FileSource:
-    return FileSource(
-        name=f"{name}_source",
-        path=str(Path(features_dir) / f"{name}.parquet"),
-        file_format=ParquetFormat(),
-        timestamp_field=EVENT_TS,
-        created_timestamp_column=CREATED_TS,
-        description=description,
-    )
+SourceKind = Literal["file", "spark"]
 
 
-def make_views(features_dir: Path) -> Views:
+def source_kind(config: RepoConfig | None) -> SourceKind:
+    """The kind of source the profile's offline store reads: "spark" for Feast's Spark store,
+    "file" for any other and when no profile is given (views built only to be read)."""
+    if config is None:
+        return "file"
+    # A profile may name the store by its short type or by its class path: compare classes.
+    chosen = get_offline_store_type(config.offline_store.type)
+    return "spark" if chosen == OFFLINE_STORE_CLASS_FOR_TYPE["spark"] else "file"
+
+
+@dataclass(frozen=True)
+class _Sources:
+    """Builds each view's source over one features directory, of the profile's kind."""
+
+    features_dir: Path
+    kind: SourceKind
+
+    def __call__(self, name: str, description: str) -> DataSource:
+        path = str(Path(self.features_dir) / f"{name}.parquet")
+        if self.kind == "spark":
+            # Imported here: only the Spark profile needs Feast's Spark contrib package.
+            from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import (  # noqa: PLC0415
+                SparkSource,
+            )
+
+            return SparkSource(
+                name=f"{name}_source",
+                path=path,
+                file_format="parquet",
+                timestamp_field=EVENT_TS,
+                created_timestamp_column=CREATED_TS,
+                description=description,
+            )
+        return FileSource(
+            name=f"{name}_source",
+            path=path,
+            file_format=ParquetFormat(),
+            timestamp_field=EVENT_TS,
+            created_timestamp_column=CREATED_TS,
+            description=description,
+        )
+
+
+def make_views(features_dir: Path, config: RepoConfig | None = None) -> Views:
+    """The views over features_dir, with sources of the kind config's offline store reads
+    (see source_kind); without a config, FileSource."""
+    source = _Sources(Path(features_dir), source_kind(config))
     return Views(
-        account_payment_velocity=_velocity(features_dir),
-        customer_financial_ratios=_ratios(features_dir),
-        account_contact_behavior=_behaviour(features_dir),
-        account_profile=_profile(features_dir),
-        account_default_labels=_labels(features_dir),
+        account_payment_velocity=_velocity(source),
+        customer_financial_ratios=_ratios(source),
+        account_contact_behavior=_behaviour(source),
+        account_profile=_profile(source),
+        account_default_labels=_labels(source),
     )
 
 
-def _velocity(features_dir: Path) -> FeatureView:
+def _velocity(source: _Sources) -> FeatureView:
     # How much is owed, how overdue it is and how payments have moved over recent months.
     return FeatureView(
         name="account_payment_velocity",
@@ -135,17 +186,15 @@ def _velocity(features_dir: Path) -> FeatureView:
                 description="last month's net payment / the balance before it",
             ),
         ],
-        source=_source(
-            features_dir,
-            "account_payment_velocity",
-            "Payment velocity and time-series features per account",
+        source=source(
+            "account_payment_velocity", "Payment velocity and time-series features per account"
         ),
         online=True,
         tags={"team": "collections-risk", "grain": "account x month"},
     )
 
 
-def _ratios(features_dir: Path) -> FeatureView:
+def _ratios(source: _Sources) -> FeatureView:
     # Debt against income across all of a customer's accounts.
     return FeatureView(
         name="customer_financial_ratios",
@@ -168,13 +217,13 @@ def _ratios(features_dir: Path) -> FeatureView:
                 description="Herfindahl index of debt across the customer's accounts",
             ),
         ],
-        source=_source(features_dir, "customer_financial_ratios", "Financial ratios per customer"),
+        source=source("customer_financial_ratios", "Financial ratios per customer"),
         online=True,
         tags={"team": "collections-risk", "grain": "customer x month"},
     )
 
 
-def _behaviour(features_dir: Path) -> FeatureView:
+def _behaviour(source: _Sources) -> FeatureView:
     # How the debtor engages: answers, promises kept, how they pay.
     return FeatureView(
         name="account_contact_behavior",
@@ -199,22 +248,20 @@ def _behaviour(features_dir: Path) -> FeatureView:
             Field(name="contacts_90d", dtype=Int64),
             Field(name="broken_promises_90d", dtype=Int64),
         ],
-        source=_source(
-            features_dir, "account_contact_behavior", "Contact and promise behaviour per account"
-        ),
+        source=source("account_contact_behavior", "Contact and promise behaviour per account"),
         online=True,
         tags={"team": "collections-risk", "grain": "account x month"},
     )
 
 
-def _profile(features_dir: Path) -> FeatureView:
+def _profile(source: _Sources) -> FeatureView:
     # Resolves the customer of an account at scoring time; not a model input.
     return FeatureView(
         name="account_profile",
         entities=[account],
         ttl=SNAPSHOT_TTL,
         schema=[Field(name="customer_id", dtype=String)],
-        source=_source(features_dir, "account_profile", "Account to customer mapping"),
+        source=source("account_profile", "Account to customer mapping"),
         online=True,
         tags={"team": "collections-risk", "purpose": "key lookup"},
     )
@@ -222,7 +269,7 @@ def _profile(features_dir: Path) -> FeatureView:
 
 # Labels, offline only. Feast's LabelView targets mutable, pushed annotations; matured
 # outcomes are time-indexed facts, so a plain batch view over the label table serves better.
-def _labels(features_dir: Path) -> FeatureView:
+def _labels(source: _Sources) -> FeatureView:
     # Read with filter_by_created_timestamp=True a label never appears before it matured.
     return FeatureView(
         name="account_default_labels",
@@ -235,7 +282,7 @@ def _labels(features_dir: Path) -> FeatureView:
                 description="1 when no qualifying payment in the 30 days after",
             )
         ],
-        source=_source(features_dir, "labels", "Matured default_30d labels per account snapshot"),
+        source=source("labels", "Matured default_30d labels per account snapshot"),
         online=False,
         tags={"team": "collections-risk", "kind": "label"},
     )

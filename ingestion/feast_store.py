@@ -52,7 +52,33 @@ def open_store(settings: Settings, feature_store_yaml: Path | None = None) -> Fe
             f"no Feast profile at {yaml}: run `collectwise init` in the project home, or "
             "choose one with FEAST_FS_YAML_FILE_PATH"
         )
-    return FeatureStore(repo_path=str(settings.home), fs_yaml_file=Path(yaml))
+    _require_engines(Path(yaml))
+    store = FeatureStore(repo_path=str(settings.home), fs_yaml_file=Path(yaml))
+    _resolve_staging(store, settings.home)
+    return store
+
+
+def _require_engines(profile_file: Path) -> None:
+    """A profile on Spark (offline store or batch engine) without pyspark or Java fails here
+    with one line naming what to install, not deep inside Feast or the JVM launcher."""
+    import yaml  # noqa: PLC0415
+
+    profile = yaml.safe_load(profile_file.read_text()) or {}
+    sections = (profile.get(key) for key in ("offline_store", "batch_engine"))
+    kinds = [str(s.get("type", "") if isinstance(s, dict) else s or "") for s in sections]
+    if any("spark" in kind.lower() for kind in kinds):
+        from ingestion.spark_features import require_spark  # noqa: PLC0415
+
+        require_spark()
+
+
+def _resolve_staging(store: FeatureStore, home: Path) -> None:
+    # Feast's Spark store stages results only under an absolute path or a URI; a profile's
+    # relative staging_location is read from the home, as its registry and SQLite paths are.
+    offline = store.config.offline_store
+    staging = getattr(offline, "staging_location", None)
+    if staging and "://" not in staging and not Path(staging).is_absolute():
+        offline.staging_location = str(Path(home) / staging)
 
 
 # The embedded default profile (feature_store.yaml at the repo root says the same): what
@@ -72,7 +98,8 @@ def apply_definitions(store: FeatureStore, features_dir: Path) -> Definitions:
     the repo root, without needing the source tree); returns what was applied."""
     from feature_repo.definitions import build_definitions  # noqa: PLC0415
 
-    definitions = build_definitions(features_dir)
+    # The store's profile decides the kind of source its offline store reads.
+    definitions = build_definitions(features_dir, store.config)
     store.apply(definitions.objects())
     return definitions
 
