@@ -177,21 +177,36 @@ def build_features(
         str | None,
         typer.Option(help="with --engine duckdb: memory cap (e.g. 8GB, 50%); the rest spills"),
     ] = None,
+    spark_conf: Annotated[
+        list[str] | None,
+        typer.Option(help="with --engine spark: KEY=VALUE Spark setting, repeatable"),
+    ] = None,
 ) -> None:
     """Compute the feature tables and matured labels from validated raw tables."""
     if engine not in ("duckdb", "spark"):
         raise typer.BadParameter(f"unknown engine '{engine}'", param_hint="--engine")
+    conf = _key_values(spark_conf or [], "--spark-conf")
     s = get_settings()
     raw, out = raw or s.paths.validated_dir, out or s.paths.features_dir
     if engine == "spark":
         from ingestion.spark_features import build_features_spark  # noqa: PLC0415
 
-        summary = build_features_spark(raw, out, label_grace_days, master=spark_master)
+        summary = build_features_spark(raw, out, label_grace_days, master=spark_master, conf=conf)
     else:
         from ingestion.features import build_features as run  # noqa: PLC0415
 
         summary = run(raw, out, label_grace_days, memory_limit=memory_limit)
     _summary("features built", summary)
+
+
+def _key_values(items: list[str], option: str) -> dict[str, str]:
+    pairs = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"{item!r} is not KEY=VALUE", param_hint=option)
+        pairs[key.strip()] = value
+    return pairs
 
 
 @app.command()

@@ -16,7 +16,7 @@ import logging
 import os
 import shutil
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -120,15 +120,17 @@ def build_features_spark(
     label_grace_days: int = tx.DEFAULT_LABEL_GRACE_DAYS,
     spark: SparkSession | None = None,
     master: str = DEFAULT_MASTER,
+    conf: Mapping[str, str] | None = None,
 ) -> FeatureBuildSummary:
     """Compute all feature tables and labels on Spark, as ingestion.features.build_features
-    does on DuckDB. Uses `spark` when given (and leaves it running), else starts one."""
+    does on DuckDB. Uses `spark` when given (and leaves it running), else starts one with
+    `conf` over the build's settings (e.g. spark.driver.memory for a big local run)."""
     if spark is None:
         require_spark()  # before anything else: a missing install is the first thing to say
     started = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     as_of, labels_as_of = read_cutoffs(raw_dir)
-    session = spark or spark_session(master)
+    session = spark or spark_session(master, **(conf or {}))
     try:
         with _temp_views(session) as views:
             observed = register_raw(session, raw_dir, views)
