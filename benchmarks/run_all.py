@@ -3,8 +3,9 @@
 Each benchmark runs in its own process, so one's memory, caches and garbage-collector
 state cannot colour the next one's figures; real path and floor still share a process
 inside each benchmark. The cached data are prepared once up front. The scorer's
-benchmarks (online_latency, throughput, load_run) and score-batch's come last: they read the repo's demo data
-and champion, loaded into Feast projects of their own (on Redis too), not the cache.
+benchmarks (online_latency, throughput, load_run) and score-batch's come last: they read
+the repo's demo data and champion, loaded into Feast projects of their own (on Redis too),
+not the cache.
 
 What the children need is checked before anything runs: Redis, and for the scorer's
 benchmarks the demo data and a champion (`make demo`; or leave them out with --no-online).
