@@ -174,12 +174,8 @@ def _unsupported_store(store: FeatureStore) -> str | None:
 
 
 def _view_reads(store: FeatureStore, refs: Sequence[str]) -> list[_ViewRead] | str:
-    wanted: dict[str, list[str]] = {}
-    for ref in refs:
-        view_name, feature = ref.split(":", 1)
-        wanted.setdefault(view_name, []).append(feature)
     out = []
-    for name, features in wanted.items():
+    for name, features in refs_by_view(refs).items():
         view = store.get_feature_view(name)
         if (
             len(view.entity_columns) != 1
@@ -189,6 +185,15 @@ def _view_reads(store: FeatureStore, refs: Sequence[str]) -> list[_ViewRead] | s
         types = {f.name: f.dtype.to_value_type() for f in view.features}
         out.append(_ViewRead(view, view.entity_columns[0].name, features, types))
     return out
+
+
+def refs_by_view(refs: Sequence[str]) -> dict[str, list[str]]:
+    """ "view:feature" references grouped by view, in the order first seen."""
+    by_view: dict[str, list[str]] = {}
+    for ref in refs:
+        view_name, feature = ref.split(":", 1)
+        by_view.setdefault(view_name, []).append(feature)
+    return by_view
 
 
 def _service_columns(service: FeatureService) -> list[str]:

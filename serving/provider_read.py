@@ -28,6 +28,8 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
+from ingestion.online_batch import refs_by_view
+
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
     from feast.infra.provider import Provider
@@ -86,12 +88,8 @@ class DirectReader:
 def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
     """A reader for `refs` ("view:feature", feature views only), or None when a view is
     keyed by more or less than one entity."""
-    by_view: dict[str, list[str]] = {}
-    for ref in refs:
-        view_name, feature = ref.split(":", 1)
-        by_view.setdefault(view_name, []).append(feature)
     tables = []
-    for name, features in by_view.items():
+    for name, features in refs_by_view(refs).items():
         view = store.get_feature_view(name)
         if len(view.entity_columns) != 1:
             return None
