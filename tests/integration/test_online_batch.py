@@ -20,6 +20,7 @@ from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion.feast_store import materialize_latest, online_feature_vectors
 from ingestion.online_batch import BatchReader, batch_reader
 from ingestion.retrieval import ScratchRepo, apply_scratch_repo
+from ingestion.value_encoding import entity_key_bytes
 from tests.integration.conftest import FeatureData
 from training.model_matrix import model_matrix
 
@@ -120,3 +121,22 @@ def test_a_missing_sqlite_file_is_left_to_feast_and_not_created(
     why = batch_reader(applied.store, COLLECTION_RISK_V1)
     assert isinstance(why, str) and "does not exist" in why
     assert not (tmp_path / "o.db").exists()
+
+
+def test_a_subset_of_a_views_features_reads_the_same_bytes(
+    online_store: ScratchRepo, feature_data: FeatureData
+) -> None:
+    """Asked for some of a view's features the store filters by name; asked for all, by key
+    only: the bytes of the features asked for are the same either way."""
+    materialize_latest(online_store.store, feature_data.as_of)
+    batch = reader(online_store.store)
+    try:
+        velocity = next(r for r in batch.reads if r.view.name == "account_payment_velocity")
+        keys = entity_key_bytes(accounts(feature_data)[:50], "account_id")
+        every = batch.store.read(velocity.view, keys, [f.name for f in velocity.view.features])
+        some = batch.store.read(velocity.view, keys, ["debt_amount", "payment_history"])
+    finally:
+        batch.close()
+    assert set(some) == {"debt_amount", "payment_history"}
+    assert all(some[name] == every[name] for name in some)
+    assert sum(b is not None for b in some["debt_amount"]) >= 40
