@@ -235,22 +235,28 @@ def online_feature_vectors(
         if customer is not None
     ]
     service = store.get_feature_service(service_name)
-    columns = ["account_id", "customer_id", *_feature_columns(service)]
+    columns = ["account_id", "customer_id", *service_columns(service)]
     found = pd.DataFrame(columns=columns)
     if rows:
         response = store.get_online_features(
             features=service, entity_rows=rows, full_feature_names=True
         )
         found = response.to_df()
-    found = found[columns]
-    from_views = [c for c in columns if c.split("__")[0] in ONLINE_VIEWS]
+    return in_callers_order(found[columns], account_ids)
+
+
+def in_callers_order(found: pd.DataFrame, account_ids: Sequence[str]) -> pd.DataFrame:
+    """The found vectors (one row per account: account_id, customer_id, features) as the
+    caller asked for them: its order, its repeats. A row whose feature views hold nothing
+    is an unknown account, like one not found: customer_id None, no features."""
+    from_views = [c for c in found.columns if c.split("__")[0] in ONLINE_VIEWS]
     found = found[found[from_views].notna().any(axis=1)]
     wanted = pd.DataFrame({"account_id": list(account_ids)})
-    # A left merge keeps the caller's order and repeats; the resolved rows are unique.
+    # A left merge keeps the caller's order and repeats; the found rows are unique.
     return wanted.merge(found, on="account_id", how="left", validate="many_to_one")
 
 
-def _feature_columns(service: Any) -> list[str]:
+def service_columns(service: Any) -> list[str]:
     """The service's features under their full names (view__feature), in service order."""
     return [
         f"{projection.name_to_use()}__{feature.name}"

@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ingestion.feast_store import customer_key, in_callers_order, service_columns
 from ingestion.ondemand import OnDemandPlan, for_service
 from ingestion.value_decoding import Blobs, decode_column
 from ingestion.value_encoding import entity_key_bytes
 
 if TYPE_CHECKING:
-    from feast import FeatureService, FeatureStore, FeatureView
+    from feast import FeatureStore, FeatureView
     from feast.value_type import ValueType
 
 PROFILE_VIEW, CUSTOMER_FEATURE = "account_profile", "customer_id"
@@ -77,9 +78,7 @@ class BatchReader:
         no features (see ingestion.feast_store.online_feature_vectors)."""
         ids = [str(a) for a in account_ids]
         found = self._found(list(dict.fromkeys(ids)), scoring_time, reported_income)
-        wanted = pd.DataFrame({"account_id": ids})
-        # A left merge keeps the caller's order and repeats; the found rows are unique.
-        return wanted.merge(found, on="account_id", how="left", validate="many_to_one")
+        return in_callers_order(found, ids)
 
     def _found(self, unique: list[str], scoring_time: datetime, income: float) -> pd.DataFrame:
         customers = self._customers(unique)
@@ -95,17 +94,9 @@ class BatchReader:
         }
         self.plan.apply(values, request)
         found = pd.DataFrame({"account_id": known, "customer_id": their_customers, **values})
-        from_views = [c for c in self.columns if c in self._view_columns]
-        # As online_feature_vectors: a row whose views hold nothing is an unknown account.
-        return found.loc[found[from_views].notna().any(axis=1), names]
-
-    @property
-    def _view_columns(self) -> set[str]:
-        return {f"{r.view.projection.name_to_use()}__{f}" for r in self.reads for f in r.features}
+        return found[names]
 
     def _customers(self, accounts: list[str]) -> list[str | None]:
-        from ingestion.feast_store import customer_key  # noqa: PLC0415
-
         keys = entity_key_bytes(accounts, self.profile.join_key, self.key_version)
         blobs = self.store.read(self.profile.view, keys, [CUSTOMER_FEATURE])[CUSTOMER_FEATURE]
         names = decode_column(blobs, self.profile.types[CUSTOMER_FEATURE])
@@ -149,7 +140,7 @@ def batch_reader(store: FeatureStore, service_name: str) -> BatchReader | str:
         plan=plan,
         reads=tuple(reads),
         profile=profile[0],
-        columns=_service_columns(service),
+        columns=service_columns(service),
         key_version=store.config.entity_key_serialization_version,
     )
 
@@ -194,14 +185,6 @@ def refs_by_view(refs: Sequence[str]) -> dict[str, list[str]]:
         view_name, feature = ref.split(":", 1)
         by_view.setdefault(view_name, []).append(feature)
     return by_view
-
-
-def _service_columns(service: FeatureService) -> list[str]:
-    return [
-        f"{projection.name_to_use()}__{feature.name}"
-        for projection in service.feature_view_projections
-        for feature in projection.features
-    ]
 
 
 # --------------------------------------------------------------------------- SQLite
