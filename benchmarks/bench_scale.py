@@ -4,7 +4,7 @@
 Each stage is the real command a data engineer runs, in its own process:
 
     collectwise generate --accounts N --months 24 --out W/raw
-    collectwise validate --raw W/raw --out W/validated ...
+    collectwise validate --raw W/raw --out W/validated ... --memory-limit 6GB
     collectwise build-features --raw W/validated --out W/duckdb --memory-limit 6GB
     collectwise build-features --engine spark --raw W/validated --out W/spark \
         --spark-conf spark.driver.memory=6g
@@ -17,6 +17,7 @@ Spark on the same validated tables, which must agree on every table's row count.
     python -m benchmarks.bench_scale                                  # 1,000,000, both engines
     python -m benchmarks.bench_scale --sizes 1000000 10000000         # and 10M on DuckDB
     python -m benchmarks.bench_scale --sizes 10000 --spark-sizes 10000 --work /tmp/w   # a try
+    python -m benchmarks.bench_scale --sizes 10000000 --spark-sizes --work W --resume  # go on
 
 The work folder (a temporary one by default, removed after) needs about 45 GB at 10M.
 """
@@ -113,8 +114,8 @@ def stages(size: int, work: Path, spark: bool) -> list[tuple[str, list[str], Pat
         ("generate", ["generate", "--accounts", str(size), "--months", str(MONTHS),
                       "--out", str(raw)], raw),
         ("validate", ["validate", "--raw", str(raw), "--out", str(validated),
-                      "--quarantine", str(work / "quarantine"), "--reports", str(work / "reports")],
-         validated),
+                      "--quarantine", str(work / "quarantine"), "--reports", str(work / "reports"),
+                      "--memory-limit", DUCKDB_MEMORY], validated),
         ("build duckdb", ["build-features", "--raw", str(validated), "--out", str(work / "duckdb"),
                           "--memory-limit", DUCKDB_MEMORY], work / "duckdb"),
     ]  # fmt: skip
@@ -136,26 +137,40 @@ def rows_of(features: Path) -> dict[str, int] | None:
     return rows
 
 
-def run_size(size: int, work: Path, spark: bool, progress: Progress) -> list[StageRun]:
+def run_size(
+    size: int, work: Path, spark: bool, progress: Progress, resume: bool = False
+) -> list[StageRun]:
     runs: list[StageRun] = []
     for stage, args, output in stages(size, work, spark):
-        name = f"{size:,} {stage}"
+        name, slug = f"{size:,} {stage}", stage.replace(" ", "_")
+        record = work / f"{slug}.json"
         with progress.stage(name):
-            log.info("%s: collectwise %s", name, " ".join(args))
-            seconds, peak, code = measured([cli(), *args], work / f"{stage.replace(' ', '_')}.log")
-            rows = rows_of(output) if stage.startswith("build") else None
-            run = StageRun(size, stage, round(seconds, 1), round(peak), round(disk_mb(output)),
-                           code, rows)  # fmt: skip
+            if resume and record.exists():
+                # A stage that finished in an earlier run of the same work folder (a 10M run
+                # takes hours): its own measurement, not a new one.
+                run = StageRun(**json.loads(record.read_text()))
+                log.info("%s: measured earlier (%s), %.0f s", name, record, run.seconds)
+            else:
+                run = _measure_stage(size, stage, args, output, work / f"{slug}.log")
             runs.append(run)
             progress.payload.setdefault("runs", []).append(asdict(run))
-            log.info("%s: %.0f s, peak %.0f MB, %.0f MB on disk, exit %d",
-                     name, seconds, peak, run.disk_mb, code)  # fmt: skip
-            if code != 0:
-                raise RuntimeError(
-                    f"{name} exited {code}; see {work}/{stage.replace(' ', '_')}.log"
-                )
+            if run.exit_code != 0:
+                raise RuntimeError(f"{name} exited {run.exit_code}; see {work}/{slug}.log")
+            record.write_text(json.dumps(asdict(run)))
     _check_engines_agree(runs)
     return runs
+
+
+def _measure_stage(
+    size: int, stage: str, args: list[str], output: Path, log_file: Path
+) -> StageRun:
+    log.info("%s %s: collectwise %s", f"{size:,}", stage, " ".join(args))
+    seconds, peak, code = measured([cli(), *args], log_file)
+    rows = rows_of(output) if stage.startswith("build") else None
+    run = StageRun(size, stage, round(seconds, 1), round(peak), round(disk_mb(output)), code, rows)
+    log.info("%s %s: %.0f s, peak %.0f MB, %.0f MB on disk, exit %d",
+             f"{size:,}", stage, seconds, peak, run.disk_mb, code)  # fmt: skip
+    return run
 
 
 def _check_engines_agree(runs: list[StageRun]) -> None:
@@ -182,7 +197,11 @@ def main() -> None:
     p.add_argument("--sizes", type=int, nargs="+", default=[1_000_000])
     p.add_argument("--spark-sizes", type=int, nargs="*", default=[1_000_000])
     p.add_argument("--work", type=Path, help="work folder, kept (default: a temporary one)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --work: keep the stages an earlier run there finished")  # fmt: skip
     args = p.parse_args()
+    if args.resume and not args.work:
+        p.error("--resume needs --work")
     progress = Progress(NAME, [], tables=None)
     progress.tables = lambda: tables(progress)
     progress.payload.update(
@@ -194,7 +213,7 @@ def main() -> None:
             work = args.work / str(size) if args.work else Path(tempfile.mkdtemp(prefix="cwscale-"))
             work.mkdir(parents=True, exist_ok=True)
             try:
-                run_size(size, work, size in args.spark_sizes, progress)
+                run_size(size, work, size in args.spark_sizes, progress, args.resume)
             finally:
                 if not args.work:
                     shutil.rmtree(work, ignore_errors=True)

@@ -132,17 +132,26 @@ def validate(
         "reports/quality"
     ),
     max_bad_share: Annotated[float, typer.Option(min=0.0, max=1.0)] = 0.05,
+    memory_limit: Annotated[
+        str | None,
+        typer.Option(help="DuckDB's memory cap (e.g. 4GB, 50%); default ingestion setting"),
+    ] = None,
 ) -> None:
     """Check raw tables against the contract; quarantine bad rows; write a quality report."""
     from ingestion.validate import validate_raw  # noqa: PLC0415
+    from ingestion.validate.flags import FlagLimits  # noqa: PLC0415
 
     s = get_settings()
+    limits = FlagLimits(
+        memory_limit or s.ingestion.duckdb_memory_limit, s.ingestion.flag_bucket_rows
+    )
     summary = validate_raw(
         raw or s.paths.raw_dir,
         out or s.paths.validated_dir,
         quarantine or s.paths.quarantine_dir,
         reports,
         max_bad_share=max_bad_share,
+        limits=limits,
     )
     _summary("validated", summary)
 
@@ -175,7 +184,10 @@ def build_features(
     ] = "local[2]",
     memory_limit: Annotated[
         str | None,
-        typer.Option(help="with --engine duckdb: memory cap (e.g. 8GB, 50%); the rest spills"),
+        typer.Option(
+            help="with --engine duckdb: memory cap (e.g. 8GB, 50%), the rest spills; "
+            "default ingestion setting"
+        ),
     ] = None,
     spark_conf: Annotated[
         list[str] | None,
@@ -195,7 +207,8 @@ def build_features(
     else:
         from ingestion.features import build_features as run  # noqa: PLC0415
 
-        summary = run(raw, out, label_grace_days, memory_limit=memory_limit)
+        limit = memory_limit or s.ingestion.duckdb_memory_limit
+        summary = run(raw, out, label_grace_days, memory_limit=limit)
     _summary("features built", summary)
 
 

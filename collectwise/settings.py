@@ -10,9 +10,10 @@ here, in PathSettings, from the home and the data directory; a relative path is 
 home. One path, one variable: the scorer writes its served-feature log to
 `paths.served_dir` and every monitoring job reads it from there.
 
-Sections: paths, feast, mlflow (tracking and the model registry), serving, monitoring (the
-jobs, alerting and retraining), admin (the console) and scheduler (the schedule file and
-heartbeats). `collectwise config show` prints the effective values with secrets masked.
+Sections: paths, feast, ingestion (DuckDB's memory in validation and the feature build),
+mlflow (tracking and the model registry), serving, monitoring (the jobs, alerting and
+retraining), admin (the console) and scheduler (the schedule file and heartbeats).
+`collectwise config show` prints the effective values with secrets masked.
 
 This module is the bottom of the import graph with collectwise.errors, the only module of ours
 it imports.
@@ -160,6 +161,18 @@ class FeastSettings(BaseModel):
     (Feast's own variable) applies when COLLECTWISE_FEAST__YAML is not set."""
 
     yaml: Path | None = None
+
+
+class IngestionSettings(BaseModel):
+    """DuckDB's share of the machine in `collectwise validate` and `collectwise build-features`
+    (each command's --memory-limit overrides it for one run)."""
+
+    # DuckDB's own syntax ("4GB", "50%"). Beyond it DuckDB spills to disk beside the output
+    # instead of growing the process: a book bigger than memory runs, more slowly.
+    duckdb_memory_limit: str = Field(default="4GB", min_length=1)
+    # Validation's duplicate and orphan checks take at most this many staged rows at a time
+    # (hash buckets of the key), so a key's group fits under the cap however big the table.
+    flag_bucket_rows: int = Field(default=40_000_000, ge=1)
 
 
 class MlflowSettings(BaseModel):
@@ -537,6 +550,7 @@ class Settings(BaseSettings):
     log_level: str = "INFO"
     paths: PathSettings = Field(default_factory=PathSettings)
     feast: FeastSettings = Field(default_factory=FeastSettings)
+    ingestion: IngestionSettings = Field(default_factory=IngestionSettings)
     mlflow: MlflowSettings = Field(default_factory=MlflowSettings)
     serving: ServingSettings = Field(default_factory=ServingSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
@@ -606,7 +620,8 @@ def unknown_variables(names: Iterable[str]) -> dict[str, str | None]:
     sections = {
         name: model.model_fields
         for name, model in (("paths", PathSettings), ("feast", FeastSettings),
-                            ("mlflow", MlflowSettings), ("serving", ServingSettings),
+                            ("ingestion", IngestionSettings), ("mlflow", MlflowSettings),
+                            ("serving", ServingSettings),
                             ("monitoring", MonitoringSettings), ("admin", AdminSettings),
                             ("scheduler", SchedulerSettings))
     }  # fmt: skip

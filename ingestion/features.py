@@ -214,6 +214,14 @@ def build_features(
             return summarise(as_of, rows, observed, snapshots, rate, started)
 
         return publish(out_dir, write)
+    except duckdb.OutOfMemoryException as err:
+        # The previous tables stay (publish swaps only a finished build); say what to change.
+        raise FeatureBuildError(
+            f"DuckDB ran out of memory building the features from {raw_dir} under memory "
+            f"limit {memory_limit or 'DuckDB default (80% of RAM)'}: "
+            f"{str(err).splitlines()[0]}; raise --memory-limit "
+            "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT)"
+        ) from err
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)

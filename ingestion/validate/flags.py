@@ -9,20 +9,37 @@ of a valid one.
 from __future__ import annotations
 
 import logging
+import math
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 import duckdb
 import pandas as pd
 
+from collectwise.errors import InvalidInputError
 from ingestion import rawio, schemas
 from ingestion.contract import TABLES_BY_NAME, Table
 from ingestion.quality import TableCounts
+from ingestion.validate.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
-# DuckDB spills to disk beyond this instead of growing with the data.
-DUCKDB_MEMORY_LIMIT: Final = "2GB"
+# Defaults of the settings (collectwise.settings.IngestionSettings) for callers without them.
+DEFAULT_MEMORY_LIMIT: Final = "4GB"
+DEFAULT_BUCKET_ROWS: Final = 40_000_000
+FLAG_COLUMNS: Final = "_part INTEGER, _row BIGINT, ord INTEGER, reason VARCHAR"
+
+
+@dataclass(frozen=True)
+class FlagLimits:
+    """DuckDB's memory cap, and the most staged rows one duplicate or orphan query takes."""
+
+    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    bucket_rows: int = DEFAULT_BUCKET_ROWS
+
+    def buckets(self, rows: int) -> int:
+        return max(1, math.ceil(rows / self.bucket_rows))
 
 
 def _ident(name: str) -> str:
@@ -33,48 +50,67 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(spill_dir: Path) -> duckdb.DuckDBPyConnection:
+def connect(spill_dir: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # Global duplicate checks over tens of millions of ids may not fit in memory: let it spill.
     con.execute(f"SET temp_directory = {_literal(str(spill_dir))}")
-    con.execute(f"SET memory_limit = {_literal(DUCKDB_MEMORY_LIMIT)}")
+    try:
+        con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+    except duckdb.Error as err:
+        con.close()
+        raise InvalidInputError(f"memory limit {memory_limit!r}: {err}") from err
     con.execute("SET preserve_insertion_order = false")
     return con
 
 
-def _duplicate_sql(stage: str, key: tuple[str, ...], order: int) -> str:
+def _in_bucket(columns: str, bucket: int, buckets: int) -> str:
+    """A filter keeping the rows whose key hashes into `bucket`: every row of one key value
+    falls in the same bucket, in the child table and its parent alike."""
+    return "TRUE" if buckets == 1 else f"hash({columns}) % {buckets} = {bucket}"
+
+
+def _duplicate_sql(stage: str, key: tuple[str, ...], order: int, bucket: int, buckets: int) -> str:
     cols = ", ".join(_ident(c) for c in key)
     reason = _literal(f"{', '.join(key)}: duplicate")
     # Rank only the keys that repeat, so the window sorts the few, not every row.
     return (
-        f"SELECT _part, _row, {order} AS ord, {reason} AS reason FROM ("  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+        f"WITH b AS (SELECT {cols}, _part, _row FROM {stage}"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+        f" WHERE {_in_bucket(cols, bucket, buckets)})"
+        f" SELECT _part, _row, {order} AS ord, {reason} AS reason FROM ("
         f" SELECT _part, _row, row_number() OVER (PARTITION BY {cols} ORDER BY _part, _row) AS rn"
-        f" FROM {stage} SEMI JOIN ("
-        f"  SELECT {cols} FROM {stage} GROUP BY {cols} HAVING count(*) > 1"
-        f" ) USING ({cols})"
+        f" FROM b SEMI JOIN (SELECT {cols} FROM b GROUP BY {cols} HAVING count(*) > 1)"
+        f" USING ({cols})"
         f") WHERE rn > 1"
     )
 
 
-def _orphan_sql(stage: str, column: str, parent: Table, parent_source: str, order: int) -> str:
+def _orphan_sql(
+    stage: str, column: str, parent: Table, parent_source: str, order: int, bucket: int,
+    buckets: int,
+) -> str:  # fmt: skip
     reason = _literal(f"{column}: unknown {parent.key.removesuffix('_id')}")
-    c = _ident(column)
+    c, k = _ident(column), _ident(parent.key)
     return (
         f"SELECT s._part, s._row, {order} AS ord, {reason} AS reason"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
-        f" FROM {stage} AS s ANTI JOIN {parent_source} AS p ON s.{c} = p.{_ident(parent.key)}"
-        f" WHERE s.{c} IS NOT NULL"
+        f" FROM (SELECT _part, _row, {c} FROM {stage}"
+        f"  WHERE {c} IS NOT NULL AND {_in_bucket(c, bucket, buckets)}) AS s"
+        f" ANTI JOIN (SELECT {k} FROM {parent_source} WHERE {_in_bucket(k, bucket, buckets)}) AS p"
+        f" ON s.{c} = p.{k}"
     )
 
 
-def _flag_queries(table: Table, stage: str, parents_dir: Path) -> list[str]:
+def _flag_queries(table: Table, stage: str, parents_dir: Path, buckets: int) -> list[str]:
     names = table.column_names
-    queries = [
-        _duplicate_sql(stage, key, names.index(key[0])) for key in schemas.unique_keys(table)
-    ]
-    for column, parent_name in table.foreign_keys.items():
-        parent = TABLES_BY_NAME[parent_name]
-        source = f"read_parquet({_literal(rawio.table_glob(parents_dir, parent_name))})"
-        queries.append(_orphan_sql(stage, column, parent, source, names.index(column)))
+    queries = []
+    for bucket in range(buckets):
+        for key in schemas.unique_keys(table):
+            queries.append(_duplicate_sql(stage, key, names.index(key[0]), bucket, buckets))
+        for column, parent_name in table.foreign_keys.items():
+            parent = TABLES_BY_NAME[parent_name]
+            source = f"read_parquet({_literal(rawio.table_glob(parents_dir, parent_name))})"
+            queries.append(
+                _orphan_sql(stage, column, parent, source, names.index(column), bucket, buckets)
+            )
     return queries
 
 
@@ -84,17 +120,36 @@ def flag_rows(
     stage_dir: Path,
     parents_dir: Path,
     counts: TableCounts,
+    limits: FlagLimits,
 ) -> int:
     """Flag duplicate keys and orphan foreign keys into the temp table `flags`; return how many.
 
     `stage_dir` holds the table's staged parts (with _part and _row), `parents_dir` the good
-    rows of the tables already validated; the reasons are tallied into `counts`.
+    rows of the tables already validated; the reasons are tallied into `counts`. Each query
+    runs once per hash bucket of its key (limits.bucket_rows), one at a time, so no query
+    holds more than a bucket's keys; DuckDB running out of memory anyway is a clear error.
     """
     stage = f"read_parquet({_literal(str(stage_dir / '*.parquet'))})"
-    queries = _flag_queries(table, stage, parents_dir)
+    staged = counts.raw - counts.quarantined
+    buckets = limits.buckets(staged)
+    queries = _flag_queries(table, stage, parents_dir, buckets)
     if not queries:
         return 0
-    con.execute(f"CREATE OR REPLACE TEMP TABLE flag_rows AS {' UNION ALL '.join(queries)}")
+    if buckets > 1:
+        log.info("%s: checking keys of %d rows in %d buckets", table.name, staged, buckets)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE flag_rows ({FLAG_COLUMNS})")
+    try:
+        for query in queries:
+            con.execute(f"INSERT INTO flag_rows {query}")
+    except duckdb.OutOfMemoryException as err:
+        raise ValidationFailed(
+            f"{table.name}: DuckDB ran out of memory finding duplicate keys and orphans in "
+            f"{staged:,} rows ({buckets} bucket(s) of at most {limits.bucket_rows:,} rows, "
+            f"memory limit {limits.memory_limit}); raise --memory-limit "
+            "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT) or lower "
+            "COLLECTWISE_INGESTION__FLAG_BUCKET_ROWS",
+            table.name,
+        ) from err
     tally = con.execute("SELECT reason, count(*) FROM flag_rows GROUP BY reason").fetchall()
     counts.add_reasons(dict(tally))
     con.execute(

@@ -10,7 +10,7 @@ from rich.progress import Progress
 
 from ingestion import quality
 from ingestion.quality import TableCounts
-from ingestion.validate.flags import connect
+from ingestion.validate.flags import FlagLimits, connect
 from ingestion.validate.preflight import preflight, tables_to_validate
 from ingestion.validate.report import (
     FAILED,
@@ -32,19 +32,24 @@ def _progress() -> Progress:
 
 
 def _validate_tables(
-    raw_dir: Path, ws: Workspace, counts: dict[str, TableCounts], max_bad_share: float
+    raw_dir: Path,
+    ws: Workspace,
+    counts: dict[str, TableCounts],
+    max_bad_share: float,
+    limits: FlagLimits,
 ) -> None:
     tables = tables_to_validate(raw_dir)
     preflight(raw_dir, tables)
-    con = connect(ws.staging)
+    con = connect(ws.staging, limits.memory_limit)
     try:
         with _progress() as progress:
             for table in tables:
                 counts[table.name] = TableCounts()
                 try:
                     run = TableRun(
-                        table, raw_dir, ws, con, max_bad_share, counts[table.name], progress
-                    )
+                        table, raw_dir, ws, con, max_bad_share, counts[table.name], progress,
+                        limits,
+                    )  # fmt: skip
                     run.run()
                 except Exception:
                     counts[table.name].status = FAILED
@@ -69,11 +74,13 @@ def validate_raw(
     quarantine_dir: Path,
     report_dir: Path,
     max_bad_share: float = 0.05,
+    limits: FlagLimits | None = None,
 ) -> ValidationSummary:
     """Validate every raw table; write good rows, quarantined rows and the quality report.
 
     Raises ValidationFailed (after writing a "failed" report) when a table is unusable; then
-    out_dir and quarantine_dir keep their previous content.
+    out_dir and quarantine_dir keep their previous content. `limits` bound DuckDB's memory
+    in the duplicate and orphan checks (the defaults of IngestionSettings when None).
     """
     if not 0.0 <= max_bad_share <= 1.0:
         raise ValueError(f"max_bad_share must lie in [0, 1], got {max_bad_share}")
@@ -83,7 +90,7 @@ def validate_raw(
     counts: dict[str, TableCounts] = {}
     ws.create()
     try:
-        _validate_tables(raw_dir, ws, counts, max_bad_share)
+        _validate_tables(raw_dir, ws, counts, max_bad_share, limits or FlagLimits())
     except Exception as err:
         log.error("validation failed: %s", err)
         report_failure(err, counts, ws, Path(report_dir), max_bad_share)

@@ -29,7 +29,7 @@ from ingestion.contract import INT, Table
 from ingestion.quality import TableCounts
 from ingestion.validate.coercion import ARROW_TEXT, coerce_frame, mask_non_finite
 from ingestion.validate.errors import ValidationFailed
-from ingestion.validate.flags import flag_rows, flags_of_part
+from ingestion.validate.flags import FlagLimits, flag_rows, flags_of_part
 from ingestion.validate.quarantine import QuarantineSink, quarantine_frame
 from ingestion.validate.report import PASSED
 from ingestion.validate.row_checks import check_rows, drop_echoes, reason_texts
@@ -64,6 +64,7 @@ class TableRun:
     max_bad_share: float
     counts: TableCounts
     progress: Progress
+    limits: FlagLimits = field(default_factory=FlagLimits)
     unreadable: Counter[str] = field(default_factory=Counter)
     examples: dict[str, list[str]] = field(default_factory=dict)
     present: Counter[str] = field(default_factory=Counter)
@@ -179,7 +180,7 @@ class TableRun:
         if not any(self.staged.values()):
             return 0
         stage_dir = self.ws.staging / self.name
-        return flag_rows(self.con, self.table, stage_dir, self.ws.out_tmp, self.counts)
+        return flag_rows(self.con, self.table, stage_dir, self.ws.out_tmp, self.counts, self.limits)
 
     # pass 3: write good rows and the flagged ones ----------------------------------------------
 

@@ -17,8 +17,9 @@ pytestmark = pytest.mark.data
 
 @pytest.mark.parametrize("scenario", ["none", "income_shock", "channel_shift"])
 def test_generated_data_meets_the_contract(tmp_path: Path, scenario: str) -> None:
-    config = SyntheticConfig(accounts=600, months=8, seed=11, scenario=scenario,
-                             start=datetime(2025, 1, 1, tzinfo=UTC))
+    config = SyntheticConfig(
+        accounts=600, months=8, seed=11, scenario=scenario, start=datetime(2025, 1, 1, tzinfo=UTC)
+    )
     generate(config, tmp_path / "raw")
     summary = validate_raw(tmp_path / "raw", tmp_path / "ok", tmp_path / "q", tmp_path / "rep")
     for table in REQUIRED_TABLES:

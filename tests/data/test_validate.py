@@ -19,7 +19,6 @@ from pandera.errors import SchemaErrors
 from ingestion import rawio
 from ingestion.contract import (
     ALL_TABLES,
-    TABLES_BY_NAME,
     MAX_AMOUNT,
     MAX_MONTHLY_INCOME,
     REQUIRED_TABLES,
