@@ -167,9 +167,10 @@ class IngestionSettings(BaseModel):
     """DuckDB's share of the machine in `collectwise validate` and `collectwise build-features`
     (each command's --memory-limit overrides it for one run)."""
 
-    # DuckDB's own syntax ("4GB", "50%"). Beyond it DuckDB spills to disk beside the output
-    # instead of growing the process: a book bigger than memory runs, more slowly.
-    duckdb_memory_limit: str = Field(default="4GB", min_length=1)
+    # DuckDB's own syntax ("4GB", "50%"); unset, DuckDB's default of 80% of RAM. Beyond it
+    # DuckDB spills to disk beside the output instead of growing the process: a book bigger
+    # than memory runs, more slowly.
+    duckdb_memory_limit: str | None = Field(default=None, min_length=1)
     # Validation's duplicate and orphan checks take at most this many staged rows at a time
     # (hash buckets of the key), so a key's group fits under the cap however big the table.
     flag_bucket_rows: int = Field(default=40_000_000, ge=1)

@@ -28,6 +28,7 @@ from collectwise.errors import InvalidInputError
 from feature_repo import transformations as tx
 from ingestion.contract import OPTIONAL_TABLES, REQUIRED_TABLES
 from ingestion.rawio import has_table, swap_dir, table_glob
+from ingestion.validate.flags import DUCKDB_DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -218,7 +219,7 @@ def build_features(
         # The previous tables stay (publish swaps only a finished build); say what to change.
         raise FeatureBuildError(
             f"DuckDB ran out of memory building the features from {raw_dir} under memory "
-            f"limit {memory_limit or 'DuckDB default (80% of RAM)'}: "
+            f"limit {memory_limit or DUCKDB_DEFAULT}: "
             f"{str(err).splitlines()[0]}; raise --memory-limit "
             "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT)"
         ) from err

@@ -26,8 +26,8 @@ from ingestion.validate.errors import ValidationFailed
 log = logging.getLogger(__name__)
 
 # Defaults of the settings (collectwise.settings.IngestionSettings) for callers without them.
-DEFAULT_MEMORY_LIMIT: Final = "4GB"
 DEFAULT_BUCKET_ROWS: Final = 40_000_000
+DUCKDB_DEFAULT: Final = "DuckDB's default, 80% of RAM"
 FLAG_COLUMNS: Final = "_part INTEGER, _row BIGINT, ord INTEGER, reason VARCHAR"
 
 
@@ -35,7 +35,7 @@ FLAG_COLUMNS: Final = "_part INTEGER, _row BIGINT, ord INTEGER, reason VARCHAR"
 class FlagLimits:
     """DuckDB's memory cap, and the most staged rows one duplicate or orphan query takes."""
 
-    memory_limit: str = DEFAULT_MEMORY_LIMIT
+    memory_limit: str | None = None  # None: DuckDB's default, 80% of RAM
     bucket_rows: int = DEFAULT_BUCKET_ROWS
 
     def buckets(self, rows: int) -> int:
@@ -50,15 +50,16 @@ def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
-def connect(spill_dir: Path, memory_limit: str = DEFAULT_MEMORY_LIMIT) -> duckdb.DuckDBPyConnection:
+def connect(spill_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # Global duplicate checks over tens of millions of ids may not fit in memory: let it spill.
     con.execute(f"SET temp_directory = {_literal(str(spill_dir))}")
-    try:
-        con.execute(f"SET memory_limit = {_literal(memory_limit)}")
-    except duckdb.Error as err:
-        con.close()
-        raise InvalidInputError(f"memory limit {memory_limit!r}: {err}") from err
+    if memory_limit is not None:
+        try:
+            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+        except duckdb.Error as err:
+            con.close()
+            raise InvalidInputError(f"memory limit {memory_limit!r}: {err}") from err
     con.execute("SET preserve_insertion_order = false")
     return con
 
@@ -145,7 +146,7 @@ def flag_rows(
         raise ValidationFailed(
             f"{table.name}: DuckDB ran out of memory finding duplicate keys and orphans in "
             f"{staged:,} rows ({buckets} bucket(s) of at most {limits.bucket_rows:,} rows, "
-            f"memory limit {limits.memory_limit}); raise --memory-limit "
+            f"memory limit {limits.memory_limit or DUCKDB_DEFAULT}); raise --memory-limit "
             "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT) or lower "
             "COLLECTWISE_INGESTION__FLAG_BUCKET_ROWS",
             table.name,

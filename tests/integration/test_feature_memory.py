@@ -55,3 +55,23 @@ def test_an_unreadable_memory_cap_is_refused_and_keeps_the_tables(
     assert result.exit_code != 0 and "Traceback" not in result.output
     assert "--memory-limit 'lots'" in caplog.text and "Memory must have a number" in caplog.text
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_running_out_of_memory_is_one_clear_line_and_keeps_the_tables(
+    feature_data: FeatureData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    out = tmp_path / "features"
+    build_features(feature_data.root / "validated", out)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    args = ["build-features", "--raw", str(feature_data.root / "validated"), "--out", str(out),
+            "--memory-limit", "1MB"]  # fmt: skip
+    # A real OutOfMemoryException: the build's first statements need more than 1MB.
+    result = CliRunner().invoke(cli, args)
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "DuckDB ran out of memory building the features" in caplog.text
+    assert (
+        "memory limit 1MB" in caplog.text
+        and "COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT" in caplog.text
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
