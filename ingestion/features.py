@@ -215,6 +215,13 @@ def build_features(
             return summarise(as_of, rows, observed, snapshots, rate, started)
 
         return publish(out_dir, write)
+    except duckdb.IOException as err:
+        # Most often the disk filled with DuckDB's spill files (a 10M-account build spilled
+        # past 40 GB); the previous tables stay, as below.
+        raise FeatureBuildError(
+            f"DuckDB could not read or write a file building the features into {out_dir} "
+            f"(it spills beside the output, in {spill.name}): {str(err).splitlines()[0]}"
+        ) from err
     except duckdb.OutOfMemoryException as err:
         # The previous tables stay (publish swaps only a finished build); say what to change.
         raise FeatureBuildError(

@@ -151,6 +151,13 @@ def flag_rows(
             "COLLECTWISE_INGESTION__FLAG_BUCKET_ROWS",
             table.name,
         ) from err
+    except duckdb.IOException as err:
+        # Most often a full disk: DuckDB spills beside the output.
+        raise ValidationFailed(
+            f"{table.name}: DuckDB could not read or write a file finding duplicate keys and "
+            f"orphans: {str(err).splitlines()[0]}",
+            table.name,
+        ) from err
     tally = con.execute("SELECT reason, count(*) FROM flag_rows GROUP BY reason").fetchall()
     counts.add_reasons(dict(tally))
     con.execute(

@@ -10,6 +10,7 @@ from rich.progress import Progress
 
 from ingestion import quality
 from ingestion.quality import TableCounts
+from ingestion.validate.errors import ValidationFailed
 from ingestion.validate.flags import FlagLimits, connect
 from ingestion.validate.preflight import preflight, tables_to_validate
 from ingestion.validate.report import (
@@ -95,6 +96,11 @@ def validate_raw(
         log.error("validation failed: %s", err)
         report_failure(err, counts, ws, Path(report_dir), max_bad_share)
         ws.discard()
+        if isinstance(err, OSError):
+            # A full disk while staging or writing: one line, the previous output kept.
+            raise ValidationFailed(
+                f"validation could not write beside {ws.out_dir}: {err}"
+            ) from err
         raise
     ws.commit()
     summary = ValidationSummary(PASSED, counts)

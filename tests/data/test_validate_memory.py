@@ -8,6 +8,7 @@ DuckDB running out of memory anyway is one clear line and leaves the previous ou
 
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -21,6 +22,7 @@ from ingestion import rawio
 from ingestion.synthetic import SyntheticConfig, generate
 from ingestion.validate import ValidationSummary, validate_raw
 from ingestion.validate.flags import FlagLimits
+from tests.small_disk import small_disk
 
 DUPLICATES, ORPHANS = 30, 20
 TABLES = ("accounts", "contacts", "payments")
@@ -104,3 +106,22 @@ def test_an_unreadable_memory_cap_is_refused(dirty_raw: Path, tmp_path: Path) ->
         InvalidInputError, match=r"memory limit 'lots': .*Memory must have a number"
     ):
         _validate(dirty_raw, tmp_path, FlagLimits("lots"))
+
+
+def test_a_full_disk_is_one_clear_line_and_keeps_the_previous_output(
+    dirty_raw: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with small_disk(tmp_path / "disk", 8192) as disk:
+        _validate(dirty_raw, disk, FlagLimits())
+        before = {d: _snapshot(disk / d) for d in ("good", "quarantine")}
+        # Fill the disk but for a little: the new run's staged parts cannot be written.
+        free = shutil.disk_usage(disk).free
+        (disk / "filler").write_bytes(bytes(max(0, free - 16 * 1024)))
+        args = ["validate", "--raw", str(dirty_raw), "--out", str(disk / "good"),
+                "--quarantine", str(disk / "quarantine"),
+                "--reports", str(tmp_path / "reports")]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "validation could not write beside" in caplog.text
+        assert "No space left on device" in caplog.text
+        assert {d: _snapshot(disk / d) for d in ("good", "quarantine")} == before

@@ -5,6 +5,7 @@ is one clear line that leaves the previous tables in place."""
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,6 +16,7 @@ from collectwise.cli import app as cli
 from feature_repo.transformations import LABEL_TABLE
 from ingestion.features import build_features
 from tests.integration.conftest import FeatureData
+from tests.small_disk import small_disk
 
 pytestmark = pytest.mark.integration
 
@@ -73,3 +75,22 @@ def test_a_cap_that_fails_is_one_clear_line_and_keeps_the_tables(
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     # The spill and staging folders beside the output are gone.
     assert sorted(p.name for p in tmp_path.iterdir()) == ["features"]
+
+
+def test_a_full_disk_is_one_clear_line_and_keeps_the_tables(
+    feature_data: FeatureData, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    tables = sum(p.stat().st_size for p in feature_data.features_dir.iterdir()) // 1024
+    # Room for the previous tables and a little more: the new build's files do not fit.
+    with small_disk(tmp_path / "disk", tables + 64) as disk:
+        out = disk / "features"
+        shutil.copytree(feature_data.features_dir, out)
+        before = {p.name: p.read_bytes() for p in out.iterdir()}
+        args = ["build-features", "--raw", str(feature_data.root / "validated"),
+                "--out", str(out)]  # fmt: skip
+        result = CliRunner().invoke(cli, args)
+        assert result.exit_code == 1 and "Traceback" not in result.output
+        assert "DuckDB could not read or write a file building the features" in caplog.text
+        assert "No space left on device" in caplog.text
+        assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+        assert sorted(p.name for p in disk.iterdir()) == ["features"]
