@@ -5,7 +5,8 @@ Each stage is the real command a data engineer runs, in its own process:
 
     collectwise generate --accounts N --months 24 --out W/raw
     collectwise validate --raw W/raw --out W/validated ... --memory-limit 6GB
-    collectwise build-features --raw W/validated --out W/duckdb --memory-limit 6GB
+    collectwise build-features --raw W/validated --out W/duckdb --memory-limit 6GB \
+        --partitions P   # 1 up to 1M accounts, then one per 500,000
     collectwise build-features --engine spark --raw W/validated --out W/spark \
         --spark-conf spark.driver.memory=6g
 
@@ -48,6 +49,7 @@ MONTHS = 24
 SAMPLE_S = 0.25
 DUCKDB_MEMORY = "6GB"
 SPARK_DRIVER_MEMORY = "6g"
+PARTITION_ACCOUNTS = 500_000
 
 
 @dataclass
@@ -108,6 +110,12 @@ def disk_mb(path: Path) -> float:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
 
 
+def partitions(size: int) -> int:
+    """Slices of the book for the DuckDB build: one up to 1M accounts; beyond, slices of
+    500,000 (at 10M the one-pass build's spill outgrew the 42 GB of free disk)."""
+    return 1 if size <= 1_000_000 else -(-size // PARTITION_ACCOUNTS)
+
+
 def stages(size: int, work: Path, spark: bool) -> list[tuple[str, list[str], Path]]:
     raw, validated = work / "raw", work / "validated"
     out = [
@@ -117,7 +125,8 @@ def stages(size: int, work: Path, spark: bool) -> list[tuple[str, list[str], Pat
                       "--quarantine", str(work / "quarantine"), "--reports", str(work / "reports"),
                       "--memory-limit", DUCKDB_MEMORY], validated),
         ("build duckdb", ["build-features", "--raw", str(validated), "--out", str(work / "duckdb"),
-                          "--memory-limit", DUCKDB_MEMORY], work / "duckdb"),
+                          "--memory-limit", DUCKDB_MEMORY, "--partitions", str(partitions(size))],
+         work / "duckdb"),
     ]  # fmt: skip
     if spark:
         out.append(

@@ -193,6 +193,14 @@ def build_features(
         list[str] | None,
         typer.Option(help="with --engine spark: KEY=VALUE Spark setting, repeatable"),
     ] = None,
+    partitions: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="with --engine duckdb: build a slice of the customers at a time, in N hash "
+            "partitions (less spill on disk for a book bigger than memory)",
+        ),
+    ] = 1,
 ) -> None:
     """Compute the feature tables and matured labels from validated raw tables."""
     if engine not in ("duckdb", "spark"):
@@ -208,7 +216,7 @@ def build_features(
         from ingestion.features import build_features as run  # noqa: PLC0415
 
         limit = memory_limit or s.ingestion.duckdb_memory_limit
-        summary = run(raw, out, label_grace_days, memory_limit=limit)
+        summary = run(raw, out, label_grace_days, memory_limit=limit, partitions=partitions)
     _summary("features built", summary)
 
 

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
+from functools import partial
 from pathlib import Path
 
 import duckdb
@@ -26,6 +27,7 @@ import pyarrow as pa
 
 from collectwise.errors import InvalidInputError
 from feature_repo import transformations as tx
+from ingestion import partitioned_build as pb
 from ingestion.contract import OPTIONAL_TABLES, REQUIRED_TABLES
 from ingestion.rawio import has_table, swap_dir, table_glob
 from ingestion.validate.flags import DUCKDB_DEFAULT
@@ -116,19 +118,27 @@ def register_raw(con: duckdb.DuckDBPyConnection, raw_dir: Path) -> bool:
     return False
 
 
+def first_statement(con: duckdb.DuckDBPyConnection) -> tuple[object, ...] | None:
+    # fetchall, not fetchone: an unfinished result would block register() afterwards.
+    return next(iter(con.execute(tx.FIRST_STATEMENT_SQL).fetchall()), None)
+
+
 def compute_features(
     con: duckdb.DuckDBPyConnection,
     as_of: datetime,
     observed_labels: bool,
     label_grace_days: int = tx.DEFAULT_LABEL_GRACE_DAYS,
     labels_as_of: datetime | None = None,
+    first: tuple[object, ...] | None = None,
 ) -> dict[str, float]:
     """Run every feature statement, leaving one temp table per output in `con`.
 
-    Returns the seconds each statement took, by the table it creates.
+    `first` is FIRST_STATEMENT_SQL's answer for the whole book (a partitioned build asks it
+    once); by default it is asked of the views in `con`. Returns the seconds each statement
+    took, by the table it creates.
     """
-    # fetchall, not fetchone: an unfinished result would block register() below.
-    first = next(iter(con.execute(tx.FIRST_STATEMENT_SQL).fetchall()), None)
+    if first is None:
+        first = first_statement(con)
     calendar = pa.table(
         {"snapshot_at": pa.array(snapshot_calendar(first, as_of), pa.timestamp("us", tz="UTC"))}
     )
@@ -194,10 +204,15 @@ def build_features(
     label_grace_days: int = tx.DEFAULT_LABEL_GRACE_DAYS,
     threads: int | None = None,
     memory_limit: str | None = None,
+    partitions: int = 1,
 ) -> FeatureBuildSummary:
     """Compute all feature tables and labels from validated raw tables into `out_dir`.
 
-    DuckDB spills beside out_dir (removed afterwards), never into the working directory."""
+    DuckDB spills beside out_dir (removed afterwards), never into the working directory.
+    With partitions > 1 the book is built a slice of customers at a time
+    (ingestion.partitioned_build): the spill shrinks with the slice."""
+    if partitions < 1:
+        raise FeatureBuildError(f"--partitions must be at least 1, not {partitions}")
     started = time.perf_counter()
     raw_dir, out_dir = Path(raw_dir), Path(out_dir)
     as_of, labels_as_of = read_cutoffs(raw_dir)
@@ -206,15 +221,16 @@ def build_features(
     try:
         observed = register_raw(con, raw_dir)
         log.info("building features from %s as of %s", raw_dir, as_of.isoformat())
-        compute_features(con, as_of, observed, label_grace_days, labels_as_of)
-
-        def write(staged: Path) -> FeatureBuildSummary:
-            rows = write_tables(con, staged)
-            snapshots = con.execute(SNAPSHOT_COUNT_SQL).fetchone()
-            rate = con.execute(DEFAULT_RATE_SQL).fetchone()
-            return summarise(as_of, rows, observed, snapshots, rate, started)
-
-        return publish(out_dir, write)
+        cutoffs = (as_of, label_grace_days, labels_as_of)
+        if partitions > 1:
+            write = partial(_write_partitioned, con, raw_dir, cutoffs, observed, partitions)
+        else:
+            compute_features(con, as_of, observed, label_grace_days, labels_as_of)
+            write = partial(_write_whole, con)
+        return publish(
+            out_dir,
+            lambda staged: summarise_built(con, staged, write(staged), as_of, observed, started),
+        )
     except duckdb.IOException as err:
         # Most often the disk filled with DuckDB's spill files (a 10M-account build spilled
         # past 40 GB); the previous tables stay, as below.
@@ -233,6 +249,43 @@ def build_features(
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
+
+
+def _write_whole(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, int]:
+    return write_tables(con, staged)
+
+
+def _write_partitioned(
+    con: duckdb.DuckDBPyConnection,
+    raw_dir: Path,
+    cutoffs: tuple[datetime, int, datetime | None],
+    observed: bool,
+    partitions: int,
+    staged: Path,
+) -> dict[str, int]:
+    as_of, grace, labels_as_of = cutoffs
+    first = first_statement(con)  # of the whole book: every slice shares one calendar
+    parts, started = staged / "_parts", time.perf_counter()
+    for partition in range(partitions):
+        pb.narrow_to_partition(con, raw_dir, partition, partitions)
+        compute_features(con, as_of, observed, grace, labels_as_of, first=first)
+        pb.write_partition(con, parts, partition, SORT_KEYS)
+        pb.log_partition(partition, partitions, started)
+    return pb.concatenate(con, parts, staged)
+
+
+def summarise_built(
+    con: duckdb.DuckDBPyConnection,
+    staged: Path,
+    rows: dict[str, int],
+    as_of: datetime,
+    observed: bool,
+    started: float,
+) -> FeatureBuildSummary:
+    snapshots = con.execute(SNAPSHOT_COUNT_SQL).fetchone()
+    labels = str(staged / f"{tx.LABEL_TABLE}.parquet").replace("'", "''")
+    rate = con.execute(f"SELECT avg(default_30d) FROM read_parquet('{labels}')").fetchone()  # nosec B608  # our own path, quoted
+    return summarise(as_of, rows, observed, snapshots, rate, started)
 
 
 # What the summary reports, asked of whichever engine built the tables.
