@@ -29,8 +29,8 @@ from collectwise.errors import InvalidInputError
 from feature_repo import transformations as tx
 from ingestion import partitioned_build as pb
 from ingestion.contract import OPTIONAL_TABLES, REQUIRED_TABLES
+from ingestion.duckdb_text import DUCKDB_DEFAULT_MEMORY, literal
 from ingestion.rawio import has_table, swap_dir, table_glob
-from ingestion.validate.flags import DUCKDB_DEFAULT
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ def build_features(
             write = partial(_write_partitioned, con, raw_dir, cutoffs, observed, partitions)
         else:
             compute_features(con, as_of, observed, label_grace_days, labels_as_of)
-            write = partial(_write_whole, con)
+            write = partial(write_tables, con)
         return publish(
             out_dir,
             lambda staged: summarise_built(con, staged, write(staged), as_of, observed, started),
@@ -242,17 +242,13 @@ def build_features(
         # The previous tables stay (publish swaps only a finished build); say what to change.
         raise FeatureBuildError(
             f"DuckDB ran out of memory building the features from {raw_dir} under memory "
-            f"limit {memory_limit or DUCKDB_DEFAULT}: "
+            f"limit {memory_limit or DUCKDB_DEFAULT_MEMORY}: "
             f"{str(err).splitlines()[0]}; raise --memory-limit "
             "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT)"
         ) from err
     finally:
         con.close()
         shutil.rmtree(spill, ignore_errors=True)
-
-
-def _write_whole(con: duckdb.DuckDBPyConnection, staged: Path) -> dict[str, int]:
-    return write_tables(con, staged)
 
 
 def _write_partitioned(
@@ -283,8 +279,8 @@ def summarise_built(
     started: float,
 ) -> FeatureBuildSummary:
     snapshots = con.execute(SNAPSHOT_COUNT_SQL).fetchone()
-    labels = str(staged / f"{tx.LABEL_TABLE}.parquet").replace("'", "''")
-    rate = con.execute(f"SELECT avg(default_30d) FROM read_parquet('{labels}')").fetchone()  # nosec B608  # our own path, quoted
+    labels = literal(str(staged / f"{tx.LABEL_TABLE}.parquet"))
+    rate = con.execute(f"SELECT avg(default_30d) FROM read_parquet({labels})").fetchone()  # nosec B608  # our own path, quoted
     return summarise(as_of, rows, observed, snapshots, rate, started)
 
 

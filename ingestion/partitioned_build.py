@@ -24,6 +24,7 @@ import duckdb
 
 from feature_repo import transformations as tx
 from ingestion.contract import ACCOUNTS, CUSTOMERS, OPTIONAL_TABLES, REQUIRED_TABLES, Table
+from ingestion.duckdb_text import literal
 from ingestion.rawio import has_table, table_glob
 
 log = logging.getLogger(__name__)
@@ -31,12 +32,8 @@ log = logging.getLogger(__name__)
 BUCKET_ACCOUNTS: Final = "_partition_accounts"
 
 
-def _quoted(path: str) -> str:
-    return "'" + path.replace("'", "''") + "'"
-
-
 def _source(raw_dir: Path, table: Table) -> str:
-    return f"read_parquet({_quoted(table_glob(raw_dir, table.name))})"
+    return f"read_parquet({literal(table_glob(raw_dir, table.name))})"
 
 
 def narrow_to_partition(
@@ -51,7 +48,7 @@ def narrow_to_partition(
     )
     con.execute(f"CREATE OR REPLACE VIEW {ACCOUNTS.name} AS SELECT * FROM {BUCKET_ACCOUNTS}")  # nosec B608  # constant names
     for table in (*REQUIRED_TABLES, *OPTIONAL_TABLES):
-        if table in (ACCOUNTS,) or not has_table(raw_dir, table.name):
+        if table == ACCOUNTS or not has_table(raw_dir, table.name):
             continue
         if table == CUSTOMERS:
             where = in_partition
@@ -75,7 +72,7 @@ def write_partition(
         path = folder / f"p{partition:05d}.parquet"
         con.execute(
             f"COPY (SELECT * FROM {name} ORDER BY {sort_keys[name]}) "  # nosec B608  # constant table names; the path is ours
-            f"TO {_quoted(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)"
+            f"TO {literal(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)"
         )
 
 
@@ -85,13 +82,13 @@ def concatenate(con: duckdb.DuckDBPyConnection, parts: Path, out_dir: Path) -> d
     # File order must survive the copy: the parts are sorted, the whole is partition-major.
     con.execute("SET preserve_insertion_order = true")
     for name in (*tx.FEATURE_TABLES, tx.LABEL_TABLE):
-        source = f"read_parquet({_quoted(str(parts / name / '*.parquet'))})"
+        source = f"read_parquet({literal(str(parts / name / '*.parquet'))})"
         path = out_dir / f"{name}.parquet"
         con.execute(
             f"COPY (SELECT * FROM {source}) "  # nosec B608  # our own paths
-            f"TO {_quoted(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)"
+            f"TO {literal(str(path))} (FORMAT PARQUET, COMPRESSION ZSTD)"
         )
-        count = con.execute(f"SELECT count(*) FROM read_parquet({_quoted(str(path))})").fetchone()  # nosec B608  # our own path
+        count = con.execute(f"SELECT count(*) FROM read_parquet({literal(str(path))})").fetchone()  # nosec B608  # our own path
         rows[name] = int(count[0]) if count else 0
     shutil.rmtree(parts)
     return rows

@@ -22,6 +22,7 @@ import duckdb
 
 from ingestion import rawio
 from ingestion.contract import FLOAT, INT, STRING, TABLES_BY_NAME, TIMESTAMP, Table
+from ingestion.duckdb_text import ident, literal
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +58,6 @@ class TableCounts:
         return sorted(self.reasons.items(), key=lambda kv: (-kv[1], kv[0]))[:n]
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def _plain(value: Any) -> Any:
     """A JSON-safe scalar: NaN becomes null, times become ISO 8601 text."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -78,7 +71,7 @@ def _aggregate_exprs(table: Table) -> list[tuple[tuple[str, ...], str]]:
     """(where the value goes in the profile, SQL aggregate) for one pass over a table."""
     exprs: list[tuple[tuple[str, ...], str]] = [(("rows",), "count(*)")]
     for col in table.columns:
-        c = _ident(col.name)
+        c = ident(col.name)
         exprs.append((("missing", col.name), f"count(*) - count({c})"))
         if col.dtype in (FLOAT, INT):
             exprs += [(("numeric", col.name, "min"), f"min({c})")]
@@ -104,10 +97,10 @@ def _add_quantiles(con: duckdb.DuckDBPyConnection, source: str, numeric: dict[st
     if not numeric:
         return
     wanted = "[" + ", ".join(str(q) for _, q in QUANTILES) + "]"
-    exprs = ", ".join(f"quantile_cont({_ident(n)}, {wanted})" for n in numeric)
-    columns = ", ".join(_ident(n) for n in numeric)
+    exprs = ", ".join(f"quantile_cont({ident(n)}, {wanted})" for n in numeric)
+    columns = ", ".join(ident(n) for n in numeric)
     row = con.execute(
-        f"SELECT {exprs} FROM (SELECT {columns} FROM {source})"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+        f"SELECT {exprs} FROM (SELECT {columns} FROM {source})"  # nosec B608  # identifiers and literals quoted (ident, literal)
         f" USING SAMPLE reservoir({QUANTILE_SAMPLE} ROWS) REPEATABLE (7)"
     ).fetchone()
     for name, values in zip(list(numeric), row or (), strict=True):
@@ -134,10 +127,10 @@ def _add_outliers(con: duckdb.DuckDBPyConnection, source: str, numeric: dict[str
     if not fences:
         return
     counts = [
-        f"count(*) FILTER (WHERE {_ident(n)} < {lo!r} OR {_ident(n)} > {hi!r})"
+        f"count(*) FILTER (WHERE {ident(n)} < {lo!r} OR {ident(n)} > {hi!r})"
         for n, (lo, hi) in fences.items()
     ]
-    row = con.execute(f"SELECT {', '.join(counts)} FROM {source}").fetchone() or ()  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+    row = con.execute(f"SELECT {', '.join(counts)} FROM {source}").fetchone() or ()  # nosec B608  # identifiers and literals quoted (ident, literal)
     for (name, (lo, hi)), count in zip(fences.items(), row, strict=True):
         numeric[name]["outliers"] = int(count)
         numeric[name]["outlier_fences"] = [lo, hi]
@@ -148,9 +141,9 @@ def _top_values(con: duckdb.DuckDBPyConnection, source: str, table: Table) -> di
     for col in table.columns:
         if not col.allowed:
             continue
-        c = _ident(col.name)
+        c = ident(col.name)
         rows = con.execute(
-            f"SELECT {c}, count(*) AS n FROM {source} GROUP BY {c} ORDER BY n DESC, {c} "  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+            f"SELECT {c}, count(*) AS n FROM {source} GROUP BY {c} ORDER BY n DESC, {c} "  # nosec B608  # identifiers and literals quoted (ident, literal)
             f"LIMIT {TOP_VALUES}"
         ).fetchall()
         out[col.name] = [{"value": _plain(v), "rows": int(n)} for v, n in rows]
@@ -159,9 +152,9 @@ def _top_values(con: duckdb.DuckDBPyConnection, source: str, table: Table) -> di
 
 def profile_table(con: duckdb.DuckDBPyConnection, good_dir: Path, table: Table) -> dict[str, Any]:
     """Missing values, distributions, outliers, top values and time ranges of a table."""
-    source = f"read_parquet({_literal(rawio.table_glob(good_dir, table.name))})"
+    source = f"read_parquet({literal(rawio.table_glob(good_dir, table.name))})"
     exprs = _aggregate_exprs(table)
-    row = con.execute(f"SELECT {', '.join(sql for _, sql in exprs)} FROM {source}").fetchone()  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+    row = con.execute(f"SELECT {', '.join(sql for _, sql in exprs)} FROM {source}").fetchone()  # nosec B608  # identifiers and literals quoted (ident, literal)
     profile: dict[str, Any] = {
         "rows": 0,
         "missing": {},

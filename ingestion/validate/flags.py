@@ -20,6 +20,7 @@ import pandas as pd
 from collectwise.errors import InvalidInputError
 from ingestion import rawio, schemas
 from ingestion.contract import TABLES_BY_NAME, Table
+from ingestion.duckdb_text import DUCKDB_DEFAULT_MEMORY, ident, literal
 from ingestion.quality import TableCounts
 from ingestion.validate.errors import ValidationFailed
 
@@ -27,7 +28,6 @@ log = logging.getLogger(__name__)
 
 # Defaults of the settings (collectwise.settings.IngestionSettings) for callers without them.
 DEFAULT_BUCKET_ROWS: Final = 40_000_000
-DUCKDB_DEFAULT: Final = "DuckDB's default, 80% of RAM"
 FLAG_COLUMNS: Final = "_part INTEGER, _row BIGINT, ord INTEGER, reason VARCHAR"
 
 
@@ -42,21 +42,13 @@ class FlagLimits:
         return max(1, math.ceil(rows / self.bucket_rows))
 
 
-def _ident(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-def _literal(text: str) -> str:
-    return "'" + text.replace("'", "''") + "'"
-
-
 def connect(spill_dir: Path, memory_limit: str | None = None) -> duckdb.DuckDBPyConnection:
     con = duckdb.connect()
     # Global duplicate checks over tens of millions of ids may not fit in memory: let it spill.
-    con.execute(f"SET temp_directory = {_literal(str(spill_dir))}")
+    con.execute(f"SET temp_directory = {literal(str(spill_dir))}")
     if memory_limit is not None:
         try:
-            con.execute(f"SET memory_limit = {_literal(memory_limit)}")
+            con.execute(f"SET memory_limit = {literal(memory_limit)}")
         except duckdb.Error as err:
             con.close()
             raise InvalidInputError(f"memory limit {memory_limit!r}: {err}") from err
@@ -71,11 +63,11 @@ def _in_bucket(columns: str, bucket: int, buckets: int) -> str:
 
 
 def _duplicate_sql(stage: str, key: tuple[str, ...], order: int, bucket: int, buckets: int) -> str:
-    cols = ", ".join(_ident(c) for c in key)
-    reason = _literal(f"{', '.join(key)}: duplicate")
+    cols = ", ".join(ident(c) for c in key)
+    reason = literal(f"{', '.join(key)}: duplicate")
     # Rank only the keys that repeat, so the window sorts the few, not every row.
     return (
-        f"WITH b AS (SELECT {cols}, _part, _row FROM {stage}"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+        f"WITH b AS (SELECT {cols}, _part, _row FROM {stage}"  # nosec B608  # identifiers and literals quoted (ident, literal)
         f" WHERE {_in_bucket(cols, bucket, buckets)})"
         f" SELECT _part, _row, {order} AS ord, {reason} AS reason FROM ("
         f" SELECT _part, _row, row_number() OVER (PARTITION BY {cols} ORDER BY _part, _row) AS rn"
@@ -89,10 +81,10 @@ def _orphan_sql(
     stage: str, column: str, parent: Table, parent_source: str, order: int, bucket: int,
     buckets: int,
 ) -> str:  # fmt: skip
-    reason = _literal(f"{column}: unknown {parent.key.removesuffix('_id')}")
-    c, k = _ident(column), _ident(parent.key)
+    reason = literal(f"{column}: unknown {parent.key.removesuffix('_id')}")
+    c, k = ident(column), ident(parent.key)
     return (
-        f"SELECT s._part, s._row, {order} AS ord, {reason} AS reason"  # nosec B608  # identifiers and literals quoted (_ident, _literal)
+        f"SELECT s._part, s._row, {order} AS ord, {reason} AS reason"  # nosec B608  # identifiers and literals quoted (ident, literal)
         f" FROM (SELECT _part, _row, {c} FROM {stage}"
         f"  WHERE {c} IS NOT NULL AND {_in_bucket(c, bucket, buckets)}) AS s"
         f" ANTI JOIN (SELECT {k} FROM {parent_source} WHERE {_in_bucket(k, bucket, buckets)}) AS p"
@@ -108,7 +100,7 @@ def _flag_queries(table: Table, stage: str, parents_dir: Path, buckets: int) -> 
             queries.append(_duplicate_sql(stage, key, names.index(key[0]), bucket, buckets))
         for column, parent_name in table.foreign_keys.items():
             parent = TABLES_BY_NAME[parent_name]
-            source = f"read_parquet({_literal(rawio.table_glob(parents_dir, parent_name))})"
+            source = f"read_parquet({literal(rawio.table_glob(parents_dir, parent_name))})"
             queries.append(
                 _orphan_sql(stage, column, parent, source, names.index(column), bucket, buckets)
             )
@@ -130,7 +122,7 @@ def flag_rows(
     runs once per hash bucket of its key (limits.bucket_rows), one at a time, so no query
     holds more than a bucket's keys; DuckDB running out of memory anyway is a clear error.
     """
-    stage = f"read_parquet({_literal(str(stage_dir / '*.parquet'))})"
+    stage = f"read_parquet({literal(str(stage_dir / '*.parquet'))})"
     staged = counts.raw - counts.quarantined
     buckets = limits.buckets(staged)
     queries = _flag_queries(table, stage, parents_dir, buckets)
@@ -146,7 +138,7 @@ def flag_rows(
         raise ValidationFailed(
             f"{table.name}: DuckDB ran out of memory finding duplicate keys and orphans in "
             f"{staged:,} rows ({buckets} bucket(s) of at most {limits.bucket_rows:,} rows, "
-            f"memory limit {limits.memory_limit or DUCKDB_DEFAULT}); raise --memory-limit "
+            f"memory limit {limits.memory_limit or DUCKDB_DEFAULT_MEMORY}); raise --memory-limit "
             "(COLLECTWISE_INGESTION__DUCKDB_MEMORY_LIMIT) or lower "
             "COLLECTWISE_INGESTION__FLAG_BUCKET_ROWS",
             table.name,
