@@ -106,13 +106,13 @@ def register_raw(con: duckdb.DuckDBPyConnection, raw_dir: Path) -> bool:
             raise FeatureBuildError(f"raw table '{table.name}' is missing under {raw_dir}")
         con.execute(
             f"CREATE OR REPLACE VIEW {table.name} AS "  # nosec B608  # table names are constants; the path is the operator's own (settings)
-            f"SELECT * FROM read_parquet('{table_glob(raw_dir, table.name)}')"
+            f"SELECT * FROM read_parquet({literal(table_glob(raw_dir, table.name))})"
         )
     outcomes = OPTIONAL_TABLES[0].name
     if has_table(raw_dir, outcomes):
         con.execute(
             f"CREATE OR REPLACE VIEW {outcomes} AS "  # nosec B608  # table names are constants; the path is the operator's own (settings)
-            f"SELECT * FROM read_parquet('{table_glob(raw_dir, outcomes)}')"
+            f"SELECT * FROM read_parquet({literal(table_glob(raw_dir, outcomes))})"
         )
         return True
     return False
@@ -261,12 +261,14 @@ def _write_partitioned(
 ) -> dict[str, int]:
     as_of, grace, labels_as_of = cutoffs
     first = first_statement(con)  # of the whole book: every slice shares one calendar
-    parts, started = staged / "_parts", time.perf_counter()
+    parts, split, started = staged / "_parts", staged / "_split", time.perf_counter()
+    pb.split_raw(con, raw_dir, split, partitions)
     for partition in range(partitions):
-        pb.narrow_to_partition(con, raw_dir, partition, partitions)
+        pb.narrow_to_partition(con, raw_dir, split, partition)
         compute_features(con, as_of, observed, grace, labels_as_of, first=first)
         pb.write_partition(con, parts, partition, SORT_KEYS)
         pb.log_partition(partition, partitions, started)
+    shutil.rmtree(split)
     return pb.concatenate(con, parts, staged)
 
 

@@ -40,6 +40,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ingestion.duckdb_text import ident
 from ingestion.value_encoding import encode_column, entity_key_bytes
 
 if TYPE_CHECKING:
@@ -189,11 +190,11 @@ def _read_newest(
     join_key = view.entity_columns[0].name
     features = [field.name for field in view.features]
     columns = [join_key, *features, event] + ([created] if created else [])
-    order = f"{_quote(event)} DESC" + (f", {_quote(created)} DESC" if created else "")
+    order = f"{ident(event)} DESC" + (f", {ident(created)} DESC" if created else "")
     query = (
-        f"SELECT {', '.join(map(_quote, columns))} FROM read_parquet(?) "  # nosec B608  # identifiers quoted (_quote), values bound
-        f"WHERE CAST({_quote(event)} AS TIMESTAMP) BETWEEN ? AND ? "
-        f"QUALIFY row_number() OVER (PARTITION BY {_quote(join_key)} ORDER BY {order}) = 1"
+        f"SELECT {', '.join(map(ident, columns))} FROM read_parquet(?) "  # nosec B608  # identifiers quoted (ident), values bound
+        f"WHERE CAST({ident(event)} AS TIMESTAMP) BETWEEN ? AND ? "
+        f"QUALIFY row_number() OVER (PARTITION BY {ident(join_key)} ORDER BY {order}) = 1"
     )
     path = _source_path(store, source.path)
     with duckdb.connect() as con:
@@ -214,10 +215,6 @@ def _source_path(store: FeatureStore, path: str) -> str:
     if not resolved.is_absolute() and store.config.repo_path is not None:
         resolved = Path(store.config.repo_path) / resolved
     return str(resolved)
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def _naive_utc(moment: datetime) -> datetime:
@@ -351,9 +348,9 @@ class _SqliteWriter(_Writer):
         self._conn = sqlite3.connect(SqliteOnlineStore._get_db_path(store.config))
 
     def write(self, view: FeatureView, batch: _Batch) -> tuple[int, int]:
-        table = _quote(self._table_id(self._project, view))
+        table = ident(self._table_id(self._project, view))
         sql = (
-            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, "  # nosec B608  # table id quoted (_quote), values bound
+            f"INSERT INTO {table} (entity_key, feature_name, value, value_text, event_ts, "  # nosec B608  # table id quoted (ident), values bound
             "created_ts) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(entity_key, feature_name) DO "
             "UPDATE SET value = excluded.value, value_text = excluded.value_text, "
             "event_ts = excluded.event_ts, created_ts = excluded.created_ts;"

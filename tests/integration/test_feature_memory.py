@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import json
 import shutil
+from datetime import UTC, datetime
 from pathlib import Path
 
+import duckdb
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -16,6 +18,8 @@ from typer.testing import CliRunner
 from collectwise.cli import app as cli
 from feature_repo.transformations import LABEL_TABLE
 from ingestion.features import build_features
+from ingestion.synthetic import SyntheticConfig, generate
+from ingestion.validate import validate_raw
 from tests.integration.conftest import FeatureData
 from tests.small_disk import small_disk
 
@@ -115,4 +119,30 @@ def test_a_partitioned_build_gives_the_same_rows(
     whole = json.loads((feature_data.features_dir / "_manifest.json").read_text())
     assert manifest == whole
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sliced"]
-    assert not (out / "_parts").exists()
+    assert not (out / "_parts").exists() and not (out / "_split").exists()
+
+
+def test_slices_with_no_rows_build_as_empty_slices(tmp_path: Path) -> None:
+    """More slices than customers: most slices hold no rows of some table (or of any), and
+    the build still adds up to the whole."""
+    config = SyntheticConfig(accounts=6, months=6, seed=3, start=datetime(2025, 1, 1, tzinfo=UTC))
+    generate(config, tmp_path / "raw")
+    validate_raw(tmp_path / "raw", tmp_path / "validated", tmp_path / "quarantine",
+                 tmp_path / "reports")  # fmt: skip
+    whole = tmp_path / "whole"
+    build_features(tmp_path / "validated", whole)
+    sliced = tmp_path / "sliced"
+    build_features(tmp_path / "validated", sliced, partitions=16)
+    customers = str(tmp_path / "validated" / "customers" / "*.parquet")
+    used = duckdb.execute(
+        f"SELECT count(DISTINCT hash(customer_id) % 16) FROM '{customers}'"
+    ).fetchone()
+    assert used is not None and used < (16,), (
+        "every slice has a customer: the test needs empty ones"
+    )
+    for table in TABLES:
+        pd.testing.assert_frame_equal(_frame(sliced, table), _frame(whole, table),
+                                      check_exact=False, rtol=1e-12, atol=1e-12)  # fmt: skip
+    assert json.loads((sliced / "_manifest.json").read_text()) == json.loads(
+        (whole / "_manifest.json").read_text()
+    )
