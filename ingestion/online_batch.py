@@ -18,6 +18,7 @@ caller goes through Feast.
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -27,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 import numpy as np
 import pandas as pd
 
+from ingestion.duckdb_text import ident
 from ingestion.feast_store import customer_key, in_callers_order, service_columns
 from ingestion.ondemand import OnDemandPlan, for_service
 from ingestion.value_decoding import Blobs, decode_column
@@ -41,9 +43,17 @@ PROFILE_VIEW, CUSTOMER_FEATURE = "account_profile", "customer_id"
 SQLITE_KEYS_PER_QUERY = 20_000
 
 
-class _Store(Protocol):
+class StoreReads(Protocol):
+    """Feast's online rows for keys of one view, as stored bytes."""
+
     def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
         """Per feature, each key's stored bytes (None where the store holds none)."""
+
+    def read_stamped(
+        self, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> tuple[dict[str, Blobs], list[int]]:
+        """read(), and each key's event time in whole seconds (0 where the store has no row),
+        as get_online_features reports it."""
 
     def close(self) -> None: ...
 
@@ -60,7 +70,7 @@ class _ViewRead:
 class BatchReader:
     """Reads one feature service's vectors; close() when done."""
 
-    store: _Store
+    store: StoreReads
     plan: OnDemandPlan
     reads: tuple[_ViewRead, ...]
     profile: _ViewRead
@@ -136,13 +146,22 @@ def batch_reader(store: FeatureStore, service_name: str) -> BatchReader | str:
     if isinstance(profile, str):
         return profile
     return BatchReader(
-        store=_sqlite(store) if store.config.online_store.type == "sqlite" else _redis(store),
+        store=_open(store),
         plan=plan,
         reads=tuple(reads),
         profile=profile[0],
         columns=service_columns(service),
         key_version=store.config.entity_key_serialization_version,
     )
+
+
+def store_reads(store: FeatureStore) -> StoreReads | None:
+    """Reads of the store's own rows, or None where they cannot be read as Feast would."""
+    return None if _unsupported_store(store) else _open(store)
+
+
+def _open(store: FeatureStore) -> StoreReads:
+    return _sqlite(store) if store.config.online_store.type == "sqlite" else _redis(store)
 
 
 def _unsupported_store(store: FeatureStore) -> str | None:
@@ -194,14 +213,39 @@ class _SqliteStore:
     """Feast's SQLite tables: (entity_key, feature_name, value, ...) per view."""
 
     def __init__(self, path: str, project: str) -> None:
-        # Read-only: a batch read must never create or change the store.
-        self._conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        self._project = project
+        self._path, self._project = path, project
+        # One connection per thread (the scorer reads from a pool of threads), all closed by
+        # close(); each is used only by the thread that opened it.
+        self._local = threading.local()
+        self._opened: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+
+    @property
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            # Read-only: a batch read must never create or change the store.
+            conn = sqlite3.connect(f"file:{self._path}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
+        return conn
 
     def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
+        return self._read(view, keys, features, None)
+
+    def read_stamped(
+        self, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> tuple[dict[str, Blobs], list[int]]:
+        seconds = [0] * len(keys)
+        return self._read(view, keys, features, seconds), seconds
+
+    def _read(
+        self, view: FeatureView, keys: list[bytes], features: list[str], seconds: list[int] | None
+    ) -> dict[str, Blobs]:
         from feast.infra.online_stores.helpers import compute_table_id  # noqa: PLC0415
 
-        table = '"' + compute_table_id(self._project, view).replace('"', '""') + '"'
+        table = ident(compute_table_id(self._project, view))
         position = {key: i for i, key in enumerate(keys)}
         out: dict[str, list[bytes | None]] = {f: [None] * len(keys) for f in features}
         # Asked for every feature of the view, the key alone selects the rows: a second IN
@@ -213,17 +257,23 @@ class _SqliteStore:
         for begin in range(0, len(keys), SQLITE_KEYS_PER_QUERY):
             chunk = keys[begin : begin + SQLITE_KEYS_PER_QUERY]
             sql = (
-                f"SELECT entity_key, feature_name, value FROM {table} "  # nosec B608  # table id quoted, values bound
+                f"SELECT entity_key, feature_name, value, event_ts FROM {table} "  # nosec B608  # table id quoted, values bound
                 f"WHERE {names}entity_key IN ({','.join('?' * len(chunk))})"
             )
-            for key, feature, value in self._conn.execute(sql, [*wanted, *chunk]):
+            for key, feature, value, event_ts in self._conn.execute(sql, [*wanted, *chunk]):
                 column = out.get(feature)
                 if column is not None:
                     column[position[key]] = value
+                if seconds is not None and event_ts is not None:
+                    # Feast stores the event time as epoch seconds (its sqlite3 adapter).
+                    seconds[position[key]] = int(event_ts)
         return dict(out)
 
     def close(self) -> None:
-        self._conn.close()
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
 
 
 def _sqlite(store: FeatureStore) -> _SqliteStore:
@@ -246,17 +296,39 @@ class _RedisStore:
         self._project = project.encode("utf8")
 
     def read(self, view: FeatureView, keys: list[bytes], features: list[str]) -> dict[str, Blobs]:
+        return self._read(view, keys, features)
+
+    def read_stamped(
+        self, view: FeatureView, keys: list[bytes], features: list[str]
+    ) -> tuple[dict[str, Blobs], list[int]]:
+        from google.protobuf.timestamp_pb2 import Timestamp  # noqa: PLC0415
+
+        # The view's event time lives beside its features, in the field "_ts:<view>".
+        stamp = f"_ts:{view.name}"
+        found = self._read(view, keys, features, extra=stamp)
+        # Whole seconds, as Feast's timestamp (seconds + nanos) floors to; an absent hash
+        # reads as the empty Timestamp, 0.
+        seconds = [Timestamp.FromString(b).seconds if b else 0 for b in found.pop(stamp)]
+        return found, seconds
+
+    def _read(
+        self, view: FeatureView, keys: list[bytes], features: list[str], extra: str | None = None
+    ) -> dict[str, Blobs]:
         from feast.infra.online_stores.helpers import _mmh3  # noqa: PLC0415
 
-        fields = [_mmh3(f"{view.name}:{name}") for name in features]
+        fields: list[bytes | str] = [_mmh3(f"{view.name}:{name}") for name in features]
+        names = list(features)
+        if extra is not None:
+            fields.append(extra)
+            names.append(extra)
         rows: list[list[bytes | None]] = []
         for begin in range(0, len(keys), self.PIPELINE_KEYS):
             with self._client.pipeline(transaction=False) as pipe:
                 for key in keys[begin : begin + self.PIPELINE_KEYS]:
                     pipe.hmget(key + self._project, fields)
                 rows.extend(pipe.execute())
-        columns = list(zip(*rows, strict=True)) if rows else [() for _ in features]
-        return {name: list(column) for name, column in zip(features, columns, strict=True)}
+        columns = list(zip(*rows, strict=True)) if rows else [() for _ in names]
+        return {name: list(column) for name, column in zip(names, columns, strict=True)}
 
     def close(self) -> None:
         self._client.close()

@@ -146,3 +146,14 @@ def _double_lists(blobs: Blobs, value_type: ValueType) -> npt.NDArray[Any] | Non
     for position, row in zip(np.flatnonzero(full), doubles, strict=True):
         out[position] = row
     return out
+
+
+def as_python(decoded: npt.NDArray[Any] | pd.api.extensions.ExtensionArray) -> list[Any]:
+    """decode_column's values as get_online_features(...).to_dict() gives them: Python
+    floats and ints, None for null, lists for double lists."""
+    if isinstance(decoded, pd.arrays.IntegerArray):
+        return [None if v is pd.NA else int(v) for v in decoded]
+    if decoded.dtype == np.float64:
+        # A stored double is never NaN (Feast writes NaN as an empty value): NaN is null.
+        return [None if v != v else v for v in decoded.tolist()]  # noqa: PLR0124
+    return [v.tolist() if isinstance(v, np.ndarray) else v for v in decoded]

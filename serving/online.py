@@ -43,7 +43,7 @@ from ingestion.snapshot_marker import (
     problems_from_values,
 )
 from serving import provider_read
-from serving.provider_read import DirectReader
+from serving.provider_read import Reader
 
 if TYPE_CHECKING:
     from feast import FeatureService, FeatureStore
@@ -134,9 +134,9 @@ class OnlineFeatures:
     breaker: CircuitBreaker = field(default_factory=store_breaker)
     _service: FeatureService | None = None
     _plan: OnDemandPlan | None = None
-    _views: DirectReader | None = None
-    _profile: DirectReader | None = None
-    _marker: DirectReader | None = None
+    _views: Reader | None = None
+    _profile: Reader | None = None
+    _marker: Reader | None = None
     _marker_refs: list[str] = field(default_factory=list)
     _ttls: dict[str, timedelta] = field(default_factory=dict)
     _pool: ThreadPoolExecutor | None = None
@@ -166,6 +166,9 @@ class OnlineFeatures:
     def close(self) -> None:
         if self._pool is not None:
             self._pool.shutdown(wait=False, cancel_futures=True)
+        for reader in (self._views, self._profile, self._marker):
+            if reader is not None:
+                reader.close()
 
     def read(
         self,

@@ -28,7 +28,9 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.type_map import feast_value_type_to_python_type, python_values_to_proto_values
 from feast.value_type import ValueType
 
-from ingestion.online_batch import refs_by_view
+from ingestion.online_batch import StoreReads, refs_by_view, store_reads
+from ingestion.value_decoding import as_python, decode_column
+from ingestion.value_encoding import entity_key_bytes
 
 if TYPE_CHECKING:
     from feast import FeatureStore, FeatureView
@@ -84,10 +86,66 @@ class DirectReader:
                 out[f"{table.prefix}__{name}{TS_SUFFIX}"] = list(stamps)
         return out
 
+    def close(self) -> None:
+        """Nothing to release: the provider keeps its own connections."""
 
-def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
+
+class ColumnReader:
+    """DirectReader's answer, the same layout and values, read from Feast's own tables or
+    hashes with one query per view (ingestion.online_batch) and decoded a column at a time
+    (ingestion.value_decoding) instead of a protobuf per value: for a batch of 100 accounts
+    the provider's online_read and the per-value conversion were most of the read."""
+
+    def __init__(self, store: FeatureStore, tables: Sequence[_Table], source: StoreReads) -> None:
+        self._tables = tuple(tables)
+        self._source = source
+        self._key_version = store.config.entity_key_serialization_version
+
+    @property
+    def join_keys(self) -> list[str]:
+        return list(dict.fromkeys(t.join_key for t in self._tables))
+
+    def read(self, entity_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
+        out: dict[str, list[Any]] = {k: [r[k] for r in entity_rows] for k in self.join_keys}
+        for table in self._tables:
+            # Each entity once (accounts share their customer's row), then one value per row.
+            values = out[table.join_key]
+            if any(v is None for v in values):
+                _entity_key(table, None)  # raises, naming the key
+            unique = list(dict.fromkeys(values))
+            where = {v: i for i, v in enumerate(unique)}
+            rows = [where[v] for v in values]
+            keys = entity_key_bytes(unique, table.join_key, self._key_version)
+            blobs, seconds = self._source.read_stamped(table.view, keys, table.features)
+            stamps = [seconds[i] for i in rows]
+            for name in table.features:
+                column = as_python(decode_column(blobs[name], table.types[name]))
+                out[f"{table.prefix}__{name}"] = [column[i] for i in rows]
+                out[f"{table.prefix}__{name}{TS_SUFFIX}"] = list(stamps)
+        return out
+
+    def close(self) -> None:
+        self._source.close()
+
+
+Reader = DirectReader | ColumnReader
+
+
+def for_refs(store: FeatureStore, refs: Sequence[str]) -> Reader | None:
     """A reader for `refs` ("view:feature", feature views only), or None when a view is
-    keyed by more or less than one entity."""
+    keyed by more or less than one entity. Column by column where ingestion.online_batch
+    reads the store as Feast does (string keys; SQLite or Redis), else through the provider."""
+    tables = _tables(store, refs)
+    if tables is None:
+        return None
+    string_keys = all(t.key_type == ValueType.STRING for t in tables)
+    source = store_reads(store) if string_keys else None
+    if source is None:
+        return DirectReader(store, tables)
+    return ColumnReader(store, tables, source)
+
+
+def _tables(store: FeatureStore, refs: Sequence[str]) -> list[_Table] | None:
     tables = []
     for name, features in refs_by_view(refs).items():
         view = store.get_feature_view(name)
@@ -105,7 +163,7 @@ def for_refs(store: FeatureStore, refs: Sequence[str]) -> DirectReader | None:
                 types={f: types[f] for f in features},
             )
         )
-    return DirectReader(store, tables)
+    return tables
 
 
 def _entity_key(table: _Table, value: Any) -> EntityKeyProto:

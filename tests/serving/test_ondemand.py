@@ -20,6 +20,7 @@ from feature_repo.feature_services import COLLECTION_RISK_V1
 from ingestion import ondemand
 from ingestion.feast_store import materialize_latest
 from ingestion.retrieval import apply_scratch_repo
+from serving import provider_read
 from serving.online import OnlineFeatures, OnlineRow
 from tests.integration.conftest import FeatureData
 from tests.serving.conftest import ScorerWorld
@@ -122,3 +123,37 @@ def test_a_reported_income_online_equals_offline(world: ScorerWorld) -> None:
         for name in (*REQUEST, RATIO):
             expected = float(offline.loc[row.account_id, name])
             assert np.isclose(row.features[name], expected, rtol=0, atol=0), name
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "redis"])
+def test_the_column_reader_answers_what_the_provider_reader_answers(
+    world: ScorerWorld, backend: str, request: pytest.FixtureRequest
+) -> None:
+    """Every value and event time, for accounts sharing a customer, a customer listed twice
+    and ids the store does not hold."""
+    store = request.getfixturevalue("redis_store") if backend == "redis" else world.store
+    profile = pd.read_parquet(world.data.features_dir / "account_profile.parquet")
+    shared = profile.groupby("customer_id")["account_id"].unique()
+    pair = next(list(a[:2]) for a in shared if len(a) > 1)
+    accounts = [*known_accounts(world, 20), *pair, pair[0], "NO_SUCH_ACCOUNT"]
+    customers = dict(zip(profile["account_id"], profile["customer_id"], strict=False))
+    rows = [{"account_id": a, "customer_id": customers.get(a, "NO_SUCH_CUSTOMER")}
+            for a in accounts]  # fmt: skip
+    service = store.get_feature_service(COLLECTION_RISK_V1)
+    plan = ondemand.for_service(store, service)
+    assert plan is not None
+    refs = [*plan.refs, "account_profile:customer_id"]
+    columns = provider_read.for_refs(store, refs)
+    assert isinstance(columns, provider_read.ColumnReader)
+    tables = provider_read._tables(store, refs)
+    assert tables is not None
+    provider = provider_read.DirectReader(store, tables)
+    try:
+        mine, theirs = columns.read(rows), provider.read(rows)
+    finally:
+        columns.close()
+    assert list(mine) == list(theirs)
+    for name in theirs:
+        assert len(mine[name]) == len(theirs[name])
+        for a, b in zip(mine[name], theirs[name], strict=True):
+            assert same(a, b) and type(a) is type(b), (name, a, b)
