@@ -261,8 +261,9 @@ def _write_partitioned(
 ) -> dict[str, int]:
     as_of, grace, labels_as_of = cutoffs
     first = first_statement(con)  # of the whole book: every slice shares one calendar
-    parts, split, started = staged / "_parts", staged / "_split", time.perf_counter()
+    parts, split = staged / "_parts", staged / "_split"
     pb.split_raw(con, raw_dir, split, partitions)
+    started = time.perf_counter()  # the slices' own pace, for the estimate of what is left
     for partition in range(partitions):
         pb.narrow_to_partition(con, raw_dir, split, partition)
         compute_features(con, as_of, observed, grace, labels_as_of, first=first)
