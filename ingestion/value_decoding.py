@@ -61,16 +61,10 @@ def decode_column(
 
 def feast_values(blobs: Blobs, value_type: ValueType) -> npt.NDArray[Any]:
     """Feast's own conversion of each value (an object array)."""
-    from feast.protos.feast.types.Value_pb2 import Value  # noqa: PLC0415
-    from feast.type_map import feast_value_type_to_python_type  # noqa: PLC0415
-
     out = np.empty(len(blobs), dtype=object)
-    for i, blob in enumerate(blobs):
-        out[i] = (
-            None
-            if blob is None
-            else feast_value_type_to_python_type(Value.FromString(blob), value_type)
-        )
+    # One by one: a slice assignment would read equal-length lists as a 2-D block.
+    for i, value in enumerate(python_values(blobs, value_type)):
+        out[i] = value
     return out
 
 

@@ -62,7 +62,7 @@ class DirectReader:
 
     @property
     def join_keys(self) -> list[str]:
-        return list(dict.fromkeys(t.join_key for t in self._tables))
+        return _join_keys(self._tables)
 
     def read(self, entity_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [r[k] for r in entity_rows] for k in self.join_keys}
@@ -106,22 +106,18 @@ class ColumnReader:
 
     @property
     def join_keys(self) -> list[str]:
-        return list(dict.fromkeys(t.join_key for t in self._tables))
+        return _join_keys(self._tables)
 
     def read(self, entity_rows: Sequence[dict[str, Any]]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [r[k] for r in entity_rows] for k in self.join_keys}
+        keys_by_join: dict[str, tuple[list[bytes], list[int]]] = {}
         for table in self._tables:
-            # Each entity once (accounts share their customer's row), then one value per row.
-            values = out[table.join_key]
-            if any(v is None for v in values):
-                _entity_key(table, None)  # raises, naming the key
-            unique = list(dict.fromkeys(values))
-            where = {v: i for i, v in enumerate(unique)}
-            rows = [where[v] for v in values]
-            keys = entity_key_bytes(unique, table.join_key, self._key_version)
+            if table.join_key not in keys_by_join:  # views on the same entity share the keys
+                keys_by_join[table.join_key] = self._keys(table, out[table.join_key])
+            keys, rows = keys_by_join[table.join_key]
             blobs, seconds = self._source.read_stamped(table.view, keys, table.features)
             stamps = [seconds[i] for i in rows]
-            few = len(unique) <= FEW_ROWS
+            few = len(keys) <= FEW_ROWS
             for name in table.features:
                 kind = table.types[name]
                 # numpy's fixed cost per column outweighs a few values' conversion.
@@ -133,6 +129,16 @@ class ColumnReader:
                 out[f"{table.prefix}__{name}"] = [column[i] for i in rows]
                 out[f"{table.prefix}__{name}{TS_SUFFIX}"] = list(stamps)
         return out
+
+    def _keys(self, table: _Table, values: list[Any]) -> tuple[list[bytes], list[int]]:
+        """Each entity's key once (accounts share their customer's row), and each row's
+        position among them."""
+        if any(v is None for v in values):
+            raise _keyless(table)
+        unique = list(dict.fromkeys(values))
+        where = {v: i for i, v in enumerate(unique)}
+        keys = entity_key_bytes(unique, table.join_key, self._key_version)
+        return keys, [where[v] for v in values]
 
     def close(self) -> None:
         self._source.close()
@@ -176,14 +182,22 @@ def _tables(store: FeatureStore, refs: Sequence[str]) -> list[_Table] | None:
     return tables
 
 
+def _join_keys(tables: Sequence[_Table]) -> list[str]:
+    return list(dict.fromkeys(t.join_key for t in tables))
+
+
+def _keyless(table: _Table) -> ValueError:
+    # Feast would fail with "Value type not supported for feast feature store", naming
+    # neither the key nor the cause; no row is keyed by nothing, so say which.
+    return ValueError(
+        f"an entity row without a {table.join_key} reached the online read of "
+        f"{table.view.name}: resolve the key first (an unknown account has none)"
+    )
+
+
 def _entity_key(table: _Table, value: Any) -> EntityKeyProto:
     if value is None:
-        # Feast would fail with "Value type not supported for feast feature store", naming
-        # neither the key nor the cause; no row is keyed by nothing, so say which.
-        raise ValueError(
-            f"an entity row without a {table.join_key} reached the online read of "
-            f"{table.view.name}: resolve the key first (an unknown account has none)"
-        )
+        raise _keyless(table)
     if table.key_type == ValueType.STRING and isinstance(value, str):
         # What python_values_to_proto_values builds for a string, without its type checks.
         proto = ValueProto(string_val=value)
