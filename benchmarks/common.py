@@ -127,6 +127,11 @@ class Comparison:
     ratio: float = 0.0
     ratio_kind: str = "real/floor seconds"
     aim: str = ""
+    # For an aim not met, the summary shows where the real path's time goes (profile_top's
+    # rows, with "what" saying what ran, and optionally "stages": [[stage, ms], ...]) and
+    # what has been tried so far (the benchmark's TRIED lines).
+    profile: dict[str, Any] | None = None
+    tried: tuple[str, ...] = ()
 
     @property
     def meets_aim(self) -> bool | None:
@@ -211,11 +216,17 @@ def profile_top(fn: Callable[[], object], limit: int = 10) -> dict[str, list[dic
     The benchmark's own frames are left out: they wrap everything and say nothing.
     """
     import cProfile  # noqa: PLC0415
-    import pstats  # noqa: PLC0415
 
     profiler = cProfile.Profile()
     profiler.runcall(fn)
-    stats = pstats.Stats(profiler)
+    return stats_top(profiler, limit)
+
+
+def stats_top(source: Any, limit: int = 10) -> dict[str, list[dict[str, Any]]]:
+    """profile_top's rows from a profiler or a saved profile file (`python -m cProfile -o`)."""
+    import pstats  # noqa: PLC0415
+
+    stats = pstats.Stats(str(source) if isinstance(source, Path) else source)
     raw: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
 
     def top(index: int) -> list[dict[str, Any]]:

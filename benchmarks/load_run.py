@@ -341,6 +341,16 @@ def comparisons(result: dict[str, Any]) -> list[Comparison]:
             ratio=v["worst_window_p99_ms"] / v["median_window_p99_ms"],
             ratio_kind="worst/median window p99",
             aim=f"<= {STEADY_AIM:g}x",
+            # A window's tail beside the machine's load then: a late rise with the load
+            # flat points at the scorer (memory, queues), one with the load at others.
+            profile={
+                "what": "p99 ms per window, with the 1-minute load average then",
+                "stage_unit": "p99 ms",
+                "stages": [
+                    [f"window from {w['from_s']:g} s (load {w['load_1m']})", w["p99_ms"]]
+                    for w in result["windows"]
+                ],
+            },
         )
     ]
 

@@ -72,6 +72,8 @@ ONLINE: tuple[tuple[str, str, list[str], list[str]], ...] = (
     ("bench_score_batch", "score_batch.json", ["--ids", "100000"], []),
 )
 ONLINE_MODULES = tuple(module for module, *_ in ONLINE)
+# Rows of a profile the summary shows, per ordering.
+PROFILE_ROWS = 12
 ROW_FIELDS = ("benchmark", "case", "real s", "floor s", "ratio", "ratio kind", "aim", "met")
 SUMMARY_HEADER = (
     "benchmark", "case", "real s", "floor s", "ratio", "previous", "change", "aim", "met",
@@ -88,6 +90,8 @@ class Outcome:
     rows: list[list[Any]] = field(default_factory=list)
     # False when the benchmark wrote partial results (a stage failed or did not run).
     complete: bool | None = None
+    # Its comparisons that missed their aim, with their profile and what was tried.
+    misses: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -108,7 +112,8 @@ def run_one(module: str, result_name: str, args: list[str]) -> Outcome:
     document = json.loads(result.read_text()) if fresh else {}
     rows = summary_rows(document) if fresh else []
     complete = document.get("complete") if fresh else None
-    return Outcome(module, code, seconds, str(result) if fresh else None, rows, complete)
+    missed = [c for c in document.get("comparisons", []) if c.get("meets_aim") is False]
+    return Outcome(module, code, seconds, str(result) if fresh else None, rows, complete, missed)
 
 
 def _run_child(command: list[str]) -> int:
@@ -246,7 +251,59 @@ def markdown(
             lines.append("| " + " | ".join(_summary_cells(row, previous)) + " |")
     lines += ["", "| module | exit | results | wall s |", "|---|---|---|---|"]
     lines += [f"| {o.module} | {_exit(o)} | {_results(o)} | {o.seconds:.0f} |" for o in outcomes]
+    lines += not_met([miss for o in outcomes for miss in o.misses])
     return "\n".join(lines) + "\n"
+
+
+def not_met(misses: list[dict[str, Any]]) -> list[str]:
+    """A section per aim not met: what was tried, and the profile of where the real path's
+    time goes. Several aims of one benchmark often share one profile; it is shown once."""
+    if not misses:
+        return []
+    lines = ["", "## Aims not met", ""]
+    shown: dict[str, str] = {}
+    for miss in misses:
+        title = f"{miss['benchmark']}: {miss['case']}"
+        lines += [
+            f"### {title}",
+            "",
+            f"{miss['ratio']:.2f}x ({miss['ratio_kind']}); aim {miss['aim']}.",
+            "",
+        ]
+        if miss.get("tried"):
+            lines += ["What was tried:", "", *(f"- {line}" for line in miss["tried"]), ""]
+        lines += _profile_lines(miss.get("profile"), title, shown)
+    return lines
+
+
+def _profile_lines(profile: dict[str, Any] | None, title: str, shown: dict[str, str]) -> list[str]:
+    if not profile:
+        return ["No profile was recorded for this aim.", ""]
+    key = json.dumps(profile, sort_keys=True, default=str)
+    if key in shown:
+        return [f'Where the time goes: the profile under "{shown[key]}" above.', ""]
+    shown[key] = title
+    lines = [f"Where the time goes ({profile.get('what', 'the real path')}):", ""]
+    if profile.get("stages"):
+        lines += [f"| stage | {profile.get('stage_unit', 'ms')} |", "|---|---|"]
+        lines += [f"| {stage} | {fmt(ms)} |" for stage, ms in profile["stages"]]
+        lines.append("")
+    for order in ("by_cumulative_time", "by_own_time"):
+        rows = profile.get(order, [])[:PROFILE_ROWS]
+        if rows:
+            lines += [
+                f"cProfile, top {len(rows)} {order.replace('_', ' ')}:",
+                "",
+                "| function | calls | own s | cumulative s |",
+                "|---|---|---|---|",
+                *(
+                    f"| `{r['function']}` | {r['calls']:,} | {r['own_s']:.3f} | "
+                    f"{r['cumulative_s']:.3f} |"
+                    for r in rows
+                ),
+                "",
+            ]
+    return lines
 
 
 def _summary_cells(row: list[Any], previous: dict[tuple[str, str], float]) -> list[str]:

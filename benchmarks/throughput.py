@@ -77,6 +77,7 @@ from benchmarks.harness import (
     run_main,
 )
 from benchmarks.online_latency import (
+    TRIED,
     Driven,
     ServerSpec,
     Target,
@@ -415,7 +416,22 @@ def rate_comparison(
         ratio=scorer["rate_per_s"] / other["rate_per_s"],
         ratio_kind="real/floor requests/s",
         aim=aim,
+        profile=cpu_split(result),
+        tried=TRIED["single"],
     )
+
+
+def cpu_split(result: dict[str, Any]) -> dict[str, Any]:
+    """At saturation the rate is the cores over the CPU a request costs: each server's CPU
+    per request (the scorer's handler profile is online_latency's, in its section)."""
+    rows = []
+    for who, figures in result["saturation"].items():
+        rows += [
+            [f"{WHO[who]}: server CPU ms/request", figures.get("server_cpu_ms_per_request")],
+            [f"{WHO[who]}: requests/s", figures.get("rate_per_s")],
+        ]
+    what = "server CPU per request at saturation, and the rate it gave"
+    return {"what": what, "stages": rows, "stage_unit": "value"}
 
 
 # Columns of the tables: a header and the figure each shows.

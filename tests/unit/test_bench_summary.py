@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
 
 from benchmarks import run_all
+from benchmarks.common import profile_top, stats_top
 from benchmarks.run_all import Outcome, change, load_figures, markdown, previous_ratios
 
 pytestmark = pytest.mark.unit
@@ -65,3 +69,49 @@ def test_the_last_summary_is_kept_as_the_previous_one(
     assert list(run_all.keep_previous().values()) == [4.81]
     assert (tmp_path / "summary.previous.md").read_text() == "# last run\n"
     assert not (tmp_path / "summary.json").exists()
+
+
+def _missed(case: str, profile: Mapping[str, object]) -> dict[str, object]:
+    return {
+        **COMPARISONS["comparisons"][0],
+        "case": case,
+        "profile": profile,
+        "tried": ["column reads (dd81bff)", "precompute_online read and left"],
+    }
+
+
+def _work() -> int:
+    return sum(i * i for i in range(20_000))
+
+
+def test_an_aim_not_met_shows_what_was_tried_and_where_the_time_goes() -> None:
+    profile = {
+        "what": "handler x 10",
+        "stages": [["in process p50: online.read", 1.97]],
+        **profile_top(_work, limit=5),
+    }
+    outcome = _outcome(4.81)
+    outcome.misses = [_missed("sqlite single", profile), _missed("redis single", profile)]
+    text = markdown([outcome], 1000, load_figures([1.0]), {})
+    section = text.split("## Aims not met", 1)[1]
+    assert "### online_latency: sqlite single" in section
+    assert "- column reads (dd81bff)" in section
+    assert "| in process p50: online.read | 1.970 |" in section
+    # The profile names the profiled function, and a second aim sharing it points back.
+    assert "_work" in section
+    assert section.count("| in process p50: online.read |") == 1
+    assert 'the profile under "online_latency: sqlite single" above' in section
+
+
+def test_a_summary_with_every_aim_met_has_no_such_section() -> None:
+    assert "Aims not met" not in markdown([_outcome(2.0)], 1000, load_figures([1.0]), {})
+
+
+def test_a_profile_saved_by_a_child_process_is_read_back(tmp_path: Path) -> None:
+    script = tmp_path / "child.py"
+    script.write_text("def spin():\n    return sum(range(200_000))\n\nspin()\n")
+    saved = tmp_path / "child.prof"
+    command = [sys.executable, "-m", "cProfile", "-o", str(saved), str(script)]
+    subprocess.run(command, check=True, timeout=60)
+    top = stats_top(saved, limit=5)
+    assert any("spin" in row["function"] for row in top["by_cumulative_time"])
