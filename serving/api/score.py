@@ -11,7 +11,8 @@ from datetime import UTC, datetime
 from functools import partial
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
+from pydantic import BaseModel
 
 from serving.api.deps import AUTH_RESPONSES, BODY_ERRORS, ScoreCaller, ServiceDep
 from serving.auth import Caller, RateLimitedError
@@ -52,7 +53,7 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
 @router.post(
     "/score", response_model=ScoreResponse, responses={**BODY_ERRORS, **NOT_FOUND, **UNAVAILABLE}
 )
-def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> ScoreResponse:
+def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Response:
     """Score one account: probability, band, decision, reasons and the model behind them."""
     started = time.perf_counter()
     models = service.watcher.current  # taken once: the request ends on the model it began with
@@ -65,11 +66,11 @@ def score(body: ScoreRequest, service: ServiceDep, caller: ScoreCaller) -> Score
     request_id = uuid.uuid4().hex
     now = datetime.now(UTC)
     _record(service, models, [scored], request_id, "/v1/score", caller.name, when, now, started)
-    return _response(scored, request_id, now)
+    return json_response(ScoreResponse(**_answer(scored, request_id, now)))
 
 
 @router.post("/score/batch", response_model=BatchResponse, responses={**BODY_ERRORS, **UNAVAILABLE})
-def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) -> BatchResponse:
+def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) -> Response:
     """Score up to serving.max_batch accounts (default 1,000) in one batched online read.
 
     Results and errors carry each account's position in the request; an account that is
@@ -97,13 +98,20 @@ def score_batch(body: BatchRequest, service: ServiceDep, caller: ScoreCaller) ->
     for index, item in enumerate(body.accounts):
         pair = (item.account_id, item.reported_monthly_income)
         if pair in by_pair:
-            answer = _response(by_pair[pair], request_id, now)
-            response.results.append(BatchResult(index=index, **dict(answer)))
+            answer = _answer(by_pair[pair], request_id, now)
+            response.results.append(BatchResult(index=index, **answer))
         else:
             status, detail = refused[pair] or (500, "not scored")
             response.errors.append(BatchError(index=index, account_id=item.account_id,
                                               status=status, detail=detail))  # fmt: skip
-    return response
+    return json_response(response)
+
+
+def json_response(answer: BaseModel) -> Response:
+    """The answer as JSON bytes, validated once (when it was built). Returned as a Response,
+    FastAPI skips its own response-model pass, which for a `def` route validates the answer
+    again on a second thread-pool hand-over; response_model still documents the route."""
+    return Response(answer.model_dump_json(), media_type="application/json")
 
 
 def _admit(service: Service, caller: Caller, accounts: int) -> None:
@@ -201,22 +209,23 @@ def _count(service: Service, served: ServedModel, outcome: str) -> None:
     service.metrics.model_requests.labels(served.alias, str(served.version), outcome).inc()
 
 
-def _response(s: Scored, request_id: str, now: datetime) -> ScoreResponse:
-    return ScoreResponse(
-        request_id=request_id,
-        account_id=s.row.account_id,
-        probability=s.probability,
-        band=s.band,
-        decision=s.decision,
-        threshold=s.served.model.threshold,
-        model=ModelRef(name=s.served.name, version=s.served.version, alias=s.served.alias),
-        reasons=[ReasonCode(**vars(r)) for r in s.reasons],
-        features_as_of=s.row.as_of,
-        degraded=bool(s.degraded),
-        degraded_reasons=s.degraded,
-        missing_features=s.row.missing,
-        scored_at=now,
-    )
+def _answer(s: Scored, request_id: str, now: datetime) -> dict[str, Any]:
+    """ScoreResponse's fields for one scored account (BatchResult adds its index)."""
+    return {
+        "request_id": request_id,
+        "account_id": s.row.account_id,
+        "probability": s.probability,
+        "band": s.band,
+        "decision": s.decision,
+        "threshold": s.served.model.threshold,
+        "model": ModelRef(name=s.served.name, version=s.served.version, alias=s.served.alias),
+        "reasons": [ReasonCode(**vars(r)) for r in s.reasons],
+        "features_as_of": s.row.as_of,
+        "degraded": bool(s.degraded),
+        "degraded_reasons": s.degraded,
+        "missing_features": s.row.missing,
+        "scored_at": now,
+    }
 
 
 def _record(
