@@ -25,10 +25,13 @@ from benchmarks.common import (
     PreparedData,
     Timing,
     comparison_rows,
+    fmt,
     log_table,
     parser,
+    peak_rss_mib,
     prepare_data,
     profile_top,
+    reset_peak_rss,
     setup_logging,
     temp_feast_store,
     time_once,
@@ -194,10 +197,16 @@ def measure(data: PreparedData, rows: int, repeats: int, profile: bool) -> dict[
         phases: dict[str, dict[str, float]] = {"service": {}, "explicit": {}}
         frames: dict[str, pd.DataFrame] = {}
         timings = {case: Timing() for case in LABELS}
+        # Peak RSS while each path ran (its high-water mark restarted before each call),
+        # the largest over its runs; the resident size before the calls is the baseline.
+        peaks = dict.fromkeys(LABELS, 0.0)
+        baseline = peak_rss_mib() if reset_peak_rss() else None
         # Interleaved rounds, so that load from elsewhere on the machine hits every path.
         for i in range(repeats):
             for case, label in LABELS.items():
+                reset_peak_rss()
                 seconds, _ = time_once(paths.runner(case, entity_df, frames, phases))
+                peaks[case] = max(peaks[case], peak_rss_mib())
                 timings[case].samples.append(seconds)
                 log.info("%s run %d/%d: %.2f s", label, i + 1, repeats, seconds)
         top = None
@@ -209,6 +218,9 @@ def measure(data: PreparedData, rows: int, repeats: int, profile: bool) -> dict[
         "timings": {k: v.samples for k, v in timings.items()},
         "medians": {k: v.median for k, v in timings.items()},
         "phases_last_run": phases,
+        "rss_before_mib": baseline,
+        # None where the high-water mark cannot be restarted: the process's peak then.
+        "peak_rss_mib": peaks if baseline is not None else dict.fromkeys(peaks),
         "agreement_service_vs_floor": agreement(frames["service"], frames["floor"]),
         "profile_service": top,
     }
@@ -263,7 +275,9 @@ def comparisons(result: dict[str, Any], accounts: int) -> list[Comparison]:
             ratio=m[case] / m["floor"],
             ratio_kind="real/floor seconds",
             aim=AIM,
-            profile=where_time_goes(case, phases[case], result["profile_service"], rows),
+            profile=where_time_goes(
+                case, phases[case], result["profile_service"], rows, result["peak_rss_mib"]
+            ),
             tried=TRIED,
         )
         for case, label in (("service", "feature service"), ("explicit", "explicit refs, no ODFV"))
@@ -271,11 +285,18 @@ def comparisons(result: dict[str, Any], accounts: int) -> list[Comparison]:
 
 
 def where_time_goes(
-    case: str, phases: dict[str, float], top: dict[str, Any] | None, rows: int
+    case: str,
+    phases: dict[str, float],
+    top: dict[str, Any] | None,
+    rows: int,
+    peaks: dict[str, float | None],
 ) -> dict[str, Any]:
     """Feast's plan and execution split, and (the service path) the profiled extra run."""
     stages = [[phase, seconds] for phase, seconds in phases.items()]
-    what = f"get_historical_features over {rows:,} rows, its phases in the last timed run"
+    what = (
+        f"get_historical_features over {rows:,} rows, its phases in the last timed run; "
+        f"peak RSS {fmt(peaks[case])} MiB against the floor's {fmt(peaks['floor'])} MiB"
+    )
     if case == "service" and top:
         return {"what": f"{what}; cProfile of one more run", "stage_unit": "s",
                 "stages": stages, **top}  # fmt: skip
@@ -291,9 +312,10 @@ TRIED = (
 
 def report(result: dict[str, Any], items: list[Comparison]) -> None:
     m, phases, rows = result["medians"], result["phases_last_run"], result["rows"]
+    peak = result["peak_rss_mib"]
     log_table(
         f"get_historical_features, {rows:,} entity rows",
-        ("path", "median s", "rows/s", "plan s", "execute + to_df s"),
+        ("path", "median s", "rows/s", "plan s", "execute + to_df s", "peak RSS MiB"),
         [
             [
                 "feast: service collection_risk_v1",
@@ -301,6 +323,7 @@ def report(result: dict[str, Any], items: list[Comparison]) -> None:
                 rows / m["service"],
                 phases["service"].get("plan"),
                 phases["service"].get("execute_and_to_df"),
+                peak["service"],
             ],
             [
                 f"feast: {result['feature_refs']} explicit refs, no ODFV",
@@ -308,10 +331,12 @@ def report(result: dict[str, Any], items: list[Comparison]) -> None:
                 rows / m["explicit"],
                 phases["explicit"].get("plan"),
                 phases["explicit"].get("execute_and_to_df"),
+                peak["explicit"],
             ],
-            ["floor: DuckDB ASOF JOIN", m["floor"], rows / m["floor"], None, None],
+            ["floor: DuckDB ASOF JOIN", m["floor"], rows / m["floor"], None, None, peak["floor"]],
         ],
     )
+    log.info("resident before the timed runs: %s MiB", fmt(result["rss_before_mib"]))
     log_table("ratio", COMPARISON_HEADER, comparison_rows(items))
     log.info("agreement (service vs floor): %s", result["agreement_service_vs_floor"])
     if result["profile_service"]:

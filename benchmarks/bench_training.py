@@ -40,7 +40,6 @@ import json
 import logging
 import multiprocessing
 import os
-import resource
 import shutil
 import statistics
 import tempfile
@@ -64,6 +63,7 @@ from benchmarks.common import (
     comparison_rows,
     log_table,
     parser,
+    peak_rss_mib,
     prepare_raw,
     profile_top,
     setup_logging,
@@ -269,21 +269,6 @@ def in_fresh_process(fn: Callable[..., T], *args: Any) -> T:
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=1, mp_context=context) as pool:
         return pool.submit(fn, *args).result()
-
-
-def peak_rss_mib() -> float:
-    """This process's peak RSS since it started its own interpreter.
-
-    Not ru_maxrss: Linux carries the high-water mark of the forked copy of the parent
-    across exec, so a spawned child would report at least the parent's size. VmHWM
-    belongs to the memory map exec created.
-    """
-    status = Path("/proc/self/status")
-    if status.exists():
-        for line in status.read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
 def rss_mib() -> float:

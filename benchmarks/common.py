@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import platform
+import resource
 import shutil
 import signal
 import statistics
@@ -202,6 +203,32 @@ class Timing:
     @property
     def median(self) -> float:
         return statistics.median(self.samples)
+
+
+def peak_rss_mib() -> float:
+    """This process's peak RSS since it started its own interpreter (or since the last
+    reset_peak_rss).
+
+    Not ru_maxrss: Linux carries the high-water mark of the forked copy of the parent
+    across exec, so a spawned child would report at least the parent's size. VmHWM
+    belongs to the memory map exec created.
+    """
+    status = Path("/proc/self/status")
+    if status.exists():
+        for line in status.read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def reset_peak_rss() -> bool:
+    """Start VmHWM again from the current RSS (Linux: "5" into /proc/self/clear_refs), so
+    the next peak_rss_mib is the peak of what runs in between; False where it cannot."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+    except OSError:
+        return False
+    return True
 
 
 def time_once(fn: Callable[[], object]) -> tuple[float, object]:
