@@ -40,7 +40,7 @@ def serve(
     log.info("scorer on http://%s:%d (docs at /docs), %d worker(s)", host, port, workers)
     try:
         uvicorn.run(
-            "serving.main:create_app",
+            "collectwise.startup:scorer_app",
             factory=True,
             host=host,
             port=port,
