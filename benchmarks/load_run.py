@@ -46,6 +46,7 @@ from benchmarks.common import (
     COMPARISON_HEADER,
     Comparison,
     comparison_rows,
+    fmt,
     log_table,
     setup_logging,
 )
@@ -348,7 +349,7 @@ def comparisons(result: dict[str, Any]) -> list[Comparison]:
                 "what": "p99 ms per window, with the 1-minute load average then",
                 "stage_unit": "p99 ms",
                 "stages": [
-                    [f"window from {w['from_s']:g} s (load {w['load_1m']})", w["p99_ms"]]
+                    [f"window from {w['from_s']:g} s (load {fmt(w['load_1m'])})", w["p99_ms"]]
                     for w in result["windows"]
                 ],
             },
