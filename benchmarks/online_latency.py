@@ -984,6 +984,8 @@ _TRIED_ALWAYS = (
     "(aa0b866); small batches score and explain on one thread, no OpenMP spin (164d790).",
     "The served log converts events to Arrow as they arrive; recorder cycles of at most 250 "
     "events, so no GIL-holding flush burst (4c2c43e).",
+    "Answers are validated once, when built, and sent as JSON bytes: FastAPI's response-model "
+    "pass and the thread-pool hand-over it makes for a def route are skipped (77697dd).",
     "Online rows are read column by column from Feast's SQLite table and Redis hashes "
     "(ColumnReader, dd81bff): 100 accounts 18.7 -> 7.6 ms CPU; 1 account unchanged (0.25 ms).",
     "Feast 0.67's FeatureService(precompute_online=True) was read and left: it keys the vector "
