@@ -112,6 +112,11 @@ def warm_up(served: ServedModel) -> None:
 
 FingerprintCheck = Callable[[ScoringModel], str | None]
 
+# Champions replaced by a promotion stay loaded, this many, so that rolling back to one is a
+# swap and not a reload: until a worker has loaded the previous champion again it keeps
+# answering with the one that failed (seconds on a busy machine).
+KEEP_RETIRED = 2
+
 
 class ModelWatcher:
     """Holds the current ModelSet and refreshes it when the registry's aliases move."""
@@ -128,6 +133,7 @@ class ModelWatcher:
         self._lock = threading.Lock()
         # Versions that failed the check: not reloaded (nor re-alerted) on every poll.
         self._refused: dict[int, str] = {}
+        self._retired: dict[int, ServedModel] = {}
         self.current = ModelSet(None, None, "models not loaded yet")
 
     def refresh(self) -> bool:
@@ -138,6 +144,7 @@ class ModelWatcher:
                 return False
             new = self._build(wanted)
             changed = new.versions != self.current.versions or new.problem != self.current.problem
+            self._retire(self.current.champion, new.champion)
             self.current = new
         if changed:
             log.info("serving %s", new.versions if new.problem is None else new.problem)
@@ -159,6 +166,8 @@ class ModelWatcher:
             return None
         if current is not None and current.version == version:
             return current
+        if alias == CHAMPION and (kept := self._reinstated(version)) is not None:
+            return kept
         if version not in self._refused:
             loaded = self._load(version)
             problem = self._check(loaded.model)
@@ -168,6 +177,23 @@ class ModelWatcher:
             log.error(self._refused[version])
             self._on_problem(self._refused[version])
         return current if alias == CHAMPION else None
+
+    def _retire(self, old: ServedModel | None, new: ServedModel | None) -> None:
+        if old is None or (new is not None and new.version == old.version):
+            return
+        self._retired.pop(old.version, None)
+        self._retired[old.version] = old  # newest last: the oldest goes first
+        while len(self._retired) > KEEP_RETIRED:
+            del self._retired[next(iter(self._retired))]
+
+    def _reinstated(self, version: int) -> ServedModel | None:
+        """A retired champion back as champion, if it still passes the load check (the
+        definitions may have moved since it was served); else None, and it loads afresh."""
+        kept = self._retired.pop(version, None)
+        if kept is None or self._check(kept.model) is not None:
+            return None
+        log.info("champion %s reinstated from memory", version)
+        return kept
 
     def refused(self, version: int | None) -> str | None:
         return self._refused.get(version) if version is not None else None

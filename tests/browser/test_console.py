@@ -14,13 +14,17 @@ import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pytest
 import requests
 from requests.adapters import HTTPAdapter
-from selenium.common.exceptions import TimeoutException
+from selenium.common.exceptions import (
+    NoSuchElementException,
+    StaleElementReferenceException,
+    TimeoutException,
+)
 from selenium.webdriver import Chrome as WebDriver
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ec
@@ -54,10 +58,17 @@ def wait_for(driver: WebDriver, css: str, timeout: float = WAIT_S) -> None:
 
 
 def wait_for_text(driver: WebDriver, css: str, text: str, timeout: float = WAIT_S) -> str:
-    WebDriverWait(driver, timeout).until(
-        ec.text_to_be_present_in_element((By.CSS_SELECTOR, css), text)
-    )
-    return str(driver.find_element(By.CSS_SELECTOR, css).text)
+    """The element's text once it holds `text`, read inside the wait: a Plotly redraw can
+    replace the element between a find and a read (a stale element)."""
+
+    def holding(d: WebDriver) -> tuple[str] | Literal[False]:
+        try:
+            found = str(d.find_element(By.CSS_SELECTOR, css).text)
+        except (NoSuchElementException, StaleElementReferenceException):
+            return False
+        return (found,) if text in found else False
+
+    return WebDriverWait(driver, timeout).until(holding)[0]
 
 
 def settle(driver: WebDriver, timeout: float = WAIT_S) -> None:

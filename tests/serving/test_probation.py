@@ -205,8 +205,25 @@ def _raising(base: ScoringModel, world: ScorerWorld) -> Any:
 
 
 def _restored(flow: Traffic, live: Live, last: int = 10) -> bool:
+    """The last answers came from the previous champion, and every worker serves it: the
+    traffic's one keep-alive connection reaches one worker only, so the other is asked
+    through the champion-version gauge (the highest across workers, and a rollback lowers it)."""
     tail = flow.answers[-last:]
-    return len(tail) == last and all(a.version == live.base_version for a in tail)
+    answered = len(tail) == last and all(a.version == live.base_version for a in tail)
+    return answered and _served_champion(live.scorer.url) == live.base_version
+
+
+def _served_champion(url: str) -> float | None:
+    text = requests.get(f"{url}/metrics", timeout=10).text
+    return next(
+        (
+            s.value
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "collectwise_model_version" and s.labels.get("alias") == "champion"
+        ),
+        None,
+    )
 
 
 BAD: dict[str, tuple[Callable[[ScoringModel, ScorerWorld], Any], str]] = {
@@ -239,6 +256,7 @@ def test_a_bad_champion_is_rolled_back_within_its_window(
         # Registered, a version is the challenger first: scored in the shadow of every
         # request, where its failures must cost nobody an answer.
         bad = _register(replace(live.base, estimator=make(live.base, world)), live.reference)
+        assert bad.version > live.base_version  # _restored reads a highest-across-workers gauge
         if case == "raises":
             failing = lambda: _model_errors(live.scorer.url, bad.version, "challenger") > 0  # noqa: E731
             _wait("the challenger to fail in the shadow", failing, 30)

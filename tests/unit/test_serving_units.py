@@ -83,7 +83,7 @@ def watcher(monkeypatch: pytest.MonkeyPatch) -> tuple[ModelWatcher, FakeRegistry
     monkeypatch.setattr(
         "serving.model_set.serve_model",
         lambda alias, loaded: SimpleNamespace(
-            alias=alias, loaded=loaded, version=loaded.meta.version
+            alias=alias, loaded=loaded, model=loaded.model, version=loaded.meta.version
         ),
     )
     w = ModelWatcher(
@@ -163,3 +163,36 @@ def test_a_redis_cluster_that_lost_a_node_reads_as_unreachable_to_the_cli() -> N
     for exc in (ClusterDownError("The cluster is down"), SlotNotCoveredError("slot 42")):
         down = backend_down(exc)
         assert down is not None and "the online store (Redis) is unreachable" in str(down)
+
+
+def test_a_rollback_reinstates_the_retired_champion_without_a_reload(watcher: Any) -> None:
+    w, fake, _ = watcher
+    w.refresh()
+    previous = w.current.champion
+    fake.aliases["champion"] = 2
+    w.refresh()
+    fake.aliases["champion"] = 1  # the rollback
+    assert w.refresh()
+    assert w.current.champion is previous  # the same object: nothing loaded, nothing warmed
+    assert fake.loads == [1, 2]
+
+
+def test_a_retired_champion_that_no_longer_passes_the_check_loads_afresh(watcher: Any) -> None:
+    w, fake, problems = watcher
+    w.refresh()
+    fake.aliases["champion"] = 2
+    w.refresh()
+    w._retired[1].loaded.model.fingerprint = "bad"  # the definitions moved since it served
+    fake.aliases["champion"] = 1
+    w.refresh()
+    assert fake.loads == [1, 2, 1] and w.current.champion.version == 1 and not problems
+
+
+def test_only_the_last_retired_champions_stay_loaded(watcher: Any) -> None:
+    w, fake, _ = watcher
+    for version in (1, 2, 3, 4):
+        fake.aliases["champion"] = version
+        w.refresh()
+    fake.aliases["champion"] = 1  # retired longest ago: no longer kept
+    w.refresh()
+    assert fake.loads == [1, 2, 3, 4, 1]
