@@ -351,12 +351,12 @@ def paired_fits(
     both; medians count. Peak RSS is read after the first real fit, before any floor."""
     real = real_fit(dataset_dir, params)
     peak = peak_rss_mib()
-    runs, floors = [real.seconds], [floor_fit(real, params)]
+    runs, floors = [real.seconds], [floor_fit(real)]
     for _ in range(repeats - 1):
         del real  # the previous run's frames go before the next run allocates its own
         real = real_fit(dataset_dir, params)
         runs.append(real.seconds)
-        floors.append(floor_fit(real, params))
+        floors.append(floor_fit(real))
     medians = {k: statistics.median(r[k] for r in runs) for k in ("prepare_s", "fit_s", "total_s")}
     return real, {
         "real": {**runs[0], **medians, "runs": runs, "peak_rss_mib": peak},
@@ -417,7 +417,7 @@ def booster_settings(estimator: Any) -> dict[str, Any]:
     }
 
 
-def floor_fit(real: RealFit, params: TrainParams) -> dict[str, Any]:
+def floor_fit(real: RealFit) -> dict[str, Any]:
     """Bare XGBoost with the real booster's settings on the same matrices as NumPy."""
     seconds, rounds = bare_fit(*floor_matrices(real), real.booster_settings)
     if rounds != real.seconds["rounds"]:

@@ -182,16 +182,26 @@ def _probation_rolled_back() -> bool:
     return _champion() != before
 
 
-def _model_errors(url: str, version: int, alias: str = "champion") -> float:
+def _samples(url: str, name: str, **labels: str) -> list[float]:
+    """Values of the scorer's metric `name` whose labels include `labels`."""
     text = requests.get(f"{url}/metrics", timeout=10).text
-    return sum(
+    return [
         s.value
         for family in text_string_to_metric_families(text)
         for s in family.samples
-        if s.name == "collectwise_model_requests_total"
-        and s.labels.get("version") == str(version)
-        and s.labels.get("alias") == alias
-        and s.labels.get("outcome") == "error"
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items())
+    ]
+
+
+def _model_errors(url: str, version: int, alias: str = "champion") -> float:
+    return sum(
+        _samples(
+            url,
+            "collectwise_model_requests_total",
+            version=str(version),
+            alias=alias,
+            outcome="error",
+        )
     )
 
 
@@ -214,16 +224,7 @@ def _restored(flow: Traffic, live: Live, last: int = 10) -> bool:
 
 
 def _served_champion(url: str) -> float | None:
-    text = requests.get(f"{url}/metrics", timeout=10).text
-    return next(
-        (
-            s.value
-            for family in text_string_to_metric_families(text)
-            for s in family.samples
-            if s.name == "collectwise_model_version" and s.labels.get("alias") == "champion"
-        ),
-        None,
-    )
+    return next(iter(_samples(url, "collectwise_model_version", alias="champion")), None)
 
 
 BAD: dict[str, tuple[Callable[[ScoringModel, ScorerWorld], Any], str]] = {
