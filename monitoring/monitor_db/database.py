@@ -32,6 +32,23 @@ def _ensure_sqlite_dir(url: str) -> None:
         Path(parsed.database or "").parent.mkdir(parents=True, exist_ok=True)
 
 
+# Any fixed number: it names the schema lock among PostgreSQL's advisory locks.
+SCHEMA_LOCK_KEY = 0x636F6C6C6563  # "collec"
+
+
+def _lock_schema(conn: sa.Connection) -> None:
+    """Hold the database's schema lock until this transaction ends.
+
+    SQLite: BEGIN IMMEDIATE takes the write lock now (others wait up to the busy timeout);
+    its DDL is transactional, so the tables appear at commit. PostgreSQL: a transaction-scoped
+    advisory lock, with DDL transactional there too."""
+    backend = conn.dialect.name
+    if backend == "sqlite":
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+    elif backend == "postgresql":
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:key)"), {"key": SCHEMA_LOCK_KEY})
+
+
 class MonitoringStore(
     MetricHistory, RuleBook, AlertLifecycle, RunHistory, RetrainHistory, HeartbeatBook
 ):
@@ -50,8 +67,14 @@ class MonitoringStore(
         self.seeded = self._create_schema(seed_defaults)
 
     def _create_schema(self, seed_defaults: bool) -> bool:
-        fresh = not sa.inspect(self.engine).has_table(alert_rules.name)
-        metadata.create_all(self.engine)
+        # Two processes opening a new database at once (the scheduler and an operator's CLI)
+        # would both see no table and both CREATE it; the second fails with "already
+        # exists". Checking and creating under one lock makes the first create and the
+        # second find the tables, and only the creator seeds the default rules.
+        with self.engine.begin() as conn:
+            _lock_schema(conn)
+            fresh = not sa.inspect(conn).has_table(alert_rules.name)
+            metadata.create_all(conn)
         if not (fresh and seed_defaults):
             return False
         for rule in DEFAULT_RULES:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import math
+import multiprocessing
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -85,6 +86,32 @@ def test_schema_seed_and_metric_history(store: MonitoringStore, db_url: str) -> 
     assert list(store.metric_series("drift.share_drifted", limit=1)["value"]) == [0.3]
     assert store.metric_series("nope").empty
     assert store.metric_names() == ["drift.share_drifted"]
+
+
+def _open_at_once(url: str, start: Any, seeded: Any) -> None:
+    start.wait()
+    opened = MonitoringStore(url)
+    seeded.put(opened.seeded)
+    opened.dispose()
+
+
+def test_processes_opening_a_new_database_at_once_all_open_it(db_url: str) -> None:
+    # Seen in CI: the scheduler and a test's own store opened a new monitoring.db together
+    # and the second CREATE TABLE failed with "table alert_rules already exists".
+    context = multiprocessing.get_context("fork")
+    start, seeded = context.Barrier(6), context.Queue()
+    workers = [
+        context.Process(target=_open_at_once, args=(db_url, start, seeded)) for _ in range(6)
+    ]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(60)
+    assert [worker.exitcode for worker in workers] == [0] * 6
+    assert sorted(seeded.get(timeout=5) for _ in workers) == [False] * 5 + [True]
+    opened = MonitoringStore(db_url)
+    assert sorted(r.name for r in opened.list_rules()) == sorted(r.name for r in DEFAULT_RULES)
+    opened.dispose()
 
 
 def test_rule_crud_and_validation(store: MonitoringStore) -> None:
