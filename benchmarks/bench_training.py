@@ -579,38 +579,61 @@ def real_split(inputs: ScoringInputs, repeats: int) -> dict[str, float]:
 def _split_once(inputs: ScoringInputs) -> dict[str, float]:
     import numpy as np  # noqa: PLC0415
 
-    from training.model_matrix import model_matrix  # noqa: PLC0415
+    from training.batch_scoring import SCORE_CHUNK_ROWS  # noqa: PLC0415
 
-    bundle, vectors, steps = inputs.bundle, inputs.vectors, {}
+    vectors, steps = inputs.vectors, dict.fromkeys(SPLIT_KEYS[:-1], 0.0)
 
     def step(name: str, fn: Callable[[], T]) -> T:
-        steps[name], value = timed(fn)
+        seconds, value = timed(fn)
+        steps[name] += seconds
         return value
 
-    known = step("known_mask", lambda: vectors["customer_id"].fillna("").astype(str) != "")
-    out = step("out_frame_init", lambda: _out_frame(vectors))
-    subset = step("filter_known_rows", lambda: vectors[known])
-    x = step("model_matrix", lambda: model_matrix(subset))
-    selected = step("bundle_matrix_select_astype", lambda: bundle.matrix(x))
-    p = step("calibrated_predict_proba", lambda: bundle.estimator.predict_proba(selected))
-    scored = step("bands_and_score_frame", lambda: _score_frame(bundle, np.asarray(p)[:, 1], x))
-    step("write_back_and_status", lambda: _write_back(out, known, scored))
+    known = step("known_mask", lambda: _known(vectors))
+    out = step("result_arrays_init", lambda: _result_arrays(len(vectors)))
+    rows = np.flatnonzero(known)
+    for start in range(0, len(rows), SCORE_CHUNK_ROWS):
+        _split_chunk(inputs, rows[start : start + SCORE_CHUNK_ROWS], out, step)
+    step("result_frame", lambda: _result_frame(vectors, known, out))
+    booster_s = steps.pop("of_which_xgboost_on_dataframe")
     steps["steps_sum_s"] = sum(steps.values())
-    # Inside calibrated_predict_proba: the booster alone on the same DataFrame; the rest of
-    # that step is the calibrator and the pipeline around it.
-    booster_s, _ = timed(lambda: inputs.booster.predict_proba(selected))
     steps["of_which_xgboost_on_dataframe"] = booster_s
     return steps
 
 
-def _out_frame(vectors: pd.DataFrame) -> pd.DataFrame:
+def _split_chunk(
+    inputs: ScoringInputs, part: np.ndarray, out: dict[str, np.ndarray], step: Callable[..., Any]
+) -> None:
+    """One chunk's steps, as score_vectors' loop runs them."""
+    import numpy as np  # noqa: PLC0415
+
+    from training.model_matrix import model_matrix  # noqa: PLC0415
+
+    bundle = inputs.bundle
+    whole = len(part) == len(inputs.vectors)
+    subset = step("take_chunk_rows", lambda: inputs.vectors if whole else inputs.vectors.iloc[part])
+    x = step("model_matrix", lambda: model_matrix(subset))
+    selected = step("bundle_matrix_select_astype", lambda: bundle.matrix(x))
+    p = step("calibrated_predict_proba", lambda: bundle.estimator.predict_proba(selected))
+    scored = step("bands_and_score_frame", lambda: _score_frame(bundle, np.asarray(p)[:, 1], x))
+    step("write_back", lambda: _write_back(out, part, scored))
+    # Inside calibrated_predict_proba: the booster alone on the same DataFrame; the rest of
+    # that step is the calibrator and the pipeline around it.
+    step("of_which_xgboost_on_dataframe", lambda: inputs.booster.predict_proba(selected))
+
+
+def _known(vectors: pd.DataFrame) -> np.ndarray:
+    return (vectors["customer_id"].fillna("").astype(str) != "").to_numpy()
+
+
+def _result_arrays(rows: int) -> dict[str, np.ndarray]:
+    import numpy as np  # noqa: PLC0415
     import pandas as pd  # noqa: PLC0415
 
-    out = pd.DataFrame({"account_id": vectors["account_id"].astype(str)})
-    out["probability"] = float("nan")
-    out["band"] = "unknown"
-    out["decision"] = pd.NA
-    return out
+    return {
+        "probability": np.full(rows, np.nan),
+        "band": np.full(rows, "unknown", dtype=object),
+        "decision": np.full(rows, pd.NA, dtype=object),
+    }
 
 
 def _score_frame(bundle: Any, p: np.ndarray, x: pd.DataFrame) -> pd.DataFrame:
@@ -624,11 +647,22 @@ def _score_frame(bundle: Any, p: np.ndarray, x: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def _write_back(out: pd.DataFrame, known: pd.Series, scored: pd.DataFrame) -> None:
-    out.loc[known, "probability"] = scored["probability"].to_numpy()
-    out.loc[known, "band"] = scored["band"].to_numpy()
-    out.loc[known, "decision"] = scored["decision"].to_numpy()
-    out["status"] = known.map({True: "scored", False: "no features for this account"})
+def _write_back(out: dict[str, np.ndarray], part: np.ndarray, scored: pd.DataFrame) -> None:
+    out["probability"][part] = scored["probability"].to_numpy()
+    out["band"][part] = scored["band"].to_numpy()
+    out["decision"][part] = scored["decision"].to_numpy(dtype=object)
+
+
+def _result_frame(
+    vectors: pd.DataFrame, known: np.ndarray, out: dict[str, np.ndarray]
+) -> pd.DataFrame:
+    import numpy as np  # noqa: PLC0415
+    import pandas as pd  # noqa: PLC0415
+
+    status = np.full(len(vectors), "no features for this account", dtype=object)
+    status[known] = "scored"
+    columns = {**out, "status": status}
+    return pd.DataFrame({"account_id": vectors["account_id"].astype(str), **columns}, copy=False)
 
 
 # --- tuning, in its own process ----------------------------------------------------------------
@@ -788,6 +822,16 @@ FIT_TRIED = (
 SCORE_TRIED = (
     "The scoring fast path: booster and calibrator called directly where verified equal to "
     "the sklearn chain, no matrix copies when the input already is the model matrix (aa0b866).",
+    "score_vectors scores 65,536 rows at a time (training.batch_scoring.SCORE_CHUNK_ROWS). "
+    "At 1M rows one pass built a 360 MB matrix in fresh pages after the floor freed its own: "
+    "4.2 s against 3.2 s chunked (chunks of 16,384: 3.4 s; 131,072: 3.1 s), floor 1.9 s.",
+    "Not kept, measured at 1M rows: a column-major model matrix (assembly 0.15 s faster, "
+    "predict the same; not worth a layout change every consumer would see); the array "
+    "features through Arrow (0.09 s a column against 0.15 s for NumPy arrays, but 0.28 s "
+    "against 0.18 s for lists); switching the garbage collector off (no collection ran "
+    "during a call).",
+    "At 10k rows the fixed costs dominate: model_matrix 6 ms (25 inputs, 3 array "
+    "features) and the calibrator 1-3 ms beside a 9 ms predict.",
 )
 
 
@@ -853,14 +897,15 @@ def report_scoring(sizes: list[dict[str, Any]]) -> None:
 
 SPLIT_COLUMNS = {
     "known_mask": "known",
-    "out_frame_init": "init",
-    "filter_known_rows": "filter",
+    "result_arrays_init": "init",
+    "take_chunk_rows": "take",
     "model_matrix": "matrix",
     "bundle_matrix_select_astype": "select",
     "calibrated_predict_proba": "predict",
-    "of_which_xgboost_on_dataframe": "xgb part",
     "bands_and_score_frame": "bands",
-    "write_back_and_status": "write",
+    "write_back": "write",
+    "result_frame": "frame",
+    "of_which_xgboost_on_dataframe": "xgb part",
     "steps_sum_s": "sum",
 }
 SPLIT_KEYS, SPLIT_LABELS = tuple(SPLIT_COLUMNS), tuple(SPLIT_COLUMNS.values())

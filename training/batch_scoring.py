@@ -41,6 +41,10 @@ NO_FEATURES: Final = "no features for this account"
 INVALID_ID: Final = "invalid account id"
 # The output format follows --out's extension (any case); nothing else is written.
 OUTPUT_FORMATS: Final = (".csv", ".parquet", ".json")
+# Rows score_vectors scores at a time. A million rows at once built a 360 MB model matrix
+# in fresh pages and took 4.2 s against 3.2 s in chunks of this size (bench_training);
+# a chunk's matrix (about 24 MB) is reused from freed memory, and memory stays bounded.
+SCORE_CHUNK_ROWS: Final = 65_536
 # Accounts read from the online store and scored at a time by score_accounts.
 ONLINE_CHUNK_ROWS: Final = 10_000
 
@@ -64,21 +68,31 @@ class BatchInput:
 
 def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
     """Probability, band and decision per account; accounts without features are kept,
-    marked, and never scored as if their features were zero."""
+    marked, and never scored as if their features were zero.
+
+    Rows are scored SCORE_CHUNK_ROWS at a time, so memory holds one chunk's model matrix
+    however many rows come in."""
     from training.model_matrix import model_matrix  # noqa: PLC0415
 
-    known = vectors["customer_id"].fillna("").astype(str) != ""
-    out = pd.DataFrame({"account_id": vectors["account_id"].astype(str)})
-    out["probability"] = float("nan")
-    out["band"] = "unknown"
-    out["decision"] = pd.NA
-    if known.any():
-        scored = model.score(model_matrix(vectors[known]))
-        out.loc[known, "probability"] = scored["probability"].to_numpy()
-        out.loc[known, "band"] = scored["band"].to_numpy()
-        out.loc[known, "decision"] = scored["decision"].to_numpy()
-    out["status"] = known.map({True: "scored", False: NO_FEATURES})
-    return out
+    known = (vectors["customer_id"].fillna("").astype(str) != "").to_numpy()
+    probability = np.full(len(vectors), np.nan)
+    band = np.full(len(vectors), "unknown", dtype=object)
+    decision = np.full(len(vectors), pd.NA, dtype=object)
+    rows = np.flatnonzero(known)
+    for start in range(0, len(rows), SCORE_CHUNK_ROWS):
+        part = rows[start : start + SCORE_CHUNK_ROWS]
+        # Every row, in one chunk: no copy of the whole frame first.
+        chunk = vectors if len(part) == len(vectors) else vectors.iloc[part]
+        scored = model.score(model_matrix(chunk))
+        probability[part] = scored["probability"].to_numpy()
+        band[part] = scored["band"].to_numpy()
+        decision[part] = scored["decision"].to_numpy(dtype=object)
+    status = np.full(len(vectors), NO_FEATURES, dtype=object)
+    status[known] = "scored"
+    # The id Series first: the result keeps the input's index, the arrays follow by position.
+    # copy=False: the arrays are this call's own, and copying them cost 0.1 s a million rows.
+    columns = {"probability": probability, "band": band, "decision": decision, "status": status}
+    return pd.DataFrame({"account_id": vectors["account_id"].astype(str), **columns}, copy=False)
 
 
 def score_accounts(
@@ -120,7 +134,7 @@ def score_accounts(
     finally:
         read.close()
     columns = {"probability": probability, "band": band, "decision": decision}
-    return pd.DataFrame({"account_id": ids, **columns, "status": status})
+    return pd.DataFrame({"account_id": ids, **columns, "status": status}, copy=False)
 
 
 class _ChunkReader:

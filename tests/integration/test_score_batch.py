@@ -17,11 +17,14 @@ from ingestion.features import build_features
 from ingestion.retrieval import apply_scratch_repo
 from ingestion.uci import ingest_uci
 from tests.integration.conftest import FeatureData
+from training import batch_scoring
 from training.batch_scoring import (
+    NO_FEATURES,
     is_uci_file,
     read_account_ids,
     score_accounts,
     score_uci_file,
+    score_vectors,
     snapshot_vectors,
 )
 from training.model_matrix import model_matrix
@@ -55,6 +58,30 @@ def test_uci_file_is_scored_through_the_feature_definitions(uci_csv: Path, tmp_p
     # the batch path rebuilds exactly the vectors the model was fitted on
     expected = pd.Series(model.predict_proba(model_matrix(vectors)), index=vectors["account_id"])
     np.testing.assert_allclose(scores.loc[expected.index, "probability"].to_numpy(float), expected)
+    _chunks_score_as_one(model, vectors)
+
+
+def _chunks_score_as_one(model: ScoringModel, vectors: pd.DataFrame) -> None:
+    """score_vectors in chunks of 7 rows equals one pass, with accounts lacking features
+    between the scored ones and an index that is not 0..n-1."""
+    mixed = vectors.copy()
+    mixed.loc[mixed.index[::5], "customer_id"] = None
+    mixed.index = mixed.index * 3 + 11
+    whole = score_vectors(model, mixed)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(batch_scoring, "SCORE_CHUNK_ROWS", 7)
+        chunked = score_vectors(model, mixed)
+    pd.testing.assert_frame_equal(chunked, whole)
+    assert list(whole.index) == list(mixed.index)
+    lacking = whole.iloc[::5]
+    assert (lacking["status"] == NO_FEATURES).all() and lacking["probability"].isna().all()
+    assert lacking["decision"].isna().all() and (lacking["band"] == "unknown").all()
+    scored = whole.drop(index=lacking.index)
+    known = mixed.drop(index=lacking.index)
+    np.testing.assert_allclose(
+        scored["probability"].to_numpy(float), model.predict_proba(model_matrix(known))
+    )
+    assert set(scored["decision"]) <= {True, False} and (scored["status"] == "scored").all()
 
 
 def fitted_model_from_work(csv: Path, work: Path) -> tuple[ScoringModel, pd.DataFrame]:
