@@ -42,7 +42,7 @@ INVALID_ID: Final = "invalid account id"
 # The output format follows --out's extension (any case); nothing else is written.
 OUTPUT_FORMATS: Final = (".csv", ".parquet", ".json")
 # Rows score_vectors scores at a time. A million rows at once built a 360 MB model matrix
-# in fresh pages and took 4.2 s against 3.2 s in chunks of this size (bench_training);
+# in fresh pages and took 4.2 s against 3.2-3.4 s in chunks of this size (bench_training);
 # a chunk's matrix (about 24 MB) is reused from freed memory, and memory stays bounded.
 SCORE_CHUNK_ROWS: Final = 65_536
 # Accounts read from the online store and scored at a time by score_accounts.
