@@ -77,6 +77,7 @@ if TYPE_CHECKING:
     import numpy as np
     import pandas as pd
 
+    from training.batch_scoring import ScoreColumns
     from training.train import Prepared, TrainParams
 
 log = logging.getLogger(__name__)
@@ -579,7 +580,12 @@ def real_split(inputs: ScoringInputs, repeats: int) -> dict[str, float]:
 def _split_once(inputs: ScoringInputs) -> dict[str, float]:
     import numpy as np  # noqa: PLC0415
 
-    from training.batch_scoring import SCORE_CHUNK_ROWS  # noqa: PLC0415
+    from training.batch_scoring import (  # noqa: PLC0415
+        NO_FEATURES,
+        SCORE_CHUNK_ROWS,
+        ScoreColumns,
+        has_features,
+    )
 
     vectors, steps = inputs.vectors, dict.fromkeys(SPLIT_KEYS[:-1], 0.0)
 
@@ -588,12 +594,12 @@ def _split_once(inputs: ScoringInputs) -> dict[str, float]:
         steps[name] += seconds
         return value
 
-    known = step("known_mask", lambda: _known(vectors))
-    out = step("result_arrays_init", lambda: _result_arrays(len(vectors)))
+    known = step("known_mask", lambda: has_features(vectors))
+    out = step("result_arrays_init", lambda: ScoreColumns(len(vectors), NO_FEATURES))
     rows = np.flatnonzero(known)
     for start in range(0, len(rows), SCORE_CHUNK_ROWS):
         _split_chunk(inputs, rows[start : start + SCORE_CHUNK_ROWS], out, step)
-    step("result_frame", lambda: _result_frame(vectors, known, out))
+    step("result_frame", lambda: out.frame(vectors["account_id"].astype(str)))
     booster_s = steps.pop("of_which_xgboost_on_dataframe")
     steps["steps_sum_s"] = sum(steps.values())
     steps["of_which_xgboost_on_dataframe"] = booster_s
@@ -601,7 +607,7 @@ def _split_once(inputs: ScoringInputs) -> dict[str, float]:
 
 
 def _split_chunk(
-    inputs: ScoringInputs, part: np.ndarray, out: dict[str, np.ndarray], step: Callable[..., Any]
+    inputs: ScoringInputs, part: np.ndarray, out: ScoreColumns, step: Callable[..., Any]
 ) -> None:
     """One chunk's steps, as score_vectors' loop runs them."""
     import numpy as np  # noqa: PLC0415
@@ -615,25 +621,10 @@ def _split_chunk(
     selected = step("bundle_matrix_select_astype", lambda: bundle.matrix(x))
     p = step("calibrated_predict_proba", lambda: bundle.estimator.predict_proba(selected))
     scored = step("bands_and_score_frame", lambda: _score_frame(bundle, np.asarray(p)[:, 1], x))
-    step("write_back", lambda: _write_back(out, part, scored))
+    step("write_back", lambda: out.put(part, scored, "scored"))
     # Inside calibrated_predict_proba: the booster alone on the same DataFrame; the rest of
     # that step is the calibrator and the pipeline around it.
     step("of_which_xgboost_on_dataframe", lambda: inputs.booster.predict_proba(selected))
-
-
-def _known(vectors: pd.DataFrame) -> np.ndarray:
-    return (vectors["customer_id"].fillna("").astype(str) != "").to_numpy()
-
-
-def _result_arrays(rows: int) -> dict[str, np.ndarray]:
-    import numpy as np  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
-
-    return {
-        "probability": np.full(rows, np.nan),
-        "band": np.full(rows, "unknown", dtype=object),
-        "decision": np.full(rows, pd.NA, dtype=object),
-    }
 
 
 def _score_frame(bundle: Any, p: np.ndarray, x: pd.DataFrame) -> pd.DataFrame:
@@ -645,24 +636,6 @@ def _score_frame(bundle: Any, p: np.ndarray, x: pd.DataFrame) -> pd.DataFrame:
         {"probability": p, "band": bundle.bands(p), "decision": p >= bundle.threshold},
         index=x.index,
     )
-
-
-def _write_back(out: dict[str, np.ndarray], part: np.ndarray, scored: pd.DataFrame) -> None:
-    out["probability"][part] = scored["probability"].to_numpy()
-    out["band"][part] = scored["band"].to_numpy()
-    out["decision"][part] = scored["decision"].to_numpy(dtype=object)
-
-
-def _result_frame(
-    vectors: pd.DataFrame, known: np.ndarray, out: dict[str, np.ndarray]
-) -> pd.DataFrame:
-    import numpy as np  # noqa: PLC0415
-    import pandas as pd  # noqa: PLC0415
-
-    status = np.full(len(vectors), "no features for this account", dtype=object)
-    status[known] = "scored"
-    columns = {**out, "status": status}
-    return pd.DataFrame({"account_id": vectors["account_id"].astype(str), **columns}, copy=False)
 
 
 # --- tuning, in its own process ----------------------------------------------------------------

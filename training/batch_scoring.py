@@ -66,6 +66,40 @@ class BatchInput:
     account_ids: tuple[str, ...] = ()
 
 
+class ScoreColumns:
+    """A batch result's columns, filled position by position as chunks are scored; rows
+    never filled keep the unscored defaults and the status they were made with."""
+
+    def __init__(self, rows: int, status: str) -> None:
+        self.probability = np.full(rows, np.nan)
+        self.band = np.full(rows, "unknown", dtype=object)
+        self.decision = np.full(rows, pd.NA, dtype=object)
+        self.status = np.full(rows, status, dtype=object)
+
+    def put(self, where: np.ndarray, scored: pd.DataFrame, status: str | np.ndarray) -> None:
+        self.probability[where] = scored["probability"].to_numpy()
+        self.band[where] = scored["band"].to_numpy()
+        self.decision[where] = scored["decision"].to_numpy(dtype=object)
+        self.status[where] = status
+
+    def frame(self, account_id: pd.Series | Sequence[str]) -> pd.DataFrame:
+        """A Series of ids first keeps its index; the columns follow by position. copy=False:
+        the arrays are this result's own, and copying them cost 0.1 s a million rows."""
+        columns = {
+            "account_id": account_id,
+            "probability": self.probability,
+            "band": self.band,
+            "decision": self.decision,
+            "status": self.status,
+        }
+        return pd.DataFrame(columns, copy=False)
+
+
+def has_features(vectors: pd.DataFrame) -> np.ndarray:
+    """Rows whose account resolved to a customer: the others have no features to score."""
+    return (vectors["customer_id"].fillna("").astype(str) != "").to_numpy()
+
+
 def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
     """Probability, band and decision per account; accounts without features are kept,
     marked, and never scored as if their features were zero.
@@ -74,25 +108,14 @@ def score_vectors(model: ScoringModel, vectors: pd.DataFrame) -> pd.DataFrame:
     however many rows come in."""
     from training.model_matrix import model_matrix  # noqa: PLC0415
 
-    known = (vectors["customer_id"].fillna("").astype(str) != "").to_numpy()
-    probability = np.full(len(vectors), np.nan)
-    band = np.full(len(vectors), "unknown", dtype=object)
-    decision = np.full(len(vectors), pd.NA, dtype=object)
-    rows = np.flatnonzero(known)
+    out = ScoreColumns(len(vectors), NO_FEATURES)
+    rows = np.flatnonzero(has_features(vectors))
     for start in range(0, len(rows), SCORE_CHUNK_ROWS):
         part = rows[start : start + SCORE_CHUNK_ROWS]
         # Every row, in one chunk: no copy of the whole frame first.
         chunk = vectors if len(part) == len(vectors) else vectors.iloc[part]
-        scored = model.score(model_matrix(chunk))
-        probability[part] = scored["probability"].to_numpy()
-        band[part] = scored["band"].to_numpy()
-        decision[part] = scored["decision"].to_numpy(dtype=object)
-    status = np.full(len(vectors), NO_FEATURES, dtype=object)
-    status[known] = "scored"
-    # The id Series first: the result keeps the input's index, the arrays follow by position.
-    # copy=False: the arrays are this call's own, and copying them cost 0.1 s a million rows.
-    columns = {"probability": probability, "band": band, "decision": decision, "status": status}
-    return pd.DataFrame({"account_id": vectors["account_id"].astype(str), **columns}, copy=False)
+        out.put(part, model.score(model_matrix(chunk)), "scored")
+    return out.frame(vectors["account_id"].astype(str))
 
 
 def score_accounts(
@@ -114,10 +137,7 @@ def score_accounts(
     """
     ids = [str(a) for a in account_ids]
     valid = np.array([is_valid(a) for a in ids], dtype=bool)
-    probability = np.full(len(ids), np.nan)
-    band = np.full(len(ids), "unknown", dtype=object)
-    decision = np.full(len(ids), pd.NA, dtype=object)
-    status = np.full(len(ids), INVALID_ID, dtype=object)
+    out = ScoreColumns(len(ids), INVALID_ID)
     positions = np.flatnonzero(valid)
     read = _ChunkReader(store, as_of)
     try:
@@ -126,15 +146,12 @@ def score_accounts(
             for done, start in enumerate(range(0, len(positions), chunk_rows), start=1):
                 where = positions[start : start + chunk_rows]
                 scored = score_vectors(model, read([ids[i] for i in where]))
-                probability[where] = scored["probability"].to_numpy()
-                band[where], status[where] = scored["band"].to_numpy(), scored["status"].to_numpy()
-                decision[where] = scored["decision"].to_numpy(dtype=object)
+                out.put(where, scored, scored["status"].to_numpy())
                 bar.advance(task, len(where))
                 _log_progress(done, start + len(where), len(positions), chunk_rows)
     finally:
         read.close()
-    columns = {"probability": probability, "band": band, "decision": decision}
-    return pd.DataFrame({"account_id": ids, **columns, "status": status}, copy=False)
+    return out.frame(ids)
 
 
 class _ChunkReader:
